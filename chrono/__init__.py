@@ -1,0 +1,1 @@
+"""chrono: whole-system record/replay, snapshots and time travel for RISC-V guests."""

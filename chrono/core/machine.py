@@ -1,0 +1,197 @@
+"""The Python face of the native core: one Machine = one hart + the virt board.
+
+Machine wraps the C handle (chrono._core) and exposes guest RAM, the disk and
+the dirty maps as numpy views over the native buffers (no copies), `run(n)`
+that executes exactly n steps or stops earlier and says why, registers, the
+console, and the complete CPU/device state as bytes.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from chrono._core import ffi, lib
+from chrono.core.board import RAM_BASE
+from chrono.errors import UsageError
+
+PAGE_SIZE = 4096
+
+
+class Stop(enum.IntEnum):
+    """Why Machine.run returned (mirrors enum chrono_stop)."""
+
+    BUDGET = lib.CHRONO_STOP_BUDGET
+    POWEROFF = lib.CHRONO_STOP_POWEROFF
+    REBOOT = lib.CHRONO_STOP_REBOOT
+    HTIF_EXIT = lib.CHRONO_STOP_HTIF_EXIT
+    BREAKPOINT = lib.CHRONO_STOP_BREAKPOINT
+    IDLE = lib.CHRONO_STOP_IDLE
+    OUTPUT = lib.CHRONO_STOP_OUTPUT
+    INPUT = lib.CHRONO_STOP_INPUT
+    FATAL = lib.CHRONO_STOP_FATAL
+
+
+NO_DEADLINE = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class RunResult:
+    reason: Stop
+    executed: int           # steps executed by this call
+    code: int = 0           # poweroff / HTIF exit code
+    deadline: int = NO_DEADLINE  # IDLE: virtual clock of the next timer event
+
+    @property
+    def has_deadline(self) -> bool:
+        return self.deadline != NO_DEADLINE
+
+
+# Register numbering of machine_get_reg / machine_set_reg.
+REG_PC = 32
+REG_PRIV = 33
+
+
+class Machine:
+    """A RISC-V RV64 machine on chrono's QEMU-virt-compatible board."""
+
+    timebase_hz = lib.machine_timebase_hz()
+    steps_per_tick = lib.machine_steps_per_tick()
+
+    def __init__(self, ram_size: int, tohost: int | None = None, fromhost: int | None = None):
+        if ram_size <= 0 or ram_size % PAGE_SIZE:
+            raise UsageError(f"RAM size {ram_size} is not a positive multiple of 4 KiB")
+        cfg = ffi.new("struct chrono_config *")
+        cfg.ram_size = ram_size
+        cfg.htif_tohost = tohost or 0
+        cfg.htif_fromhost = fromhost or 0
+        handle = lib.machine_new(cfg)
+        if handle == ffi.NULL:
+            raise UsageError(f"cannot allocate a machine with {ram_size >> 20} MiB of RAM")
+        self._m = ffi.gc(handle, lib.machine_free)
+        self.ram_size = ram_size
+        self.ram = np.frombuffer(ffi.buffer(lib.machine_ram(self._m), ram_size), dtype=np.uint8)
+        self.ram_dirty = np.frombuffer(
+            ffi.buffer(lib.machine_ram_dirty(self._m), ram_size // PAGE_SIZE), dtype=np.uint8)
+        self.disk = None
+        self._result = ffi.new("struct chrono_result *")
+
+    # ---- memory -----------------------------------------------------------
+    def write_phys(self, address: int, data: bytes) -> None:
+        """Copy bytes into guest RAM at a physical address (host side, marks dirty)."""
+        offset = address - RAM_BASE
+        if offset < 0 or offset + len(data) > self.ram_size:
+            raise UsageError(f"{len(data)} bytes at {address:#x} do not fit in guest RAM")
+        self.ram[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        if data:
+            first, last = offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE
+            self.ram_dirty[first:last + 1] = 1
+
+    def read_phys(self, address: int, length: int) -> bytes:
+        offset = address - RAM_BASE
+        if offset < 0 or offset + length > self.ram_size:
+            raise UsageError(f"{length} bytes at {address:#x} are not in guest RAM")
+        return self.ram[offset:offset + length].tobytes()
+
+    def clear_ram_dirty(self) -> None:
+        lib.machine_clear_ram_dirty(self._m)
+
+    # ---- disk -------------------------------------------------------------
+    def attach_disk(self, disk) -> None:
+        """Attach a chrono.core.disk.Disk as the virtio-blk device (slot 7)."""
+        if lib.machine_attach_disk(self._m, disk.pointer, disk.size) != 0:
+            raise UsageError("a disk is already attached, or its size is not a multiple of 512 bytes")
+        blocks = lib.machine_disk_blocks(self._m)
+        disk.bind(
+            np.frombuffer(ffi.buffer(lib.machine_disk_dirty(self._m), blocks), dtype=np.uint8),
+            np.frombuffer(ffi.buffer(lib.machine_disk_written(self._m), blocks), dtype=np.uint8),
+        )
+        self.disk = disk
+
+    def clear_disk_dirty(self) -> None:
+        lib.machine_clear_disk_dirty(self._m)
+
+    # ---- execution ----------------------------------------------------------
+    def reset(self, pc: int, a0: int = 0, a1: int = 0, a2: int = 0) -> None:
+        lib.machine_reset(self._m, pc, a0, a1, a2)
+
+    def run(self, max_steps: int) -> RunResult:
+        """Execute exactly max_steps steps, or stop earlier and say why."""
+        lib.machine_run(self._m, max_steps, self._result)
+        r = self._result
+        return RunResult(Stop(r.reason), r.executed, r.code, r.deadline)
+
+    @property
+    def steps(self) -> int:
+        """Position: instructions executed or trapped since reset."""
+        return lib.machine_steps(self._m)
+
+    @property
+    def vclock(self) -> int:
+        """Virtual clock in step units (steps plus idle time skipped)."""
+        return lib.machine_vclock(self._m)
+
+    @property
+    def mtime(self) -> int:
+        return lib.machine_mtime(self._m)
+
+    def skip_to(self, vclock: int) -> None:
+        """Jump the virtual clock forward to vclock (idle time; never backwards)."""
+        lib.machine_skip_to(self._m, vclock)
+
+    def add_breakpoint(self, pc: int) -> None:
+        if lib.machine_add_breakpoint(self._m, pc) != 0:
+            raise UsageError("too many breakpoints (the core holds 64)")
+
+    def remove_breakpoint(self, pc: int) -> bool:
+        return lib.machine_remove_breakpoint(self._m, pc) == 0
+
+    # ---- registers ----------------------------------------------------------
+    def reg(self, index: int) -> int:
+        return lib.machine_get_reg(self._m, index)
+
+    def set_reg(self, index: int, value: int) -> None:
+        lib.machine_set_reg(self._m, index, value & (2**64 - 1))
+
+    @property
+    def pc(self) -> int:
+        return self.reg(REG_PC)
+
+    @property
+    def priv(self) -> int:
+        return self.reg(REG_PRIV)
+
+    def registers(self) -> list[int]:
+        """x0..x31 followed by pc."""
+        return [self.reg(i) for i in range(33)]
+
+    def csr(self, number: int) -> int | None:
+        value = ffi.new("uint64_t *")
+        return value[0] if lib.machine_get_csr(self._m, number, value) == 0 else None
+
+    # ---- console ------------------------------------------------------------
+    def console_read(self) -> bytes:
+        buf = ffi.new("uint8_t[]", 8192)
+        n = lib.machine_console_read(self._m, buf, 8192)
+        return ffi.buffer(buf, n)[:]
+
+    def console_write(self, data: bytes) -> int:
+        """Offer bytes to the UART receive FIFO; returns how many it took."""
+        return lib.machine_console_write(self._m, data, len(data))
+
+    def set_input_waiting(self, waiting: bool) -> None:
+        lib.machine_set_input_waiting(self._m, 1 if waiting else 0)
+
+    # ---- state ----------------------------------------------------------------
+    def save_state(self) -> bytes:
+        """CPU and device state (not RAM or disk) as bytes."""
+        size = lib.machine_state_size(self._m)
+        buf = ffi.new("uint8_t[]", size)
+        lib.machine_save_state(self._m, buf, size)
+        return ffi.buffer(buf, size)[:]
+
+    def load_state(self, state: bytes) -> None:
+        if lib.machine_load_state(self._m, state, len(state)) != 0:
+            raise UsageError("cannot load CPU/device state: "
+                             + ffi.string(lib.machine_error(self._m)).decode())

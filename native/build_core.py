@@ -1,0 +1,32 @@
+"""cffi build script for the C core (out-of-line API mode).
+
+`pip install -e .` runs it through setup.py's cffi_modules; it compiles every
+native/*.c into the extension module chrono._core.  chrono_core.h is the whole
+boundary: it is both the cdef and the header the wrapper includes.
+"""
+from pathlib import Path
+
+from cffi import FFI
+
+NATIVE = Path(__file__).resolve().parent
+HEADER = NATIVE / "chrono_core.h"
+
+
+def _cdef_text() -> str:
+    # cffi's cdef does not run the preprocessor: drop #include lines.
+    lines = HEADER.read_text().splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef_text())
+ffibuilder.set_source(
+    "chrono._core",
+    '#include "chrono_core.h"',
+    sources=sorted(str(p.relative_to(NATIVE.parent)) for p in NATIVE.glob("*.c")),
+    include_dirs=[str(NATIVE.relative_to(NATIVE.parent))],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

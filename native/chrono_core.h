@@ -1,0 +1,90 @@
+/* chrono_core.h: the whole boundary between Python (cffi, API mode) and the C core.
+ *
+ * Everything here is plain C types so cffi can parse it as-is.  The machine
+ * owns guest RAM and the dirty maps; the disk buffer is owned by Python (a
+ * MAP_PRIVATE mapping of the image, so guest writes never reach the file).
+ */
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* Why machine_run() returned. */
+enum chrono_stop {
+    CHRONO_STOP_BUDGET = 0,      /* executed exactly the requested number of steps */
+    CHRONO_STOP_POWEROFF = 1,    /* sifive,test0 poweroff; code in result.code */
+    CHRONO_STOP_REBOOT = 2,      /* sifive,test0 reset request */
+    CHRONO_STOP_HTIF_EXIT = 3,   /* tohost exit; code = value >> 1 */
+    CHRONO_STOP_BREAKPOINT = 4,  /* pc hit a breakpoint before executing it */
+    CHRONO_STOP_IDLE = 5,        /* hart in WFI with nothing pending; see result.deadline */
+    CHRONO_STOP_OUTPUT = 6,      /* console output buffer needs draining */
+    CHRONO_STOP_INPUT = 7,       /* guest drained the UART receive FIFO while input_waiting */
+    CHRONO_STOP_FATAL = 8        /* the emulator cannot continue; see machine_error() */
+};
+
+struct chrono_config {
+    uint64_t ram_size;          /* bytes, multiple of 4 KiB, RAM starts at 0x80000000 */
+    uint64_t htif_tohost;       /* physical address of tohost, 0 = no HTIF */
+    uint64_t htif_fromhost;     /* physical address of fromhost, 0 = none */
+};
+
+struct chrono_result {
+    int reason;                 /* enum chrono_stop */
+    uint64_t executed;          /* steps executed by this call */
+    uint64_t code;              /* poweroff / HTIF exit code */
+    uint64_t deadline;          /* for IDLE: virtual clock of the next timer event, or UINT64_MAX */
+};
+
+struct machine;
+
+struct machine *machine_new(const struct chrono_config *cfg);
+void machine_free(struct machine *m);
+const char *machine_error(struct machine *m);
+
+/* Memory and dirty maps (one byte per 4 KiB page / block; nonzero = dirty). */
+uint8_t *machine_ram(struct machine *m);
+uint64_t machine_ram_size(struct machine *m);
+uint8_t *machine_ram_dirty(struct machine *m);
+void machine_clear_ram_dirty(struct machine *m);
+
+/* Attach a disk buffer (size a multiple of 512, owned by the caller, kept alive
+ * for the machine's life).  Returns 0, or -1 if a disk is already attached. */
+int machine_attach_disk(struct machine *m, uint8_t *data, uint64_t size);
+uint8_t *machine_disk_dirty(struct machine *m);      /* since last clear */
+uint8_t *machine_disk_written(struct machine *m);    /* since start: the overlay */
+uint64_t machine_disk_blocks(struct machine *m);
+void machine_clear_disk_dirty(struct machine *m);
+
+/* Execution.  A step is one instruction executed or trapped; the position
+ * (machine_steps) counts them and virtual time derives from it. */
+void machine_reset(struct machine *m, uint64_t pc, uint64_t a0, uint64_t a1, uint64_t a2);
+void machine_run(struct machine *m, uint64_t max_steps, struct chrono_result *out);
+uint64_t machine_steps(struct machine *m);
+uint64_t machine_vclock(struct machine *m);          /* virtual clock, in step units */
+uint64_t machine_mtime(struct machine *m);           /* timebase ticks */
+uint64_t machine_timebase_hz(void);
+uint64_t machine_steps_per_tick(void);
+/* Jump the virtual clock forward to `vclock` (used when idle; never backwards). */
+void machine_skip_to(struct machine *m, uint64_t vclock);
+
+/* Breakpoints on guest pc (virtual address as fetched). */
+int machine_add_breakpoint(struct machine *m, uint64_t pc);
+int machine_remove_breakpoint(struct machine *m, uint64_t pc);
+
+/* Registers: 0-31 = x0..x31, 32 = pc, 33 = privilege level. */
+uint64_t machine_get_reg(struct machine *m, int idx);
+void machine_set_reg(struct machine *m, int idx, uint64_t value);
+/* Debugger view of a CSR; returns 0 and stores the value, -1 if it does not exist. */
+int machine_get_csr(struct machine *m, int csr, uint64_t *value);
+
+/* Console.  Output is buffered in the core and drained by the host. */
+size_t machine_console_read(struct machine *m, uint8_t *buf, size_t len);
+/* Put up to len bytes into the UART receive FIFO; returns how many fit. */
+size_t machine_console_write(struct machine *m, const uint8_t *buf, size_t len);
+/* Tell the core that host input is queued, so it stops with CHRONO_STOP_INPUT
+ * when the guest empties the receive FIFO. */
+void machine_set_input_waiting(struct machine *m, int waiting);
+
+/* Complete CPU + device state as bytes (no host pointers inside). */
+size_t machine_state_size(struct machine *m);
+int machine_save_state(struct machine *m, uint8_t *buf, size_t len);
+int machine_load_state(struct machine *m, const uint8_t *buf, size_t len);

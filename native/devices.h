@@ -1,0 +1,91 @@
+/* devices.h: state of each board device (plain data, saved with memcpy) and
+ * their bus handlers.  Addresses follow QEMU's virt machine. */
+#ifndef CHRONO_DEVICES_H
+#define CHRONO_DEVICES_H
+
+#include <stdint.h>
+#include <stdbool.h>
+
+struct machine;
+
+#define TEST_BASE 0x00100000ull
+#define TEST_SIZE 0x1000ull
+#define CLINT_BASE 0x02000000ull
+#define CLINT_SIZE 0x10000ull
+#define PLIC_BASE 0x0c000000ull
+#define PLIC_SIZE 0x600000ull
+#define UART_BASE 0x10000000ull
+#define UART_SIZE 0x100ull
+#define UART_IRQ 10
+#define VIRTIO_BASE 0x10001000ull       /* slot n at VIRTIO_BASE + n * 0x1000, IRQ 1 + n */
+#define VIRTIO_SLOT_SIZE 0x1000ull
+#define VIRTIO_SLOTS 8
+#define VIRTIO_BLK_SLOT 7               /* where QEMU puts its first device */
+#define RAM_BASE 0x80000000ull
+
+#define PLIC_SOURCES 32                 /* source 0 is reserved */
+#define PLIC_CONTEXTS 2                 /* hart 0: context 0 = M, context 1 = S */
+
+/* A device on the bus: RAM never goes through this table. */
+struct mmio_device {
+    uint64_t base, size;
+    uint8_t sizes;              /* bitmask of allowed access sizes: 1|2|4|8 */
+    /* Return false for an access fault. */
+    bool (*read)(struct machine *m, uint64_t offset, int size, uint64_t *value);
+    bool (*write)(struct machine *m, uint64_t offset, int size, uint64_t value);
+};
+
+struct uart_state {
+    uint8_t rx_fifo[16];
+    uint8_t rx_head, rx_count;
+    uint8_t ier, lcr, mcr, scr, fcr, dll, dlm, msr;
+    uint8_t thre_pending;       /* transmit-empty interrupt armed (cleared by IIR read / THR write) */
+    uint8_t pad[5];
+};
+
+struct clint_state {
+    uint64_t mtimecmp;
+    uint32_t msip;
+    uint32_t pad;
+};
+
+struct plic_state {
+    uint32_t priority[PLIC_SOURCES];
+    uint32_t pending;           /* bit per source */
+    uint32_t claimed;           /* bit per source: claimed, not yet completed */
+    uint32_t level;             /* current line level per source */
+    uint32_t enable[PLIC_CONTEXTS];
+    uint32_t threshold[PLIC_CONTEXTS];
+};
+
+struct virtio_blk_state {
+    uint32_t status;
+    uint32_t device_features_sel;
+    uint32_t driver_features_sel;
+    uint32_t driver_features[2];
+    uint32_t queue_sel;
+    uint32_t queue_num;
+    uint32_t queue_ready;
+    uint32_t interrupt_status;
+    uint32_t config_generation;
+    uint64_t desc_addr, avail_addr, used_addr;
+    uint16_t last_avail_idx;
+    uint16_t pad[3];
+};
+
+/* Line-level interrupt input to the PLIC from a device (irq 1..31). */
+void plic_set_level(struct machine *m, int irq, int level);
+/* Recompute the hart's MEIP/SEIP from the PLIC. */
+void plic_update(struct machine *m);
+
+void uart_reset(struct machine *m);
+size_t uart_receive(struct machine *m, const uint8_t *buf, size_t len);
+void clint_reset(struct machine *m);
+void plic_reset(struct machine *m);
+void virtio_blk_reset(struct machine *m);
+
+/* The bus table (bus.c registers these in address order). */
+extern const struct mmio_device test_device, clint_device, plic_device, uart_device,
+    virtio_mmio_device;          /* all 8 virtio-mmio slots; the block device is in slot 7 */
+
+#endif

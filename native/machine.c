@@ -1,0 +1,263 @@
+/* machine.c: creating a machine, the run loop and the host-facing API.
+ *
+ * The run loop alternates two things: between slices it takes pending
+ * interrupts, notices stops and computes how far the next slice may go (the
+ * budget, or the next timer deadline); cpu_run_slice() then executes without
+ * looking at any of that.  A slice ends early whenever an instruction changes
+ * something interrupts depend on (cpu_kick), so interrupts are taken at
+ * exactly the instruction boundary they become deliverable: deterministic,
+ * whatever the slicing.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "machine.h"
+
+struct machine *machine_new(const struct chrono_config *cfg)
+{
+    if (cfg->ram_size == 0 || cfg->ram_size % PAGE_SIZE || cfg->ram_size > (1ull << 40))
+        return NULL;
+    struct machine *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->cfg = *cfg;
+    m->ram_size = cfg->ram_size;
+    /* Anonymous mapping: zero pages cost nothing until touched. */
+    void *ram = mmap(NULL, cfg->ram_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    m->ram_dirty = calloc(cfg->ram_size / PAGE_SIZE, 1);
+    if (ram == MAP_FAILED || !m->ram_dirty) {
+        if (ram != MAP_FAILED) munmap(ram, cfg->ram_size);
+        free(m->ram_dirty);
+        free(m);
+        return NULL;
+    }
+    m->ram = ram;
+    m->htif_page = cfg->htif_tohost ? cfg->htif_tohost & ~0xfffull : UINT64_MAX;
+    m->stop_reason = -1;
+    machine_reset(m, RAM_BASE, 0, 0, 0);
+    return m;
+}
+
+void machine_free(struct machine *m)
+{
+    if (!m)
+        return;
+    munmap(m->ram, m->ram_size);
+    free(m->ram_dirty);
+    free(m->disk_dirty);
+    free(m->disk_written);
+    free(m);
+}
+
+const char *machine_error(struct machine *m) { return m->error; }
+
+uint8_t *machine_ram(struct machine *m) { return m->ram; }
+uint64_t machine_ram_size(struct machine *m) { return m->ram_size; }
+uint8_t *machine_ram_dirty(struct machine *m) { return m->ram_dirty; }
+
+void machine_clear_ram_dirty(struct machine *m)
+{
+    memset(m->ram_dirty, 0, m->ram_size / PAGE_SIZE);
+    tlb_flush_writes(m);        /* the next store to each page re-marks it */
+}
+
+int machine_attach_disk(struct machine *m, uint8_t *data, uint64_t size)
+{
+    if (m->disk || size % 512)
+        return -1;
+    uint64_t blocks = (size + PAGE_SIZE - 1) / PAGE_SIZE;
+    m->disk_dirty = calloc(blocks ? blocks : 1, 1);
+    m->disk_written = calloc(blocks ? blocks : 1, 1);
+    if (!m->disk_dirty || !m->disk_written)
+        return -1;
+    m->disk = data;
+    m->disk_size = size;
+    virtio_blk_reset(m);
+    return 0;
+}
+
+uint8_t *machine_disk_dirty(struct machine *m) { return m->disk_dirty; }
+uint8_t *machine_disk_written(struct machine *m) { return m->disk_written; }
+uint64_t machine_disk_blocks(struct machine *m) { return (m->disk_size + PAGE_SIZE - 1) / PAGE_SIZE; }
+
+void machine_clear_disk_dirty(struct machine *m)
+{
+    if (m->disk_dirty)
+        memset(m->disk_dirty, 0, machine_disk_blocks(m));
+}
+
+void machine_reset(struct machine *m, uint64_t pc, uint64_t a0, uint64_t a1, uint64_t a2)
+{
+    memset(&m->hart, 0, sizeof m->hart);
+    csr_reset(&m->hart);
+    m->hart.pc = pc;
+    m->hart.x[10] = a0;
+    m->hart.x[11] = a1;
+    m->hart.x[12] = a2;
+    uart_reset(m);
+    clint_reset(m);
+    plic_reset(m);
+    virtio_blk_reset(m);
+    tlb_flush(m);
+}
+
+void cpu_kick(struct machine *m) { m->slice_end = 0; }
+
+void machine_request_stop(struct machine *m, int reason, uint64_t code)
+{
+    if (m->stop_reason < 0) {
+        m->stop_reason = reason;
+        m->stop_code = code;
+    }
+    cpu_kick(m);
+}
+
+void console_put(struct machine *m, uint8_t byte)
+{
+    if (m->console_out_len < CONSOLE_OUT_SIZE)
+        m->console_out[m->console_out_len++] = byte;
+    if (m->console_out_len >= CONSOLE_OUT_HIGH)
+        machine_request_stop(m, CHRONO_STOP_OUTPUT, 0);
+}
+
+static uint64_t vclock_of_tick(uint64_t tick)
+{
+    return tick > UINT64_MAX / STEPS_PER_TICK ? UINT64_MAX : tick * STEPS_PER_TICK;
+}
+
+/* Virtual clock of the next enabled timer interrupt, UINT64_MAX if none. */
+static uint64_t next_timer_vclock(struct machine *m)
+{
+    struct hart *h = &m->hart;
+    uint64_t deadline = UINT64_MAX;
+    if (h->mie & MIP_MTIP)
+        deadline = vclock_of_tick(m->clint.mtimecmp);
+    if ((h->mie & MIP_STIP) && ((h->menvcfg >> 63) & 1)) {
+        uint64_t s = vclock_of_tick(h->stimecmp);
+        if (s < deadline) deadline = s;
+    }
+    return deadline;
+}
+
+void machine_run(struct machine *m, uint64_t max_steps, struct chrono_result *out)
+{
+    struct hart *h = &m->hart;
+    uint64_t start = h->steps;
+    uint64_t target = max_steps > UINT64_MAX - start ? UINT64_MAX : start + max_steps;
+
+    m->stop_reason = -1;
+    m->bp_skip_steps = h->steps;
+    m->bp_skip_pc = h->pc;
+    out->deadline = UINT64_MAX;
+    out->code = 0;
+
+    for (;;) {
+        if (m->stop_reason >= 0)
+            break;
+        if (m->console_out_len >= CONSOLE_OUT_HIGH) {
+            m->stop_reason = CHRONO_STOP_OUTPUT;
+            break;
+        }
+        if (h->steps >= target) {
+            m->stop_reason = CHRONO_STOP_BUDGET;
+            break;
+        }
+        if (hart_pending_interrupts(m))
+            h->wfi = 0;
+        trap_check_interrupts(m);
+        if (h->wfi) {
+            m->stop_reason = CHRONO_STOP_IDLE;
+            out->deadline = next_timer_vclock(m);
+            break;
+        }
+        uint64_t end = target;
+        uint64_t deadline = next_timer_vclock(m);
+        if (deadline != UINT64_MAX && deadline > machine_vclock_now(m)) {
+            uint64_t deadline_steps = deadline - h->idle_skipped;
+            if (deadline_steps < end)
+                end = deadline_steps;
+        }
+        cpu_run_slice(m, end);
+    }
+    out->reason = m->stop_reason;
+    out->code = m->stop_code;
+    out->executed = h->steps - start;
+}
+
+uint64_t machine_steps(struct machine *m) { return m->hart.steps; }
+uint64_t machine_vclock(struct machine *m) { return machine_vclock_now(m); }
+uint64_t machine_mtime(struct machine *m) { return machine_mtime_now(m); }
+uint64_t machine_timebase_hz(void) { return TIMEBASE_HZ; }
+uint64_t machine_steps_per_tick(void) { return STEPS_PER_TICK; }
+
+void machine_skip_to(struct machine *m, uint64_t vclock)
+{
+    uint64_t now = machine_vclock_now(m);
+    if (vclock > now && vclock != UINT64_MAX)
+        m->hart.idle_skipped += vclock - now;
+}
+
+int machine_add_breakpoint(struct machine *m, uint64_t pc)
+{
+    for (int i = 0; i < m->nbreakpoints; i++)
+        if (m->breakpoints[i] == pc) return 0;
+    if (m->nbreakpoints == MAX_BREAKPOINTS) return -1;
+    m->breakpoints[m->nbreakpoints++] = pc;
+    return 0;
+}
+
+int machine_remove_breakpoint(struct machine *m, uint64_t pc)
+{
+    for (int i = 0; i < m->nbreakpoints; i++) {
+        if (m->breakpoints[i] == pc) {
+            m->breakpoints[i] = m->breakpoints[--m->nbreakpoints];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+uint64_t machine_get_reg(struct machine *m, int idx)
+{
+    if (idx >= 0 && idx < 32) return m->hart.x[idx];
+    if (idx == 32) return m->hart.pc;
+    if (idx == 33) return m->hart.priv;
+    return 0;
+}
+
+void machine_set_reg(struct machine *m, int idx, uint64_t value)
+{
+    if (idx > 0 && idx < 32) m->hart.x[idx] = value;
+    else if (idx == 32) m->hart.pc = value;
+    else if (idx == 33 && (value == PRV_U || value == PRV_S || value == PRV_M)) {
+        m->hart.priv = (uint8_t)value;
+        tlb_flush(m);
+    }
+}
+
+int machine_get_csr(struct machine *m, int csr, uint64_t *value)
+{
+    /* A debugger sees every CSR as M-mode would. */
+    uint8_t priv = m->hart.priv;
+    m->hart.priv = PRV_M;
+    bool ok = csr_read(m, csr, value);
+    m->hart.priv = priv;
+    return ok ? 0 : -1;
+}
+
+size_t machine_console_read(struct machine *m, uint8_t *buf, size_t len)
+{
+    size_t n = m->console_out_len < len ? m->console_out_len : len;
+    memcpy(buf, m->console_out, n);
+    memmove(m->console_out, m->console_out + n, m->console_out_len - n);
+    m->console_out_len -= n;
+    return n;
+}
+
+size_t machine_console_write(struct machine *m, const uint8_t *buf, size_t len)
+{
+    return uart_receive(m, buf, len);
+}
+
+void machine_set_input_waiting(struct machine *m, int waiting) { m->input_waiting = waiting; }

@@ -1,0 +1,93 @@
+/* machine.h: the whole machine (hart + board) and the helpers devices share. */
+#ifndef CHRONO_MACHINE_H
+#define CHRONO_MACHINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "chrono_core.h"
+#include "cpu.h"
+#include "devices.h"
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE 4096ull
+#define TIMEBASE_HZ 10000000ull         /* 10 MHz, as QEMU virt */
+#define STEPS_PER_TICK 100ull           /* the guest sees a 1 GHz, one-IPC CPU */
+#define CONSOLE_OUT_SIZE 8192
+#define CONSOLE_OUT_HIGH 6144           /* stop to let the host drain above this */
+#define MAX_BREAKPOINTS 64
+
+struct machine {
+    /* Saved state: plain data, see state.c. */
+    struct hart hart;
+    struct uart_state uart;
+    struct clint_state clint;
+    struct plic_state plic;
+    struct virtio_blk_state vblk;
+
+    /* Host-side resources and caches: never saved. */
+    struct tlb tlb;
+    struct chrono_config cfg;
+    uint8_t *ram;
+    uint64_t ram_size;
+    uint8_t *ram_dirty;
+    uint8_t *disk;
+    uint64_t disk_size;
+    uint8_t *disk_dirty;
+    uint8_t *disk_written;
+    uint64_t htif_page;         /* physical page of tohost, kept out of the write TLB */
+
+    uint64_t slice_end;         /* the executor stops when hart.steps reaches this */
+    int stop_reason;            /* pending stop (enum chrono_stop), -1 = none */
+    uint64_t stop_code;
+    int input_waiting;
+
+    uint8_t console_out[CONSOLE_OUT_SIZE];
+    size_t console_out_len;
+
+    uint64_t breakpoints[MAX_BREAKPOINTS];
+    int nbreakpoints;
+    uint64_t bp_skip_steps, bp_skip_pc;   /* resume over the breakpoint we stopped at */
+
+    char error[256];
+};
+
+/* Ask the run loop to return after the current instruction. */
+void machine_request_stop(struct machine *m, int reason, uint64_t code);
+/* Virtual clock in step units, and the timebase derived from it. */
+static inline uint64_t machine_vclock_now(struct machine *m)
+{
+    return m->hart.steps + m->hart.idle_skipped;
+}
+static inline uint64_t machine_mtime_now(struct machine *m)
+{
+    return machine_vclock_now(m) / STEPS_PER_TICK;
+}
+/* Append guest console output (UART THR, HTIF putchar). */
+void console_put(struct machine *m, uint8_t byte);
+
+/* RAM helpers for devices and the page walker: physical, bounds-checked,
+ * marking dirty pages on writes.  Return false if the range is not RAM. */
+bool phys_read(struct machine *m, uint64_t paddr, void *dst, uint64_t len);
+bool phys_write(struct machine *m, uint64_t paddr, const void *src, uint64_t len);
+static inline bool phys_is_ram(struct machine *m, uint64_t paddr, uint64_t len)
+{
+    return paddr >= RAM_BASE && paddr - RAM_BASE <= m->ram_size && len <= m->ram_size - (paddr - RAM_BASE);
+}
+static inline void ram_mark_dirty(struct machine *m, uint64_t paddr)
+{
+    m->ram_dirty[(paddr - RAM_BASE) >> PAGE_SHIFT] = 1;
+}
+
+/* bus.c: physical access to RAM or a device (size 1/2/4/8, naturally aligned
+ * for devices).  False = access fault. */
+bool bus_read(struct machine *m, uint64_t paddr, int size, uint64_t *value);
+bool bus_write(struct machine *m, uint64_t paddr, int size, uint64_t value);
+
+/* Disk helpers (virtio-blk): offsets in bytes; writes mark blocks dirty/written. */
+void disk_mark_written(struct machine *m, uint64_t offset, uint64_t len);
+
+/* htif.c: a store of `size` bytes at paddr landed in the tohost page. */
+void htif_store(struct machine *m, uint64_t paddr, int size);
+
+#endif

@@ -1,0 +1,295 @@
+/* mmu.c: Sv39/Sv48 translation with hardware A/D updates, the software TLB,
+ * and the slow paths for loads, stores, fetches and atomics.
+ *
+ * The TLB only ever caches 4 KiB RAM pages whose PMP verdict is uniform; a
+ * write entry is filled only once the page is marked dirty (that is the
+ * whole dirty-tracking cost of the store fast path) and never for the HTIF
+ * tohost page, whose stores must be seen.
+ */
+#include <string.h>
+#include "machine.h"
+
+int mmu_data_set(struct hart *h)
+{
+    int priv = h->priv;
+    if (priv == PRV_M && (h->mstatus & MSTATUS_MPRV))
+        priv = (int)((h->mstatus & MSTATUS_MPP) >> MSTATUS_MPP_SHIFT);
+    if (priv == PRV_M) return TLB_SET_M;
+    if (priv == PRV_S) return (h->mstatus & MSTATUS_SUM) ? TLB_SET_S_SUM : TLB_SET_S;
+    return TLB_SET_U;
+}
+
+static int exec_set(struct hart *h)
+{
+    return h->priv == PRV_M ? TLB_SET_M : h->priv == PRV_S ? TLB_SET_S : TLB_SET_U;
+}
+
+static int set_priv(int set)
+{
+    return set == TLB_SET_M ? PRV_M : set == TLB_SET_U ? PRV_U : PRV_S;
+}
+
+void tlb_flush(struct machine *m)
+{
+    struct tlb_entry *e = &m->tlb.e[0][0][0];
+    for (size_t i = 0; i < sizeof m->tlb.e / sizeof *e; i++)
+        e[i].tag = TLB_INVALID;
+}
+
+void tlb_flush_writes(struct machine *m)
+{
+    for (int set = 0; set < 4; set++)
+        for (int i = 0; i < TLB_SIZE; i++)
+            m->tlb.e[set][ACCESS_WRITE][i].tag = TLB_INVALID;
+}
+
+static const uint64_t page_fault_cause[3] = {
+    CAUSE_LOAD_PAGE_FAULT, CAUSE_STORE_PAGE_FAULT, CAUSE_FETCH_PAGE_FAULT };
+static const uint64_t access_fault_cause[3] = {
+    CAUSE_LOAD_ACCESS, CAUSE_STORE_ACCESS, CAUSE_FETCH_ACCESS };
+
+bool mmu_translate(struct machine *m, uint64_t va, enum access_type type,
+                   int set, uint64_t *pa, uint64_t *cause)
+{
+    struct hart *h = &m->hart;
+    int priv = set_priv(set);
+    uint64_t mode = h->satp >> 60;
+
+    if (priv == PRV_M || mode == SATP_MODE_BARE) {
+        if (va >> 56) {                                 /* beyond the physical address space */
+            *cause = access_fault_cause[type];
+            return false;
+        }
+        *pa = va;
+        return true;
+    }
+
+    int levels = mode == SATP_MODE_SV39 ? 3 : 4;
+    int va_bits = 12 + 9 * levels;
+    if ((uint64_t)((int64_t)(va << (64 - va_bits)) >> (64 - va_bits)) != va) {
+        *cause = page_fault_cause[type];                /* not sign-extended */
+        return false;
+    }
+
+    uint64_t table = (h->satp & ((1ull << 44) - 1)) << PAGE_SHIFT;
+    uint64_t pte = 0, pte_addr = 0;
+    int level;
+    for (level = levels - 1; ; level--) {
+        pte_addr = table + ((va >> (PAGE_SHIFT + 9 * level)) & 511) * 8;
+        if (!phys_is_ram(m, pte_addr, 8) || !pmp_check(h, pte_addr, 8, ACCESS_READ, PRV_S)) {
+            *cause = access_fault_cause[type];
+            return false;
+        }
+        memcpy(&pte, m->ram + (pte_addr - RAM_BASE), 8);
+        /* Invalid, W without R, or bits we do not implement (PBMT, N, reserved). */
+        if (!(pte & PTE_V) || (!(pte & PTE_R) && (pte & PTE_W)) || (pte >> 54))
+            goto page_fault;
+        if (pte & (PTE_R | PTE_X))
+            break;                                      /* leaf */
+        if (level == 0 || (pte & (PTE_D | PTE_A | PTE_U)))
+            goto page_fault;                            /* non-leaf must have D, A, U clear */
+        table = ((pte >> 10) & ((1ull << 44) - 1)) << PAGE_SHIFT;
+    }
+
+    uint64_t ppn = (pte >> 10) & ((1ull << 44) - 1);
+    if (level > 0 && (ppn & ((1ull << (9 * level)) - 1)))
+        goto page_fault;                                /* misaligned superpage */
+
+    if (priv == PRV_U && !(pte & PTE_U)) goto page_fault;
+    if (priv == PRV_S && (pte & PTE_U) && (type == ACCESS_EXEC || set != TLB_SET_S_SUM))
+        goto page_fault;
+    switch (type) {
+    case ACCESS_READ:
+        if (!(pte & PTE_R) && !((h->mstatus & MSTATUS_MXR) && (pte & PTE_X))) goto page_fault;
+        break;
+    case ACCESS_WRITE:
+        if (!(pte & PTE_W)) goto page_fault;
+        break;
+    case ACCESS_EXEC:
+        if (!(pte & PTE_X)) goto page_fault;
+        break;
+    }
+
+    /* Hardware A/D update (Svade not implemented): write back the PTE. */
+    uint64_t want = PTE_A | (type == ACCESS_WRITE ? PTE_D : 0);
+    if ((pte & want) != want) {
+        if (!pmp_check(h, pte_addr, 8, ACCESS_WRITE, PRV_S)) {
+            *cause = access_fault_cause[type];
+            return false;
+        }
+        pte |= want;
+        memcpy(m->ram + (pte_addr - RAM_BASE), &pte, 8);
+        ram_mark_dirty(m, pte_addr);
+    }
+
+    uint64_t offset_mask = (1ull << (PAGE_SHIFT + 9 * level)) - 1;
+    *pa = (ppn << PAGE_SHIFT) | (va & offset_mask);
+    return true;
+
+page_fault:
+    *cause = page_fault_cause[type];
+    return false;
+}
+
+/* Cache the translation of va's page if it is uniformly accessible RAM. */
+static void tlb_fill(struct machine *m, int set, enum access_type type, uint64_t va, uint64_t pa)
+{
+    uint64_t vpage = va & ~0xfffull, ppage = pa & ~0xfffull;
+    if (!phys_is_ram(m, ppage, PAGE_SIZE))
+        return;
+    if (!pmp_page_allows(&m->hart, ppage, type, set_priv(set)))
+        return;
+    if (type == ACCESS_WRITE) {
+        if (ppage == m->htif_page)
+            return;
+        ram_mark_dirty(m, ppage);
+    }
+    struct tlb_entry *e = &m->tlb.e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    e->tag = vpage;
+    e->addend = (uintptr_t)(m->ram + (ppage - RAM_BASE)) - vpage;
+}
+
+/* Translate + PMP for one naturally contained access; traps on failure. */
+static bool access_paddr(struct machine *m, uint64_t va, uint64_t size, enum access_type type,
+                         int set, uint64_t *pa)
+{
+    uint64_t cause;
+    if (!mmu_translate(m, va, type, set, pa, &cause)) {
+        trap_exception(m, cause, va);
+        return false;
+    }
+    if (!pmp_check(&m->hart, *pa, size, type, set_priv(set))) {
+        trap_exception(m, access_fault_cause[type], va);
+        return false;
+    }
+    return true;
+}
+
+bool mmu_load_slow(struct machine *m, uint64_t va, int size, uint64_t *value)
+{
+    int set = mmu_data_set(&m->hart);
+    uint64_t pa;
+
+    if (!(va & (uint64_t)(size - 1))) {
+        if (!access_paddr(m, va, (uint64_t)size, ACCESS_READ, set, &pa))
+            return false;
+        if (phys_is_ram(m, pa, (uint64_t)size)) {
+            tlb_fill(m, set, ACCESS_READ, va, pa);
+            *value = 0;
+            memcpy(value, m->ram + (pa - RAM_BASE), (size_t)size);
+            return true;
+        }
+        if (!bus_read(m, pa, size, value)) {
+            trap_exception(m, CAUSE_LOAD_ACCESS, va);
+            return false;
+        }
+        return true;
+    }
+
+    /* Misaligned: assemble byte by byte from RAM (the pages may differ). */
+    uint64_t v = 0;
+    for (int i = 0; i < size; i++) {
+        if (!access_paddr(m, va + i, 1, ACCESS_READ, set, &pa))
+            return false;
+        if (!phys_is_ram(m, pa, 1)) {
+            trap_exception(m, CAUSE_LOAD_ACCESS, va + i);
+            return false;
+        }
+        v |= (uint64_t)m->ram[pa - RAM_BASE] << (8 * i);
+    }
+    *value = v;
+    return true;
+}
+
+bool mmu_store_slow(struct machine *m, uint64_t va, int size, uint64_t value)
+{
+    int set = mmu_data_set(&m->hart);
+    uint64_t pa;
+
+    if (!(va & (uint64_t)(size - 1))) {
+        if (!access_paddr(m, va, (uint64_t)size, ACCESS_WRITE, set, &pa))
+            return false;
+        if (phys_is_ram(m, pa, (uint64_t)size)) {
+            tlb_fill(m, set, ACCESS_WRITE, va, pa);
+            memcpy(m->ram + (pa - RAM_BASE), &value, (size_t)size);
+            ram_mark_dirty(m, pa);
+            if ((pa & ~0xfffull) == m->htif_page)
+                htif_store(m, pa, size);
+            return true;
+        }
+        if (!bus_write(m, pa, size, value)) {
+            trap_exception(m, CAUSE_STORE_ACCESS, va);
+            return false;
+        }
+        return true;
+    }
+
+    /* Misaligned: check every byte first so a fault leaves memory untouched. */
+    uint64_t pas[8];
+    for (int i = 0; i < size; i++) {
+        if (!access_paddr(m, va + i, 1, ACCESS_WRITE, set, &pas[i]))
+            return false;
+        if (!phys_is_ram(m, pas[i], 1)) {
+            trap_exception(m, CAUSE_STORE_ACCESS, va + i);
+            return false;
+        }
+    }
+    for (int i = 0; i < size; i++) {
+        m->ram[pas[i] - RAM_BASE] = (uint8_t)(value >> (8 * i));
+        ram_mark_dirty(m, pas[i]);
+    }
+    if ((pas[0] & ~0xfffull) == m->htif_page || (pas[size - 1] & ~0xfffull) == m->htif_page)
+        htif_store(m, pas[0], size);
+    return true;
+}
+
+bool mmu_host_ptr(struct machine *m, uint64_t va, int size, uint8_t **host)
+{
+    int set = mmu_data_set(&m->hart);
+    struct tlb_entry *e = &m->tlb.e[set][ACCESS_WRITE][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    if (e->tag == (va & ~0xfffull)) {
+        *host = (uint8_t *)(e->addend + va);
+        return true;
+    }
+    uint64_t pa;
+    if (!access_paddr(m, va, (uint64_t)size, ACCESS_WRITE, set, &pa))
+        return false;
+    if (!phys_is_ram(m, pa, (uint64_t)size) ||
+        !pmp_check(&m->hart, pa, (uint64_t)size, ACCESS_READ, set_priv(set))) {
+        trap_exception(m, CAUSE_STORE_ACCESS, va);      /* AMOs on devices are not supported */
+        return false;
+    }
+    tlb_fill(m, set, ACCESS_WRITE, va, pa);
+    ram_mark_dirty(m, pa);
+    *host = m->ram + (pa - RAM_BASE);
+    return true;
+}
+
+bool mmu_fetch_slow(struct machine *m, uint64_t va, uint16_t *parcel)
+{
+    uint64_t pa;
+    if (!access_paddr(m, va, 2, ACCESS_EXEC, exec_set(&m->hart), &pa))
+        return false;
+    if (!phys_is_ram(m, pa, 2)) {
+        trap_exception(m, CAUSE_FETCH_ACCESS, va);
+        return false;
+    }
+    memcpy(parcel, m->ram + (pa - RAM_BASE), 2);
+    return true;
+}
+
+uint8_t *mmu_exec_page(struct machine *m, uint64_t va)
+{
+    int set = exec_set(&m->hart);
+    struct tlb_entry *e = &m->tlb.e[set][ACCESS_EXEC][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    uint64_t vpage = va & ~0xfffull;
+    if (e->tag != vpage) {
+        uint64_t pa, cause;
+        if (!mmu_translate(m, va, ACCESS_EXEC, set, &pa, &cause))
+            return NULL;
+        tlb_fill(m, set, ACCESS_EXEC, va, pa);
+        if (e->tag != vpage)
+            return NULL;                                /* not cacheable: use the slow path */
+    }
+    return (uint8_t *)(e->addend + vpage);
+}
