@@ -1,0 +1,79 @@
+"""Turning user options into a running machine: images, disk, device tree.
+
+This is what `chrono run` (and later `record`) calls; it holds no policy about
+consoles or exit codes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from chrono.core.board import BoardConfig
+from chrono.core.disk import Disk
+from chrono.core.loader import BootImage, plan_boot
+from chrono.core.machine import Machine
+from chrono.errors import ImageError
+
+DEFAULT_RAM = 128 << 20
+DEMO_BLANK_DISK = 8 << 20          # the demo guest formats a blank disk at boot
+
+
+def demo_guest_path() -> Path:
+    """The built-in demo guest, shipped as package data."""
+    path = Path(str(resources.files("chrono") / "data" / "demo.elf"))
+    if not path.is_file():
+        raise ImageError(f"the built-in demo guest is missing ({path}); rebuild it with "
+                         "`make -C guests/demo install` or reinstall chrono")
+    return path
+
+
+@dataclass
+class GuestSpec:
+    """What to boot.  With neither kernel nor bios, the demo guest boots."""
+
+    kernel: Path | None = None
+    bios: Path | None = None
+    initrd: Path | None = None
+    append: str = ""
+    disk: Path | None = None
+    ram_size: int = DEFAULT_RAM
+
+    @property
+    def is_demo(self) -> bool:
+        return self.kernel is None and self.bios is None
+
+
+@dataclass
+class Guest:
+    """A machine loaded with its boot image and disk."""
+
+    machine: Machine
+    boot: BootImage
+    config: BoardConfig
+    disk: Disk | None
+
+    def reset(self) -> None:
+        """Load the boot image and reset the hart and devices (power-on or reboot)."""
+        for address, data in self.boot.segments:
+            self.machine.write_phys(address, data)
+        b = self.boot
+        self.machine.reset(b.entry, b.a0, b.a1, b.a2)
+
+
+def launch(spec: GuestSpec) -> Guest:
+    kernel = demo_guest_path() if spec.is_demo else spec.kernel
+    if spec.disk is not None:
+        disk = Disk.open(spec.disk)
+    elif spec.is_demo:
+        disk = Disk.blank(DEMO_BLANK_DISK)
+    else:
+        disk = None
+    boot, config = plan_boot(spec.ram_size, kernel=kernel, bios=spec.bios, initrd=spec.initrd,
+                             append=spec.append, has_disk=disk is not None)
+    machine = Machine(spec.ram_size, tohost=boot.tohost, fromhost=boot.fromhost)
+    if disk is not None:
+        machine.attach_disk(disk)
+    guest = Guest(machine, boot, config, disk)
+    guest.reset()
+    return guest
