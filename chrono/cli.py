@@ -95,7 +95,7 @@ def run(kernel, bios, initrd, append, disk, commit, ram_size, max_insns, pace):
                              disk=disk, ram_size=ram_size))
     console = Console()
     try:
-        outcome = Session(guest.machine, reboot=guest.reset).run(
+        outcome = Session(guest.machine, reboot=guest.reboot).run(
             console, max_steps=max_insns, paced=pace)
     finally:
         console.close()

@@ -27,7 +27,8 @@ static inline uint64_t tlb_key(uint64_t va, int size)
     return va & (~0xfffull | (uint64_t)(size - 1));
 }
 
-static inline bool load(struct machine *m, struct tlb_entry *tlb, uint64_t va, int size, uint64_t *out)
+/* TLB hit: do the access and return true; a miss returns false untouched. */
+static inline bool load_fast(struct tlb_entry *tlb, uint64_t va, int size, uint64_t *out)
 {
     struct tlb_entry *e = &tlb[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
     if (likely(e->tag == tlb_key(va, size))) {
@@ -39,10 +40,10 @@ static inline bool load(struct machine *m, struct tlb_entry *tlb, uint64_t va, i
         default: { uint64_t v; memcpy(&v, p, 8); *out = v; return true; }
         }
     }
-    return mmu_load_slow(m, va, size, out);
+    return false;
 }
 
-static inline bool store(struct machine *m, struct tlb_entry *tlb, uint64_t va, int size, uint64_t value)
+static inline bool store_fast(struct tlb_entry *tlb, uint64_t va, int size, uint64_t value)
 {
     struct tlb_entry *e = &tlb[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
     if (likely(e->tag == tlb_key(va, size))) {
@@ -54,7 +55,7 @@ static inline bool store(struct machine *m, struct tlb_entry *tlb, uint64_t va, 
         default: memcpy(p, &value, 8); return true;
         }
     }
-    return mmu_store_slow(m, va, size, value);
+    return false;
 }
 
 /* ---- M extension helpers (RISC-V defines division by zero and overflow) -- */
@@ -271,20 +272,44 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
     uint64_t code_page = TLB_INVALID;   /* virtual page the code pointer is valid for */
     uint8_t *code = NULL;               /* host address of code_page */
     uint64_t pc = h->pc;
+    uint64_t steps = h->steps;          /* h->steps and h->pc are written back on every slow path */
+    uint64_t end = slice_end;           /* reloaded after slow paths: cpu_kick() zeroes m->slice_end */
+    bool check_breakpoints = m->nbreakpoints != 0;
 
     m->slice_end = slice_end;
 
+/* Before any call out of the fast path: the callee may read pc or steps. */
+#define SYNC() (h->pc = pc, h->steps = steps)
+/* Memory accesses: a TLB hit stays inline, a miss takes the slow path. */
+#define LOAD(va, size, out) do { \
+        uint64_t va_ = (va); \
+        if (!load_fast(tlb_r, va_, (size), (out))) { \
+            SYNC(); \
+            bool ok_ = mmu_load_slow(m, va_, (size), (out)); \
+            end = m->slice_end; \
+            if (!ok_) goto trapped; \
+        } \
+    } while (0)
+#define STORE(va, size, value) do { \
+        uint64_t va_ = (va); \
+        if (!store_fast(tlb_w, va_, (size), (value))) { \
+            SYNC(); \
+            bool ok_ = mmu_store_slow(m, va_, (size), (value)); \
+            end = m->slice_end; \
+            if (!ok_) goto trapped; \
+        } \
+    } while (0)
 /* Leave the fast path: write pc back, raise the trap, continue at the handler. */
 #define TRAP(cause, tval) do { h->pc = pc; trap_exception(m, (cause), (tval)); goto trapped; } while (0)
 #define ILLEGAL() TRAP(CAUSE_ILLEGAL_INSTRUCTION, insn)
 
-    while (h->steps < m->slice_end) {
+    while (steps < end) {
         uint32_t insn;
         uint64_t next;
 
-        if (unlikely(m->nbreakpoints) && at_breakpoint(m, pc) &&
-            !(h->steps == m->bp_skip_steps && pc == m->bp_skip_pc)) {
-            h->pc = pc;
+        if (unlikely(check_breakpoints) && at_breakpoint(m, pc) &&
+            !(steps == m->bp_skip_steps && pc == m->bp_skip_pc)) {
+            SYNC();
             machine_request_stop(m, CHRONO_STOP_BREAKPOINT, pc);
             return;
         }
@@ -301,7 +326,7 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
                 insn = lo;
                 if ((lo & 3) == 3) {
                     uint16_t hi;
-                    h->pc = pc;
+                    SYNC();
                     if (!mmu_fetch_slow(m, pc + 2, &hi)) goto trapped;
                     insn |= (uint32_t)hi << 16;
                 }
@@ -314,7 +339,7 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
                 continue;
             }
             uint16_t lo, hi;
-            h->pc = pc;
+            SYNC();
             if (!mmu_fetch_slow(m, pc, &lo)) goto trapped;
             insn = lo;
             if ((lo & 3) == 3) {
@@ -343,29 +368,25 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
             case 0x02: {                                /* c.lw */
                 uint64_t imm = ((insn >> 7) & 0x38) | ((insn >> 4) & 0x4) | ((insn << 1) & 0x40);
                 uint64_t v;
-                h->pc = pc;
-                if (!load(m, tlb_r, x[rs1p] + imm, 4, &v)) goto trapped;
+                LOAD(x[rs1p] + imm, 4, &v);
                 x[rdp] = (uint64_t)(int64_t)(int32_t)v;
                 break;
             }
             case 0x03: {                                /* c.ld */
                 uint64_t imm = ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0);
                 uint64_t v;
-                h->pc = pc;
-                if (!load(m, tlb_r, x[rs1p] + imm, 8, &v)) goto trapped;
+                LOAD(x[rs1p] + imm, 8, &v);
                 x[rdp] = v;
                 break;
             }
             case 0x06: {                                /* c.sw */
                 uint64_t imm = ((insn >> 7) & 0x38) | ((insn >> 4) & 0x4) | ((insn << 1) & 0x40);
-                h->pc = pc;
-                if (!store(m, tlb_w, x[rs1p] + imm, 4, x[rdp])) goto trapped;
+                STORE(x[rs1p] + imm, 4, x[rdp]);
                 break;
             }
             case 0x07: {                                /* c.sd */
                 uint64_t imm = ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0);
-                h->pc = pc;
-                if (!store(m, tlb_w, x[rs1p] + imm, 8, x[rdp])) goto trapped;
+                STORE(x[rs1p] + imm, 8, x[rdp]);
                 break;
             }
             case 0x08:                                  /* c.addi / c.nop */
@@ -431,8 +452,7 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
                 uint64_t imm = ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1c) | ((insn << 4) & 0xc0);
                 uint64_t v;
                 if (rd == 0) ILLEGAL();
-                h->pc = pc;
-                if (!load(m, tlb_r, x[2] + imm, 4, &v)) goto trapped;
+                LOAD(x[2] + imm, 4, &v);
                 x[rd] = (uint64_t)(int64_t)(int32_t)v;
                 break;
             }
@@ -440,8 +460,7 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
                 uint64_t imm = ((insn >> 7) & 0x20) | ((insn >> 2) & 0x18) | ((insn << 4) & 0x1c0);
                 uint64_t v;
                 if (rd == 0) ILLEGAL();
-                h->pc = pc;
-                if (!load(m, tlb_r, x[2] + imm, 8, &v)) goto trapped;
+                LOAD(x[2] + imm, 8, &v);
                 x[rd] = v;
                 break;
             }
@@ -466,14 +485,12 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
                 break;
             case 0x16: {                                /* c.swsp */
                 uint64_t imm = ((insn >> 7) & 0x3c) | ((insn >> 1) & 0xc0);
-                h->pc = pc;
-                if (!store(m, tlb_w, x[2] + imm, 4, x[rs2])) goto trapped;
+                STORE(x[2] + imm, 4, x[rs2]);
                 break;
             }
             case 0x17: {                                /* c.sdsp */
                 uint64_t imm = ((insn >> 7) & 0x38) | ((insn >> 1) & 0x1c0);
-                h->pc = pc;
-                if (!store(m, tlb_w, x[2] + imm, 8, x[rs2])) goto trapped;
+                STORE(x[2] + imm, 8, x[rs2]);
                 break;
             }
             default:                                    /* FP loads/stores, reserved */
@@ -530,15 +547,14 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
             }
             case 0x00: {                                /* loads */
                 uint64_t va = x[rs1] + (uint64_t)imm_i, v;
-                h->pc = pc;
                 switch (funct3) {
-                case 0: if (!load(m, tlb_r, va, 1, &v)) goto trapped; v = (uint64_t)(int64_t)(int8_t)v; break;
-                case 1: if (!load(m, tlb_r, va, 2, &v)) goto trapped; v = (uint64_t)(int64_t)(int16_t)v; break;
-                case 2: if (!load(m, tlb_r, va, 4, &v)) goto trapped; v = (uint64_t)(int64_t)(int32_t)v; break;
-                case 3: if (!load(m, tlb_r, va, 8, &v)) goto trapped; break;
-                case 4: if (!load(m, tlb_r, va, 1, &v)) goto trapped; break;
-                case 5: if (!load(m, tlb_r, va, 2, &v)) goto trapped; break;
-                case 6: if (!load(m, tlb_r, va, 4, &v)) goto trapped; break;
+                case 0: LOAD(va, 1, &v); v = (uint64_t)(int64_t)(int8_t)v; break;
+                case 1: LOAD(va, 2, &v); v = (uint64_t)(int64_t)(int16_t)v; break;
+                case 2: LOAD(va, 4, &v); v = (uint64_t)(int64_t)(int32_t)v; break;
+                case 3: LOAD(va, 8, &v); break;
+                case 4: LOAD(va, 1, &v); break;
+                case 5: LOAD(va, 2, &v); break;
+                case 6: LOAD(va, 4, &v); break;
                 default: ILLEGAL();
                 }
                 x[rd] = v;
@@ -548,8 +564,7 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
                 uint64_t imm = (uint64_t)(((int64_t)(int32_t)(insn & 0xfe000000) >> 20) | ((insn >> 7) & 0x1f));
                 uint64_t va = x[rs1] + imm;
                 if (funct3 > 3) ILLEGAL();
-                h->pc = pc;
-                if (!store(m, tlb_w, va, 1 << funct3, x[rs2])) goto trapped;
+                STORE(va, 1 << funct3, x[rs2]);
                 break;
             }
             case 0x04: {                                /* op-imm */
@@ -652,14 +667,18 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
                 ILLEGAL();
             case 0x0b: {                                /* amo */
                 if (funct3 != 2 && funct3 != 3) ILLEGAL();
-                h->pc = pc;
-                if (!exec_atomic(m, insn, funct3 == 2 ? 4 : 8)) goto trapped;
+                SYNC();
+                bool ok = exec_atomic(m, insn, funct3 == 2 ? 4 : 8);
+                end = m->slice_end;
+                if (!ok) goto trapped;
                 break;
             }
             case 0x1c: {                                /* system */
                 bool jumped = false;
-                h->pc = pc;
-                if (!exec_system(m, insn, &jumped)) goto trapped;
+                SYNC();
+                bool ok = exec_system(m, insn, &jumped);
+                end = m->slice_end;
+                if (!ok) goto trapped;
                 if (jumped) next = h->pc;
                 /* CSR writes may change privilege, translation or interrupts. */
                 dset = mmu_data_set(h);
@@ -674,7 +693,7 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
         }
         x[0] = 0;
         pc = next;
-        h->steps++;
+        steps++;
         continue;
 
     trapped:
@@ -682,13 +701,17 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
          * instruction is one step; translation context may have changed. */
         x[0] = 0;
         pc = h->pc;
-        h->steps++;
+        steps++;
+        end = m->slice_end;
         dset = mmu_data_set(h);
         tlb_r = m->tlb.e[dset][ACCESS_READ];
         tlb_w = m->tlb.e[dset][ACCESS_WRITE];
         code_page = TLB_INVALID;
     }
-    h->pc = pc;
+    SYNC();
 #undef TRAP
 #undef ILLEGAL
+#undef LOAD
+#undef STORE
+#undef SYNC
 }

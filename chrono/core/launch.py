@@ -54,11 +54,18 @@ class Guest:
     disk: Disk | None
 
     def reset(self) -> None:
-        """Load the boot image and reset the hart and devices (power-on or reboot)."""
+        """Load the boot image and reset the hart and devices (power-on)."""
         for address, data in self.boot.segments:
             self.machine.write_phys(address, data)
         b = self.boot
         self.machine.reset(b.entry, b.a0, b.a1, b.a2)
+
+    def reboot(self) -> None:
+        """A guest-requested reset: RAM is cleared (the images rely on zeroed
+        BSS), the disk overlay survives, as on real hardware."""
+        self.machine.ram[:] = 0
+        self.machine.ram_dirty[:] = 1
+        self.reset()
 
 
 def launch(spec: GuestSpec) -> Guest:

@@ -1,0 +1,1 @@
+"""The machine: board facts, device tree, guest loading and the native core's Python face."""
