@@ -228,10 +228,10 @@ def _read_kernel(path: PathLike, firmware: _Payload | None) -> _Payload:
     data = read_image_file(path, "--kernel")
     if is_elf(data):
         elf = parse_elf(data, label)
-        # Without firmware the ELF itself runs first, from its entry point.
-        # With firmware, QEMU 7.2 hands fw_dynamic the ELF's lowest address
-        # rather than its entry, as fw_jump and raw images also start there.
-        entry = elf.entry if firmware is None else elf.low
+        # The ELF starts at its entry point, with or without firmware before it.
+        # (QEMU 7.2 hands fw_dynamic the lowest loaded address instead, which
+        # is wrong whenever the first segment also holds the ELF headers.)
+        entry = elf.entry
         return _Payload("--kernel", label, "kernel ELF", elf.segments, entry, elf.symbols)
 
     check_not_compressed(data, label)
