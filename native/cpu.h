@@ -15,7 +15,8 @@ struct hart {
     uint64_t f[32];             /* F/D registers (reserved until the FPU lands) */
     uint64_t steps;             /* instructions executed or trapped: the position */
     uint64_t idle_skipped;      /* virtual clock added by idle jumps, in step units */
-    uint64_t minstret_offset;   /* minstret = steps + offset (writes move the offset) */
+    uint64_t exceptions;        /* steps that trapped instead of retiring */
+    uint64_t minstret_offset;   /* minstret = steps - exceptions + offset (writes move the offset) */
     uint64_t mcycle_offset;     /* mcycle = vclock + offset */
     uint64_t minstret_frozen;   /* value held while mcountinhibit.IR is set */
     uint64_t mcycle_frozen;     /* value held while mcountinhibit.CY is set */

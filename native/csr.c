@@ -59,9 +59,15 @@ static void write_mstatus(struct machine *m, uint64_t value, uint64_t writable)
     cpu_kick(m);                /* interrupt enables or the data TLB set may have changed */
 }
 
+/* Instructions retired: steps that did not trap (ecall and ebreak trap, so they do not count). */
+static uint64_t retired(struct hart *h)
+{
+    return h->steps - h->exceptions;
+}
+
 static uint64_t csr_minstret(struct hart *h)
 {
-    return (h->mcountinhibit & 4) ? h->minstret_frozen : h->steps + h->minstret_offset;
+    return (h->mcountinhibit & 4) ? h->minstret_frozen : retired(h) + h->minstret_offset;
 }
 
 static uint64_t csr_mcycle(struct machine *m)
@@ -261,7 +267,7 @@ bool csr_write(struct machine *m, int csr, uint64_t value)
         h->mcycle_frozen = cycle;
         h->minstret_frozen = instret;
         h->mcycle_offset = cycle - machine_vclock_now(m);
-        h->minstret_offset = instret - h->steps;
+        h->minstret_offset = instret - retired(h);
         return true;
     }
     case CSR_MSCRATCH: h->mscratch = value; return true;
@@ -281,7 +287,7 @@ bool csr_write(struct machine *m, int csr, uint64_t value)
         return true;
     case CSR_MINSTRET:
         if (h->mcountinhibit & 4) h->minstret_frozen = value;
-        else h->minstret_offset = value - (h->steps + 1);
+        else h->minstret_offset = value - (retired(h) + 1);
         return true;
     }
     if (csr >= CSR_TSELECT && csr <= CSR_TINFO) return true;

@@ -1,23 +1,23 @@
-/* execute.c: fetch, decode and execute RV64IMAC + Zicsr + Zifencei.
+/* execute.c: execute RV64IMAC + Zicsr + Zifencei.
  *
- * One function runs a slice of instructions.  The hot path keeps pc in a local
- * variable, fetches through a cached host pointer to the current code page and
- * does loads/stores through the software TLB; everything unusual (TLB misses,
- * MMIO, misaligned accesses, traps, CSRs) leaves through a slow path that
- * writes pc back first.  Interrupts, timers and the budget are checked by the
- * run loop between slices (see machine.c); anything that may change them
- * calls cpu_kick() to end the slice after the current instruction.
+ * One function runs a slice of instructions.  Instructions are fetched
+ * through a cached host pointer to the current code page, looked up in the
+ * memoized decoder (decode.h) and dispatched with computed gotos: every
+ * handler ends with its own copy of the fetch-and-dispatch sequence
+ * (DISPATCH), so the host's branch predictor sees one indirect jump per
+ * handler instead of one shared by all.  Loads and stores go through the
+ * software TLB.  Everything unusual (TLB misses, MMIO, misaligned accesses,
+ * traps, CSRs, a page change) leaves through a slow path that writes pc and
+ * steps back first.  Interrupts, timers and the budget are checked by the run
+ * loop between slices (see machine.c); anything that may change them calls
+ * cpu_kick() to end the slice after the current instruction.
  */
 #include <string.h>
 #include "machine.h"
+#include "decode.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
-
-static inline int64_t sext(uint64_t value, int bits)
-{
-    return (int64_t)(value << (64 - bits)) >> (64 - bits);
-}
 
 /* ---- memory access fast paths --------------------------------------- */
 
@@ -264,8 +264,35 @@ static bool at_breakpoint(struct machine *m, uint64_t pc)
 
 void cpu_run_slice(struct machine *m, uint64_t slice_end)
 {
+    static const void *const handlers[OP_COUNT] = {
+        [OP_ILLEGAL] = &&op_illegal,
+        [OP_LUI] = &&op_lui, [OP_AUIPC] = &&op_auipc, [OP_JAL] = &&op_jal, [OP_JALR] = &&op_jalr,
+        [OP_BEQ] = &&op_beq, [OP_BNE] = &&op_bne, [OP_BLT] = &&op_blt, [OP_BGE] = &&op_bge,
+        [OP_BLTU] = &&op_bltu, [OP_BGEU] = &&op_bgeu,
+        [OP_LB] = &&op_lb, [OP_LH] = &&op_lh, [OP_LW] = &&op_lw, [OP_LD] = &&op_ld,
+        [OP_LBU] = &&op_lbu, [OP_LHU] = &&op_lhu, [OP_LWU] = &&op_lwu,
+        [OP_SB] = &&op_sb, [OP_SH] = &&op_sh, [OP_SW] = &&op_sw, [OP_SD] = &&op_sd,
+        [OP_ADDI] = &&op_addi, [OP_SLTI] = &&op_slti, [OP_SLTIU] = &&op_sltiu, [OP_XORI] = &&op_xori,
+        [OP_ORI] = &&op_ori, [OP_ANDI] = &&op_andi, [OP_SLLI] = &&op_slli, [OP_SRLI] = &&op_srli,
+        [OP_SRAI] = &&op_srai,
+        [OP_ADD] = &&op_add, [OP_SUB] = &&op_sub, [OP_SLL] = &&op_sll, [OP_SLT] = &&op_slt,
+        [OP_SLTU] = &&op_sltu, [OP_XOR] = &&op_xor, [OP_SRL] = &&op_srl, [OP_SRA] = &&op_sra,
+        [OP_OR] = &&op_or, [OP_AND] = &&op_and,
+        [OP_ADDIW] = &&op_addiw, [OP_SLLIW] = &&op_slliw, [OP_SRLIW] = &&op_srliw, [OP_SRAIW] = &&op_sraiw,
+        [OP_ADDW] = &&op_addw, [OP_SUBW] = &&op_subw, [OP_SLLW] = &&op_sllw, [OP_SRLW] = &&op_srlw,
+        [OP_SRAW] = &&op_sraw,
+        [OP_MUL] = &&op_mul, [OP_MULH] = &&op_mulh, [OP_MULHSU] = &&op_mulhsu, [OP_MULHU] = &&op_mulhu,
+        [OP_DIV] = &&op_div, [OP_DIVU] = &&op_divu, [OP_REM] = &&op_rem, [OP_REMU] = &&op_remu,
+        [OP_MULW] = &&op_mulw, [OP_DIVW] = &&op_divw, [OP_DIVUW] = &&op_divuw, [OP_REMW] = &&op_remw,
+        [OP_REMUW] = &&op_remuw,
+        [OP_FENCE] = &&op_fence, [OP_EBREAK] = &&op_ebreak, [OP_ATOMIC] = &&op_atomic,
+        [OP_SYSTEM] = &&op_system,
+    };
     struct hart *h = &m->hart;
     uint64_t *x = h->x;
+    struct decoded *const dcache = m->decode_cache;
+    struct decoded *d;
+    uint32_t insn;
     int dset = mmu_data_set(h);
     struct tlb_entry *tlb_r = m->tlb.e[dset][ACCESS_READ];
     struct tlb_entry *tlb_w = m->tlb.e[dset][ACCESS_WRITE];
@@ -274,7 +301,11 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
     uint64_t pc = h->pc;
     uint64_t steps = h->steps;          /* h->steps and h->pc are written back on every slow path */
     uint64_t end = slice_end;           /* reloaded after slow paths: cpu_kick() zeroes m->slice_end */
-    bool check_breakpoints = m->nbreakpoints != 0;
+    const bool check_breakpoints = m->nbreakpoints != 0;
+    /* DISPATCH goes straight on while steps < limit; with breakpoints set,
+     * limit is 0 so every instruction passes through `fetch`, which checks. */
+#define LIMIT() (check_breakpoints ? 0 : end)
+    uint64_t limit = LIMIT();
 
     m->slice_end = slice_end;
 
@@ -286,7 +317,7 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
         if (!load_fast(tlb_r, va_, (size), (out))) { \
             SYNC(); \
             bool ok_ = mmu_load_slow(m, va_, (size), (out)); \
-            end = m->slice_end; \
+            end = m->slice_end; limit = LIMIT(); \
             if (!ok_) goto trapped; \
         } \
     } while (0)
@@ -295,423 +326,198 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
         if (!store_fast(tlb_w, va_, (size), (value))) { \
             SYNC(); \
             bool ok_ = mmu_store_slow(m, va_, (size), (value)); \
-            end = m->slice_end; \
+            end = m->slice_end; limit = LIMIT(); \
             if (!ok_) goto trapped; \
         } \
     } while (0)
 /* Leave the fast path: write pc back, raise the trap, continue at the handler. */
 #define TRAP(cause, tval) do { h->pc = pc; trap_exception(m, (cause), (tval)); goto trapped; } while (0)
-#define ILLEGAL() TRAP(CAUSE_ILLEGAL_INSTRUCTION, insn)
+/* Retire the instruction, then fetch, decode and jump to the next one; the
+ * general case (budget, breakpoints, another page) goes through fetch. */
+#define DISPATCH() do { \
+        x[0] = 0; \
+        if (unlikely(++steps >= limit) || \
+            unlikely((pc & ~0xfffull) != code_page) || unlikely((pc & 0xfff) > 0xffc)) \
+            goto fetch; \
+        memcpy(&insn, code + (pc & 0xfff), 4); \
+        if ((insn & 3) != 3) insn &= 0xffff; \
+        d = &dcache[decode_slot(pc)]; \
+        if (unlikely(d->insn != insn)) decode(insn, d); \
+        goto *handlers[d->op]; \
+    } while (0)
+#define NEXT() do { pc += d->len; DISPATCH(); } while (0)
+#define RD x[d->rd]
+#define RS1 x[d->rs1]
+#define RS2 x[d->rs2]
+#define IMM ((uint64_t)(int64_t)d->imm)
+#define SEXT32(v) ((uint64_t)(int64_t)(int32_t)(v))
 
-    while (steps < end) {
-        uint32_t insn;
-        uint64_t next;
-
-        if (unlikely(check_breakpoints) && at_breakpoint(m, pc) &&
-            !(steps == m->bp_skip_steps && pc == m->bp_skip_pc)) {
-            SYNC();
-            machine_request_stop(m, CHRONO_STOP_BREAKPOINT, pc);
-            return;
-        }
-
-        /* Fetch: 16-bit parcels, through the cached code page when possible. */
-        if (likely((pc & ~0xfffull) == code_page)) {
-            uint32_t off = pc & 0xfff;
-            if (likely(off <= 0xffc)) {
-                memcpy(&insn, code + off, 4);
-                if ((insn & 3) != 3) insn &= 0xffff;
-            } else {
-                uint16_t lo;
-                memcpy(&lo, code + off, 2);
-                insn = lo;
-                if ((lo & 3) == 3) {
-                    uint16_t hi;
-                    SYNC();
-                    if (!mmu_fetch_slow(m, pc + 2, &hi)) goto trapped;
-                    insn |= (uint32_t)hi << 16;
-                }
-            }
+fetch:
+    if (steps >= end)
+        goto out;
+    if (unlikely(check_breakpoints) && at_breakpoint(m, pc) &&
+        !(steps == m->bp_skip_steps && pc == m->bp_skip_pc)) {
+        SYNC();
+        machine_request_stop(m, CHRONO_STOP_BREAKPOINT, pc);
+        return;
+    }
+    if (likely((pc & ~0xfffull) == code_page)) {
+        uint32_t off = pc & 0xfff;
+        if (likely(off <= 0xffc)) {
+            memcpy(&insn, code + off, 4);
+            if ((insn & 3) != 3) insn &= 0xffff;
         } else {
-            uint8_t *page = mmu_exec_page(m, pc);
-            if (page) {
-                code_page = pc & ~0xfffull;
-                code = page;
-                continue;
-            }
+            /* The last parcel of the page: a 32-bit instruction crosses it. */
             uint16_t lo, hi;
-            SYNC();
-            if (!mmu_fetch_slow(m, pc, &lo)) goto trapped;
+            memcpy(&lo, code + off, 2);
             insn = lo;
             if ((lo & 3) == 3) {
+                SYNC();
                 if (!mmu_fetch_slow(m, pc + 2, &hi)) goto trapped;
                 insn |= (uint32_t)hi << 16;
             }
         }
-
-        if ((insn & 3) != 3) {
-            /* ---- RVC: 16-bit instructions ---- */
-            uint32_t funct3 = insn >> 13;
-            int rdp = 8 + ((insn >> 2) & 7);            /* rd' / rs2' */
-            int rs1p = 8 + ((insn >> 7) & 7);           /* rs1' / rd' */
-            int rd = (insn >> 7) & 31;                  /* full rd / rs1 */
-            int rs2 = (insn >> 2) & 31;
-            uint64_t imm6 = (uint64_t)sext(((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f), 6);
-            next = pc + 2;
-            switch ((insn & 3) << 3 | funct3) {
-            case 0x00: {                                /* c.addi4spn */
-                uint64_t imm = ((insn >> 7) & 0x30) | ((insn >> 1) & 0x3c0) |
-                               ((insn >> 4) & 0x4) | ((insn >> 2) & 0x8);
-                if (imm == 0) ILLEGAL();                /* includes the all-zero parcel */
-                x[rdp] = x[2] + imm;
-                break;
-            }
-            case 0x02: {                                /* c.lw */
-                uint64_t imm = ((insn >> 7) & 0x38) | ((insn >> 4) & 0x4) | ((insn << 1) & 0x40);
-                uint64_t v;
-                LOAD(x[rs1p] + imm, 4, &v);
-                x[rdp] = (uint64_t)(int64_t)(int32_t)v;
-                break;
-            }
-            case 0x03: {                                /* c.ld */
-                uint64_t imm = ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0);
-                uint64_t v;
-                LOAD(x[rs1p] + imm, 8, &v);
-                x[rdp] = v;
-                break;
-            }
-            case 0x06: {                                /* c.sw */
-                uint64_t imm = ((insn >> 7) & 0x38) | ((insn >> 4) & 0x4) | ((insn << 1) & 0x40);
-                STORE(x[rs1p] + imm, 4, x[rdp]);
-                break;
-            }
-            case 0x07: {                                /* c.sd */
-                uint64_t imm = ((insn >> 7) & 0x38) | ((insn << 1) & 0xc0);
-                STORE(x[rs1p] + imm, 8, x[rdp]);
-                break;
-            }
-            case 0x08:                                  /* c.addi / c.nop */
-                x[rd] += imm6;
-                break;
-            case 0x09:                                  /* c.addiw */
-                if (rd == 0) ILLEGAL();
-                x[rd] = (uint64_t)(int64_t)(int32_t)(x[rd] + imm6);
-                break;
-            case 0x0a:                                  /* c.li */
-                x[rd] = imm6;
-                break;
-            case 0x0b:
-                if (rd == 2) {                          /* c.addi16sp */
-                    uint64_t imm = ((insn >> 3) & 0x200) | ((insn >> 2) & 0x10) |
-                                   ((insn << 1) & 0x40) | ((insn << 4) & 0x180) | ((insn << 3) & 0x20);
-                    if (imm == 0) ILLEGAL();
-                    x[2] += (uint64_t)sext(imm, 10);
-                } else {                                /* c.lui */
-                    if (imm6 == 0) ILLEGAL();
-                    x[rd] = imm6 << 12;
-                }
-                break;
-            case 0x0c: {                                /* arithmetic on rd' */
-                uint32_t shamt = ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f);
-                switch ((insn >> 10) & 3) {
-                case 0: x[rs1p] >>= shamt; break;                                   /* c.srli */
-                case 1: x[rs1p] = (uint64_t)((int64_t)x[rs1p] >> shamt); break;     /* c.srai */
-                case 2: x[rs1p] &= imm6; break;                                     /* c.andi */
-                default: {
-                    uint64_t a = x[rs1p], b = x[rdp];
-                    switch (((insn >> 10) & 4) | ((insn >> 5) & 3)) {
-                    case 0: x[rs1p] = a - b; break;                                 /* c.sub */
-                    case 1: x[rs1p] = a ^ b; break;                                 /* c.xor */
-                    case 2: x[rs1p] = a | b; break;                                 /* c.or */
-                    case 3: x[rs1p] = a & b; break;                                 /* c.and */
-                    case 4: x[rs1p] = (uint64_t)(int64_t)(int32_t)(a - b); break;   /* c.subw */
-                    case 5: x[rs1p] = (uint64_t)(int64_t)(int32_t)(a + b); break;   /* c.addw */
-                    default: ILLEGAL();
-                    }
-                }
-                }
-                break;
-            }
-            case 0x0d: {                                /* c.j */
-                uint64_t imm = ((insn >> 1) & 0x800) | ((insn >> 7) & 0x10) | ((insn >> 1) & 0x300) |
-                               ((insn << 2) & 0x400) | ((insn >> 1) & 0x40) | ((insn << 1) & 0x80) |
-                               ((insn >> 2) & 0xe) | ((insn << 3) & 0x20);
-                next = pc + (uint64_t)sext(imm, 12);
-                break;
-            }
-            case 0x0e: case 0x0f: {                     /* c.beqz / c.bnez */
-                uint64_t imm = ((insn >> 4) & 0x100) | ((insn >> 7) & 0x18) | ((insn << 1) & 0xc0) |
-                               ((insn >> 2) & 0x6) | ((insn << 3) & 0x20);
-                if ((x[rs1p] == 0) == (funct3 == 6))
-                    next = pc + (uint64_t)sext(imm, 9);
-                break;
-            }
-            case 0x10:                                  /* c.slli */
-                x[rd] <<= ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1f);
-                break;
-            case 0x12: {                                /* c.lwsp */
-                uint64_t imm = ((insn >> 7) & 0x20) | ((insn >> 2) & 0x1c) | ((insn << 4) & 0xc0);
-                uint64_t v;
-                if (rd == 0) ILLEGAL();
-                LOAD(x[2] + imm, 4, &v);
-                x[rd] = (uint64_t)(int64_t)(int32_t)v;
-                break;
-            }
-            case 0x13: {                                /* c.ldsp */
-                uint64_t imm = ((insn >> 7) & 0x20) | ((insn >> 2) & 0x18) | ((insn << 4) & 0x1c0);
-                uint64_t v;
-                if (rd == 0) ILLEGAL();
-                LOAD(x[2] + imm, 8, &v);
-                x[rd] = v;
-                break;
-            }
-            case 0x14:
-                if (!(insn & 0x1000)) {
-                    if (rs2 == 0) {                     /* c.jr */
-                        if (rd == 0) ILLEGAL();
-                        next = x[rd] & ~1ull;
-                    } else {                            /* c.mv */
-                        x[rd] = x[rs2];
-                    }
-                } else if (rs2 == 0) {
-                    if (rd == 0) {                      /* c.ebreak */
-                        TRAP(CAUSE_BREAKPOINT, pc);
-                    }
-                    uint64_t target = x[rd] & ~1ull;    /* c.jalr */
-                    x[1] = pc + 2;
-                    next = target;
-                } else {                                /* c.add */
-                    x[rd] += x[rs2];
-                }
-                break;
-            case 0x16: {                                /* c.swsp */
-                uint64_t imm = ((insn >> 7) & 0x3c) | ((insn >> 1) & 0xc0);
-                STORE(x[2] + imm, 4, x[rs2]);
-                break;
-            }
-            case 0x17: {                                /* c.sdsp */
-                uint64_t imm = ((insn >> 7) & 0x38) | ((insn >> 1) & 0x1c0);
-                STORE(x[2] + imm, 8, x[rs2]);
-                break;
-            }
-            default:                                    /* FP loads/stores, reserved */
-                ILLEGAL();
-            }
-        } else {
-            /* ---- 32-bit instructions ---- */
-            int rd = (insn >> 7) & 31;
-            int rs1 = (insn >> 15) & 31;
-            int rs2 = (insn >> 20) & 31;
-            uint32_t funct3 = (insn >> 12) & 7;
-            uint32_t funct7 = insn >> 25;
-            int64_t imm_i = (int32_t)insn >> 20;
-            next = pc + 4;
-            switch ((insn >> 2) & 31) {
-            case 0x0d:                                  /* lui */
-                x[rd] = (uint64_t)(int64_t)(int32_t)(insn & 0xfffff000);
-                break;
-            case 0x05:                                  /* auipc */
-                x[rd] = pc + (uint64_t)(int64_t)(int32_t)(insn & 0xfffff000);
-                break;
-            case 0x1b: {                                /* jal */
-                uint64_t imm = ((insn >> 11) & 0x100000) | (insn & 0xff000) |
-                               ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe);
-                x[rd] = pc + 4;
-                next = pc + (uint64_t)sext(imm, 21);
-                break;
-            }
-            case 0x19: {                                /* jalr */
-                if (funct3 != 0) ILLEGAL();
-                uint64_t target = (x[rs1] + (uint64_t)imm_i) & ~1ull;
-                x[rd] = pc + 4;
-                next = target;
-                break;
-            }
-            case 0x18: {                                /* branches */
-                uint64_t a = x[rs1], b = x[rs2];
-                bool taken;
-                switch (funct3) {
-                case 0: taken = a == b; break;
-                case 1: taken = a != b; break;
-                case 4: taken = (int64_t)a < (int64_t)b; break;
-                case 5: taken = (int64_t)a >= (int64_t)b; break;
-                case 6: taken = a < b; break;
-                case 7: taken = a >= b; break;
-                default: ILLEGAL();
-                }
-                if (taken) {
-                    uint64_t imm = ((insn >> 19) & 0x1000) | ((insn << 4) & 0x800) |
-                                   ((insn >> 20) & 0x7e0) | ((insn >> 7) & 0x1e);
-                    next = pc + (uint64_t)sext(imm, 13);
-                }
-                break;
-            }
-            case 0x00: {                                /* loads */
-                uint64_t va = x[rs1] + (uint64_t)imm_i, v;
-                switch (funct3) {
-                case 0: LOAD(va, 1, &v); v = (uint64_t)(int64_t)(int8_t)v; break;
-                case 1: LOAD(va, 2, &v); v = (uint64_t)(int64_t)(int16_t)v; break;
-                case 2: LOAD(va, 4, &v); v = (uint64_t)(int64_t)(int32_t)v; break;
-                case 3: LOAD(va, 8, &v); break;
-                case 4: LOAD(va, 1, &v); break;
-                case 5: LOAD(va, 2, &v); break;
-                case 6: LOAD(va, 4, &v); break;
-                default: ILLEGAL();
-                }
-                x[rd] = v;
-                break;
-            }
-            case 0x08: {                                /* stores */
-                uint64_t imm = (uint64_t)(((int64_t)(int32_t)(insn & 0xfe000000) >> 20) | ((insn >> 7) & 0x1f));
-                uint64_t va = x[rs1] + imm;
-                if (funct3 > 3) ILLEGAL();
-                STORE(va, 1 << funct3, x[rs2]);
-                break;
-            }
-            case 0x04: {                                /* op-imm */
-                uint64_t a = x[rs1];
-                uint32_t shamt = (insn >> 20) & 63;
-                switch (funct3) {
-                case 0: x[rd] = a + (uint64_t)imm_i; break;
-                case 2: x[rd] = (int64_t)a < imm_i; break;
-                case 3: x[rd] = a < (uint64_t)imm_i; break;
-                case 4: x[rd] = a ^ (uint64_t)imm_i; break;
-                case 6: x[rd] = a | (uint64_t)imm_i; break;
-                case 7: x[rd] = a & (uint64_t)imm_i; break;
-                case 1:
-                    if ((insn >> 26) != 0) ILLEGAL();
-                    x[rd] = a << shamt;
-                    break;
-                default:
-                    if ((insn >> 26) == 0) x[rd] = a >> shamt;
-                    else if ((insn >> 26) == 0x10) x[rd] = (uint64_t)((int64_t)a >> shamt);
-                    else ILLEGAL();
-                }
-                break;
-            }
-            case 0x06: {                                /* op-imm-32 */
-                uint32_t a = (uint32_t)x[rs1];
-                uint32_t shamt = (insn >> 20) & 31;
-                switch (funct3) {
-                case 0: x[rd] = (uint64_t)(int64_t)(int32_t)(a + (uint32_t)imm_i); break;
-                case 1:
-                    if (funct7 != 0) ILLEGAL();
-                    x[rd] = (uint64_t)(int64_t)(int32_t)(a << shamt);
-                    break;
-                case 5:
-                    if (funct7 == 0) x[rd] = (uint64_t)(int64_t)(int32_t)(a >> shamt);
-                    else if (funct7 == 0x20) x[rd] = (uint64_t)(int64_t)((int32_t)a >> shamt);
-                    else ILLEGAL();
-                    break;
-                default: ILLEGAL();
-                }
-                break;
-            }
-            case 0x0c: {                                /* op */
-                uint64_t a = x[rs1], b = x[rs2], r;
-                if (funct7 == 0) {
-                    switch (funct3) {
-                    case 0: r = a + b; break;
-                    case 1: r = a << (b & 63); break;
-                    case 2: r = (int64_t)a < (int64_t)b; break;
-                    case 3: r = a < b; break;
-                    case 4: r = a ^ b; break;
-                    case 5: r = a >> (b & 63); break;
-                    case 6: r = a | b; break;
-                    default: r = a & b; break;
-                    }
-                } else if (funct7 == 0x20 && (funct3 == 0 || funct3 == 5)) {
-                    r = funct3 == 0 ? a - b : (uint64_t)((int64_t)a >> (b & 63));
-                } else if (funct7 == 1) {
-                    switch (funct3) {
-                    case 0: r = a * b; break;
-                    case 1: r = mulh((int64_t)a, (int64_t)b); break;
-                    case 2: r = mulhsu((int64_t)a, b); break;
-                    case 3: r = mulhu(a, b); break;
-                    case 4: r = div64((int64_t)a, (int64_t)b); break;
-                    case 5: r = divu64(a, b); break;
-                    case 6: r = rem64((int64_t)a, (int64_t)b); break;
-                    default: r = remu64(a, b); break;
-                    }
-                } else {
-                    ILLEGAL();
-                }
-                x[rd] = r;
-                break;
-            }
-            case 0x0e: {                                /* op-32 */
-                uint32_t a = (uint32_t)x[rs1], b = (uint32_t)x[rs2];
-                uint64_t r;
-                if (funct7 == 0 && funct3 == 0) r = (uint64_t)(int64_t)(int32_t)(a + b);
-                else if (funct7 == 0x20 && funct3 == 0) r = (uint64_t)(int64_t)(int32_t)(a - b);
-                else if (funct7 == 0 && funct3 == 1) r = (uint64_t)(int64_t)(int32_t)(a << (b & 31));
-                else if (funct7 == 0 && funct3 == 5) r = (uint64_t)(int64_t)(int32_t)(a >> (b & 31));
-                else if (funct7 == 0x20 && funct3 == 5) r = (uint64_t)(int64_t)((int32_t)a >> (b & 31));
-                else if (funct7 == 1) {
-                    switch (funct3) {
-                    case 0: r = (uint64_t)(int64_t)(int32_t)(a * b); break;
-                    case 4: r = div32((int32_t)a, (int32_t)b); break;
-                    case 5: r = divu32(a, b); break;
-                    case 6: r = rem32((int32_t)a, (int32_t)b); break;
-                    case 7: r = remu32(a, b); break;
-                    default: ILLEGAL();
-                    }
-                } else {
-                    ILLEGAL();
-                }
-                x[rd] = r;
-                break;
-            }
-            case 0x03:                                  /* misc-mem */
-                if (funct3 == 0) break;                 /* fence: one hart, in order */
-                if (funct3 == 1) break;                 /* fence.i: we never cache decoded code */
-                ILLEGAL();
-            case 0x0b: {                                /* amo */
-                if (funct3 != 2 && funct3 != 3) ILLEGAL();
-                SYNC();
-                bool ok = exec_atomic(m, insn, funct3 == 2 ? 4 : 8);
-                end = m->slice_end;
-                if (!ok) goto trapped;
-                break;
-            }
-            case 0x1c: {                                /* system */
-                bool jumped = false;
-                SYNC();
-                bool ok = exec_system(m, insn, &jumped);
-                end = m->slice_end;
-                if (!ok) goto trapped;
-                if (jumped) next = h->pc;
-                /* CSR writes may change privilege, translation or interrupts. */
-                dset = mmu_data_set(h);
-                tlb_r = m->tlb.e[dset][ACCESS_READ];
-                tlb_w = m->tlb.e[dset][ACCESS_WRITE];
-                code_page = TLB_INVALID;
-                break;
-            }
-            default:
-                ILLEGAL();
-            }
+    } else {
+        uint8_t *page = mmu_exec_page(m, pc);
+        if (page) {
+            code_page = pc & ~0xfffull;
+            code = page;
+            goto fetch;
         }
-        x[0] = 0;
-        pc = next;
-        steps++;
-        continue;
-
-    trapped:
-        /* The trap handler set h->pc (and maybe privilege): a trapped
-         * instruction is one step; translation context may have changed. */
-        x[0] = 0;
-        pc = h->pc;
-        steps++;
-        end = m->slice_end;
-        dset = mmu_data_set(h);
-        tlb_r = m->tlb.e[dset][ACCESS_READ];
-        tlb_w = m->tlb.e[dset][ACCESS_WRITE];
-        code_page = TLB_INVALID;
+        uint16_t lo, hi;
+        SYNC();
+        if (!mmu_fetch_slow(m, pc, &lo)) goto trapped;
+        insn = lo;
+        if ((lo & 3) == 3) {
+            if (!mmu_fetch_slow(m, pc + 2, &hi)) goto trapped;
+            insn |= (uint32_t)hi << 16;
+        }
     }
+    d = &dcache[decode_slot(pc)];
+    if (unlikely(d->insn != insn)) decode(insn, d);
+    goto *handlers[d->op];
+
+op_illegal: TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
+op_ebreak: TRAP(CAUSE_BREAKPOINT, pc);
+op_fence: NEXT();
+
+op_lui: RD = IMM; NEXT();
+op_auipc: RD = pc + IMM; NEXT();
+op_jal: RD = pc + d->len; pc += IMM; DISPATCH();
+op_jalr: { uint64_t target = (RS1 + IMM) & ~1ull; RD = pc + d->len; pc = target; DISPATCH(); }
+
+op_beq: pc += RS1 == RS2 ? IMM : d->len; DISPATCH();
+op_bne: pc += RS1 != RS2 ? IMM : d->len; DISPATCH();
+op_blt: pc += (int64_t)RS1 < (int64_t)RS2 ? IMM : d->len; DISPATCH();
+op_bge: pc += (int64_t)RS1 >= (int64_t)RS2 ? IMM : d->len; DISPATCH();
+op_bltu: pc += RS1 < RS2 ? IMM : d->len; DISPATCH();
+op_bgeu: pc += RS1 >= RS2 ? IMM : d->len; DISPATCH();
+
+op_lb: { uint64_t v; LOAD(RS1 + IMM, 1, &v); RD = (uint64_t)(int64_t)(int8_t)v; NEXT(); }
+op_lh: { uint64_t v; LOAD(RS1 + IMM, 2, &v); RD = (uint64_t)(int64_t)(int16_t)v; NEXT(); }
+op_lw: { uint64_t v; LOAD(RS1 + IMM, 4, &v); RD = SEXT32(v); NEXT(); }
+op_ld: { uint64_t v; LOAD(RS1 + IMM, 8, &v); RD = v; NEXT(); }
+op_lbu: { uint64_t v; LOAD(RS1 + IMM, 1, &v); RD = v; NEXT(); }
+op_lhu: { uint64_t v; LOAD(RS1 + IMM, 2, &v); RD = v; NEXT(); }
+op_lwu: { uint64_t v; LOAD(RS1 + IMM, 4, &v); RD = v; NEXT(); }
+op_sb: STORE(RS1 + IMM, 1, RS2); NEXT();
+op_sh: STORE(RS1 + IMM, 2, RS2); NEXT();
+op_sw: STORE(RS1 + IMM, 4, RS2); NEXT();
+op_sd: STORE(RS1 + IMM, 8, RS2); NEXT();
+
+op_addi: RD = RS1 + IMM; NEXT();
+op_slti: RD = (int64_t)RS1 < (int64_t)IMM; NEXT();
+op_sltiu: RD = RS1 < IMM; NEXT();
+op_xori: RD = RS1 ^ IMM; NEXT();
+op_ori: RD = RS1 | IMM; NEXT();
+op_andi: RD = RS1 & IMM; NEXT();
+op_slli: RD = RS1 << d->imm; NEXT();
+op_srli: RD = RS1 >> d->imm; NEXT();
+op_srai: RD = (uint64_t)((int64_t)RS1 >> d->imm); NEXT();
+
+op_add: RD = RS1 + RS2; NEXT();
+op_sub: RD = RS1 - RS2; NEXT();
+op_sll: RD = RS1 << (RS2 & 63); NEXT();
+op_slt: RD = (int64_t)RS1 < (int64_t)RS2; NEXT();
+op_sltu: RD = RS1 < RS2; NEXT();
+op_xor: RD = RS1 ^ RS2; NEXT();
+op_srl: RD = RS1 >> (RS2 & 63); NEXT();
+op_sra: RD = (uint64_t)((int64_t)RS1 >> (RS2 & 63)); NEXT();
+op_or: RD = RS1 | RS2; NEXT();
+op_and: RD = RS1 & RS2; NEXT();
+
+op_addiw: RD = SEXT32(RS1 + IMM); NEXT();
+op_slliw: RD = SEXT32((uint32_t)RS1 << d->imm); NEXT();
+op_srliw: RD = SEXT32((uint32_t)RS1 >> d->imm); NEXT();
+op_sraiw: RD = (uint64_t)(int64_t)((int32_t)RS1 >> d->imm); NEXT();
+op_addw: RD = SEXT32(RS1 + RS2); NEXT();
+op_subw: RD = SEXT32(RS1 - RS2); NEXT();
+op_sllw: RD = SEXT32((uint32_t)RS1 << (RS2 & 31)); NEXT();
+op_srlw: RD = SEXT32((uint32_t)RS1 >> (RS2 & 31)); NEXT();
+op_sraw: RD = (uint64_t)(int64_t)((int32_t)RS1 >> (RS2 & 31)); NEXT();
+
+op_mul: RD = RS1 * RS2; NEXT();
+op_mulh: RD = mulh((int64_t)RS1, (int64_t)RS2); NEXT();
+op_mulhsu: RD = mulhsu((int64_t)RS1, RS2); NEXT();
+op_mulhu: RD = mulhu(RS1, RS2); NEXT();
+op_div: RD = div64((int64_t)RS1, (int64_t)RS2); NEXT();
+op_divu: RD = divu64(RS1, RS2); NEXT();
+op_rem: RD = rem64((int64_t)RS1, (int64_t)RS2); NEXT();
+op_remu: RD = remu64(RS1, RS2); NEXT();
+op_mulw: RD = SEXT32((uint32_t)RS1 * (uint32_t)RS2); NEXT();
+op_divw: RD = div32((int32_t)RS1, (int32_t)RS2); NEXT();
+op_divuw: RD = divu32((uint32_t)RS1, (uint32_t)RS2); NEXT();
+op_remw: RD = rem32((int32_t)RS1, (int32_t)RS2); NEXT();
+op_remuw: RD = remu32((uint32_t)RS1, (uint32_t)RS2); NEXT();
+
+op_atomic: {
     SYNC();
-#undef TRAP
-#undef ILLEGAL
+    bool ok = exec_atomic(m, d->insn, ((d->insn >> 12) & 7) == 2 ? 4 : 8);
+    end = m->slice_end; limit = LIMIT();
+    if (!ok) goto trapped;
+    NEXT();
+}
+
+op_system: {
+    bool jumped = false;
+    SYNC();
+    bool ok = exec_system(m, d->insn, &jumped);
+    end = m->slice_end; limit = LIMIT();
+    if (!ok) goto trapped;
+    pc = jumped ? h->pc : pc + 4;
+    /* CSR writes may change privilege, translation or interrupts. */
+    dset = mmu_data_set(h);
+    tlb_r = m->tlb.e[dset][ACCESS_READ];
+    tlb_w = m->tlb.e[dset][ACCESS_WRITE];
+    code_page = TLB_INVALID;
+    DISPATCH();
+}
+
+trapped:
+    /* The trap handler set h->pc (and maybe privilege): a trapped
+     * instruction is one step; translation context may have changed. */
+    x[0] = 0;
+    pc = h->pc;
+    steps++;
+    end = m->slice_end; limit = LIMIT();
+    dset = mmu_data_set(h);
+    tlb_r = m->tlb.e[dset][ACCESS_READ];
+    tlb_w = m->tlb.e[dset][ACCESS_WRITE];
+    code_page = TLB_INVALID;
+    goto fetch;
+
+out:
+    SYNC();
+#undef SYNC
+#undef LIMIT
 #undef LOAD
 #undef STORE
-#undef SYNC
+#undef TRAP
+#undef DISPATCH
+#undef NEXT
+#undef RD
+#undef RS1
+#undef RS2
+#undef IMM
+#undef SEXT32
 }

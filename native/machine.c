@@ -26,13 +26,16 @@ struct machine *machine_new(const struct chrono_config *cfg)
     void *ram = mmap(NULL, cfg->ram_size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     m->ram_dirty = calloc(cfg->ram_size / PAGE_SIZE, 1);
-    if (ram == MAP_FAILED || !m->ram_dirty) {
+    m->decode_cache = malloc(DECODE_CACHE_SIZE * sizeof *m->decode_cache);
+    if (ram == MAP_FAILED || !m->ram_dirty || !m->decode_cache) {
         if (ram != MAP_FAILED) munmap(ram, cfg->ram_size);
         free(m->ram_dirty);
+        free(m->decode_cache);
         free(m);
         return NULL;
     }
     m->ram = ram;
+    decode_cache_init(m->decode_cache);
     m->htif_page = cfg->htif_tohost ? cfg->htif_tohost & ~0xfffull : UINT64_MAX;
     m->stop_reason = -1;
     machine_reset(m, RAM_BASE, 0, 0, 0);
@@ -45,6 +48,7 @@ void machine_free(struct machine *m)
         return;
     munmap(m->ram, m->ram_size);
     free(m->ram_dirty);
+    free(m->decode_cache);
     free(m->disk_dirty);
     free(m->disk_written);
     free(m);
@@ -147,6 +151,7 @@ void machine_run(struct machine *m, uint64_t max_steps, struct chrono_result *ou
     uint64_t target = max_steps > UINT64_MAX - start ? UINT64_MAX : start + max_steps;
 
     m->stop_reason = -1;
+    m->stop_code = 0;
     m->bp_skip_steps = h->steps;
     m->bp_skip_pc = h->pc;
     out->deadline = UINT64_MAX;

@@ -8,6 +8,7 @@
 #include "chrono_core.h"
 #include "cpu.h"
 #include "devices.h"
+#include "decode.h"
 
 #define PAGE_SHIFT 12
 #define PAGE_SIZE 4096ull
@@ -27,6 +28,7 @@ struct machine {
 
     /* Host-side resources and caches: never saved. */
     struct tlb tlb;
+    struct decoded *decode_cache;   /* DECODE_CACHE_SIZE entries indexed by pc, see decode.h */
     struct chrono_config cfg;
     uint8_t *ram;
     uint64_t ram_size;

@@ -67,6 +67,7 @@ static void take_trap(struct machine *m, uint64_t cause, uint64_t tval, bool int
 
 void trap_exception(struct machine *m, uint64_t cause, uint64_t tval)
 {
+    m->hart.exceptions++;       /* the step happens, the instruction does not retire */
     take_trap(m, cause, tval, false);
 }
 

@@ -100,11 +100,21 @@ def is_elf(data: bytes) -> bool:
 
 
 def check_not_compressed(data: bytes, name: str) -> None:
-    """Refuse compressed kernels with a hint instead of loading garbage."""
+    """Refuse compressed kernels and text files with a hint instead of
+    running garbage."""
+    if looks_like_text(data):
+        raise ImageError(f"{name}: looks like a text file, not a program; give an RV64 ELF "
+                         f"or a raw binary image")
     if data[:2] == b"\x1f\x8b":
         raise ImageError(f"{name}: gzip-compressed; decompress it first (gunzip -c FILE > Image) and load the result")
     if data[:2] == b"MZ" and data[4:8] == b"zimg":
         raise ImageError(f"{name}: an EFI zboot compressed kernel; load the uncompressed Image instead")
+
+
+def looks_like_text(data: bytes) -> bool:
+    """True when the start of a file is printable text (machine code never is)."""
+    head = data[:512]
+    return bool(head) and all(32 <= b < 127 or b in b"\t\n\r" for b in head)
 
 
 def linux_image_header(data: bytes) -> LinuxImageHeader | None:

@@ -13,7 +13,7 @@ from chrono.core.board import BoardConfig
 from chrono.core.disk import Disk
 from chrono.core.loader import BootImage, plan_boot
 from chrono.core.machine import Machine
-from chrono.errors import ImageError
+from chrono.errors import ImageError, UsageError
 
 DEFAULT_RAM = 128 << 20
 DEMO_BLANK_DISK = 8 << 20          # the demo guest formats a blank disk at boot
@@ -69,6 +69,10 @@ class Guest:
 
 
 def launch(spec: GuestSpec) -> Guest:
+    if spec.is_demo and (spec.initrd is not None or spec.append):
+        option = "--initrd" if spec.initrd is not None else "--append"
+        raise UsageError(f"{option} needs --kernel: it is handed to a kernel, and the built-in "
+                         "demo guest takes none")
     kernel = demo_guest_path() if spec.is_demo else spec.kernel
     if spec.disk is not None:
         disk = Disk.open(spec.disk)
