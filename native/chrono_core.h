@@ -25,6 +25,7 @@ struct chrono_config {
     uint64_t ram_size;          /* bytes, multiple of 4 KiB, RAM starts at 0x80000000 */
     uint64_t htif_tohost;       /* physical address of tohost, 0 = no HTIF */
     uint64_t htif_fromhost;     /* physical address of fromhost, 0 = none */
+    uint64_t rtc_epoch_ns;      /* wall-clock time (ns since 1970) at virtual time 0: an input */
 };
 
 struct chrono_result {

@@ -10,6 +10,9 @@ struct machine;
 
 #define TEST_BASE 0x00100000ull
 #define TEST_SIZE 0x1000ull
+#define RTC_BASE 0x00101000ull
+#define RTC_SIZE 0x1000ull
+#define RTC_IRQ 11
 #define CLINT_BASE 0x02000000ull
 #define CLINT_SIZE 0x10000ull
 #define PLIC_BASE 0x0c000000ull
@@ -41,6 +44,15 @@ struct uart_state {
     uint8_t ier, lcr, mcr, scr, fcr, dll, dlm, msr;
     uint8_t thre_pending;       /* transmit-empty interrupt armed (cleared by IIR read / THR write) */
     uint8_t pad[5];
+};
+
+struct rtc_state {
+    uint64_t base_ns;           /* wall-clock ns at virtual clock 0 (epoch + guest adjustments) */
+    uint64_t alarm_ns;
+    uint32_t time_high_latch;   /* TIME_HIGH as of the last TIME_LOW read */
+    uint32_t irq_enabled;
+    uint32_t alarm_armed;
+    uint32_t irq_pending;
 };
 
 struct clint_state {
@@ -81,11 +93,16 @@ void plic_update(struct machine *m);
 void uart_reset(struct machine *m);
 size_t uart_receive(struct machine *m, const uint8_t *buf, size_t len);
 void clint_reset(struct machine *m);
+void rtc_reset(struct machine *m);
+/* Fire the RTC alarm if its time has come (called between slices). */
+void rtc_tick(struct machine *m);
+/* Virtual clock at which the armed alarm fires, UINT64_MAX if none. */
+uint64_t rtc_alarm_vclock(struct machine *m);
 void plic_reset(struct machine *m);
 void virtio_blk_reset(struct machine *m);
 
 /* The bus table (bus.c registers these in address order). */
-extern const struct mmio_device test_device, clint_device, plic_device, uart_device,
+extern const struct mmio_device test_device, goldfish_rtc_device, clint_device, plic_device, uart_device,
     virtio_mmio_device;          /* all 8 virtio-mmio slots; the block device is in slot 7 */
 
 #endif

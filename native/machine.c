@@ -100,6 +100,7 @@ void machine_reset(struct machine *m, uint64_t pc, uint64_t a0, uint64_t a1, uin
     m->hart.x[11] = a1;
     m->hart.x[12] = a2;
     uart_reset(m);
+    rtc_reset(m);
     clint_reset(m);
     plic_reset(m);
     virtio_blk_reset(m);
@@ -130,7 +131,8 @@ static uint64_t vclock_of_tick(uint64_t tick)
     return tick > UINT64_MAX / STEPS_PER_TICK ? UINT64_MAX : tick * STEPS_PER_TICK;
 }
 
-/* Virtual clock of the next enabled timer interrupt, UINT64_MAX if none. */
+/* Virtual clock of the next timer event (enabled timer interrupt or RTC
+ * alarm), UINT64_MAX if none. */
 static uint64_t next_timer_vclock(struct machine *m)
 {
     struct hart *h = &m->hart;
@@ -141,6 +143,11 @@ static uint64_t next_timer_vclock(struct machine *m)
         uint64_t s = vclock_of_tick(h->stimecmp);
         if (s < deadline) deadline = s;
     }
+    /* The alarm changes device state whether or not its interrupt is
+     * enabled, so it always bounds a slice: it fires at an exact step. */
+    uint64_t alarm = rtc_alarm_vclock(m);
+    if (alarm < deadline)
+        deadline = alarm;
     return deadline;
 }
 
@@ -168,6 +175,7 @@ void machine_run(struct machine *m, uint64_t max_steps, struct chrono_result *ou
             m->stop_reason = CHRONO_STOP_BUDGET;
             break;
         }
+        rtc_tick(m);
         if (hart_pending_interrupts(m))
             h->wfi = 0;
         trap_check_interrupts(m);

@@ -22,6 +22,7 @@ struct machine {
     /* Saved state: plain data, see state.c. */
     struct hart hart;
     struct uart_state uart;
+    struct rtc_state rtc;
     struct clint_state clint;
     struct plic_state plic;
     struct virtio_blk_state vblk;

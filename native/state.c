@@ -1,7 +1,7 @@
 /* state.c: the complete CPU + device state as bytes.
  *
  * Layout: a header (magic "CHRS", format version, then the byte size of each
- * part) followed by the parts in order: hart, uart, clint, plic, virtio-blk.
+ * part) followed by the parts in order: hart, uart, rtc, clint, plic, virtio-blk.
  * Every part is a plain struct without host pointers, so a state saved by one
  * process loads in another built from the same sources; the sizes in the
  * header make a state from a different build fail loudly instead of loading
@@ -12,8 +12,8 @@
 #include "machine.h"
 
 #define STATE_MAGIC 0x53524843u     /* "CHRS" */
-#define STATE_VERSION 1u
-#define STATE_PARTS 5
+#define STATE_VERSION 2u     /* 2: goldfish RTC */
+#define STATE_PARTS 6
 
 struct state_header {
     uint32_t magic, version;
@@ -27,9 +27,10 @@ static void state_parts(struct machine *m, struct state_part parts[STATE_PARTS])
 {
     parts[0] = (struct state_part){ &m->hart, sizeof m->hart };
     parts[1] = (struct state_part){ &m->uart, sizeof m->uart };
-    parts[2] = (struct state_part){ &m->clint, sizeof m->clint };
-    parts[3] = (struct state_part){ &m->plic, sizeof m->plic };
-    parts[4] = (struct state_part){ &m->vblk, sizeof m->vblk };
+    parts[2] = (struct state_part){ &m->rtc, sizeof m->rtc };
+    parts[3] = (struct state_part){ &m->clint, sizeof m->clint };
+    parts[4] = (struct state_part){ &m->plic, sizeof m->plic };
+    parts[5] = (struct state_part){ &m->vblk, sizeof m->vblk };
 }
 
 size_t machine_state_size(struct machine *m)

@@ -19,6 +19,8 @@ from chrono.core.digest import state_digest
 from chrono.core.launch import GuestSpec, launch
 from chrono.core.session import Session
 
+EPOCH = 1_764_000_000 * 10**9      # a fixed wall clock: the RTC epoch is an input, like keystrokes
+
 DISK_SIZE = 4 << 20
 
 SCRIPT = (
@@ -48,7 +50,7 @@ class Run:
     driven by a Session whose console reads `script` from a file."""
 
     def __init__(self, tmp_path: Path, name: str, image: Path, script: str = SCRIPT):
-        self.guest = launch(GuestSpec(disk=image))
+        self.guest = launch(GuestSpec(disk=image, rtc_epoch_ns=EPOCH))
         self.machine = self.guest.machine
         self.session = Session(self.machine, reboot=self.guest.reboot)
         script_file = tmp_path / f"{name}.in"

@@ -28,8 +28,7 @@ TEST_FAIL = 0x3333       # low 16 bits; the exit code is in the upper 16 bits
 TEST_POWEROFF = 0x5555
 TEST_REBOOT = 0x7777
 
-# goldfish RTC: where QEMU virt has it.  Not implemented by the core yet, so the
-# device tree does not list it; the constants reserve its place.
+# goldfish RTC: where QEMU virt has it (wall clock = epoch + virtual time).
 RTC_BASE = 0x0010_1000
 RTC_SIZE = 0x1000
 RTC_IRQ = 11

@@ -2,7 +2,7 @@
 
 The tree describes the same board as QEMU 7.2's ``-M virt`` (node names,
 compatibles, interrupt wiring), minus what chrono does not implement (PCIe,
-flash, fw-cfg, RTC, PMU).  OpenSBI reads it in M-mode, patches it and passes
+flash, fw-cfg, PMU).  OpenSBI reads it in M-mode, patches it and passes
 it on; Linux reads it in S-mode.  It must be a pure function of the config:
 the tree is stored with every snapshot and a replay must see the same bytes,
 which is why there is no ``rng-seed`` in /chosen (QEMU's is random).
@@ -139,6 +139,12 @@ def _add_soc(tree: DeviceTree, intc: int) -> int:
         virtio.set("reg", cells64(base, board.VIRTIO_SLOT_SIZE))
         virtio.set("interrupt-parent", plic)
         virtio.set("interrupts", board.virtio_slot_irq(slot))
+
+    rtc = soc.add(f"rtc@{board.RTC_BASE:x}")
+    rtc.set("compatible", "google,goldfish-rtc")
+    rtc.set("reg", cells64(board.RTC_BASE, board.RTC_SIZE))
+    rtc.set("interrupt-parent", plic)
+    rtc.set("interrupts", board.RTC_IRQ)
 
     test_node = soc.add(f"test@{board.TEST_BASE:x}")
     test = tree.phandle(test_node)

@@ -5,6 +5,7 @@ consoles or exit codes.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,6 +39,7 @@ class GuestSpec:
     append: str = ""
     disk: Path | None = None
     ram_size: int = DEFAULT_RAM
+    rtc_epoch_ns: int | None = None     # None: the host's clock now (the one host input at start)
 
     @property
     def is_demo(self) -> bool:
@@ -82,7 +84,8 @@ def launch(spec: GuestSpec) -> Guest:
         disk = None
     boot, config = plan_boot(spec.ram_size, kernel=kernel, bios=spec.bios, initrd=spec.initrd,
                              append=spec.append, has_disk=disk is not None)
-    machine = Machine(spec.ram_size, tohost=boot.tohost, fromhost=boot.fromhost)
+    epoch = time.time_ns() if spec.rtc_epoch_ns is None else spec.rtc_epoch_ns
+    machine = Machine(spec.ram_size, tohost=boot.tohost, fromhost=boot.fromhost, rtc_epoch_ns=epoch)
     if disk is not None:
         machine.attach_disk(disk)
     guest = Guest(machine, boot, config, disk)

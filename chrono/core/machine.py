@@ -59,13 +59,18 @@ class Machine:
     timebase_hz = lib.machine_timebase_hz()
     steps_per_tick = lib.machine_steps_per_tick()
 
-    def __init__(self, ram_size: int, tohost: int | None = None, fromhost: int | None = None):
+    def __init__(self, ram_size: int, tohost: int | None = None, fromhost: int | None = None,
+                 rtc_epoch_ns: int = 0):
+        """rtc_epoch_ns is the wall-clock time the guest's RTC shows at virtual
+        time 0: an input like console bytes (record/replay logs it)."""
         if ram_size <= 0 or ram_size % PAGE_SIZE:
             raise UsageError(f"RAM size {ram_size} is not a positive multiple of 4 KiB")
         cfg = ffi.new("struct chrono_config *")
         cfg.ram_size = ram_size
         cfg.htif_tohost = tohost or 0
         cfg.htif_fromhost = fromhost or 0
+        cfg.rtc_epoch_ns = rtc_epoch_ns
+        self.rtc_epoch_ns = rtc_epoch_ns
         handle = lib.machine_new(cfg)
         if handle == ffi.NULL:
             raise UsageError(f"cannot allocate a machine with {ram_size >> 20} MiB of RAM")
