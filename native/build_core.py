@@ -18,8 +18,11 @@ def _cdef_text() -> str:
     return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
 
 
+# The page provider for lazy restore is implemented in Python.
+PYTHON_CALLBACKS = 'extern "Python" int chrono_provide_page(void *ctx, uint64_t page_index);'
+
 ffibuilder = FFI()
-ffibuilder.cdef(_cdef_text())
+ffibuilder.cdef(_cdef_text() + "\n" + PYTHON_CALLBACKS)
 ffibuilder.set_source(
     "chrono._core",
     '#include "chrono_core.h"',

@@ -27,7 +27,7 @@ bool bus_read(struct machine *m, uint64_t paddr, int size, uint64_t *value)
 {
     if (phys_is_ram(m, paddr, (uint64_t)size)) {
         *value = 0;
-        memcpy(value, m->ram + (paddr - RAM_BASE), (size_t)size);
+        memcpy(value, ram_range(m, paddr, (uint64_t)size), (size_t)size);
         return true;
     }
     const struct mmio_device *d = find_device(paddr, size);
@@ -41,7 +41,7 @@ bool bus_read(struct machine *m, uint64_t paddr, int size, uint64_t *value)
 bool bus_write(struct machine *m, uint64_t paddr, int size, uint64_t value)
 {
     if (phys_is_ram(m, paddr, (uint64_t)size)) {
-        memcpy(m->ram + (paddr - RAM_BASE), &value, (size_t)size);
+        memcpy(ram_range(m, paddr, (uint64_t)size), &value, (size_t)size);
         ram_mark_dirty(m, paddr);
         return true;
     }
@@ -59,7 +59,7 @@ bool phys_read(struct machine *m, uint64_t paddr, void *dst, uint64_t len)
 {
     if (!phys_is_ram(m, paddr, len))
         return false;
-    memcpy(dst, m->ram + (paddr - RAM_BASE), len);
+    memcpy(dst, ram_range(m, paddr, len), len);
     return true;
 }
 
@@ -69,7 +69,7 @@ bool phys_write(struct machine *m, uint64_t paddr, const void *src, uint64_t len
         return false;
     if (len == 0)
         return true;
-    memcpy(m->ram + (paddr - RAM_BASE), src, len);
+    memcpy(ram_range(m, paddr, len), src, len);
     uint64_t first = (paddr - RAM_BASE) >> PAGE_SHIFT;
     uint64_t last = (paddr - RAM_BASE + len - 1) >> PAGE_SHIFT;
     memset(m->ram_dirty + first, 1, last - first + 1);

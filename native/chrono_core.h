@@ -37,6 +37,12 @@ struct chrono_result {
 
 struct machine;
 
+/* Lazy restore: called (synchronously, from inside machine_run or any other
+ * call that touches RAM) for a page whose present byte is 0.  It must write
+ * the page's content into RAM and return 0; nonzero = the page cannot be had
+ * (the run stops with CHRONO_STOP_FATAL and machine_error() says why). */
+typedef int (*chrono_page_provider)(void *ctx, uint64_t page_index);
+
 struct machine *machine_new(const struct chrono_config *cfg);
 void machine_free(struct machine *m);
 const char *machine_error(struct machine *m);
@@ -46,6 +52,12 @@ uint8_t *machine_ram(struct machine *m);
 uint64_t machine_ram_size(struct machine *m);
 uint8_t *machine_ram_dirty(struct machine *m);
 void machine_clear_ram_dirty(struct machine *m);
+/* One byte per page: 1 = materialized.  All 1 on a new machine. */
+uint8_t *machine_ram_present(struct machine *m);
+void machine_set_page_provider(struct machine *m, chrono_page_provider provider, void *ctx);
+/* Call after the host changed RAM contents or the present map: drops cached
+ * translations (and with them every host pointer into RAM). */
+void machine_invalidate_ram(struct machine *m);
 
 /* Attach a disk buffer (size a multiple of 512, owned by the caller, kept alive
  * for the machine's life).  Returns 0, or -1 if a disk is already attached. */

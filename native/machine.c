@@ -9,6 +9,7 @@
  * whatever the slicing.
  */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include "machine.h"
@@ -26,15 +27,18 @@ struct machine *machine_new(const struct chrono_config *cfg)
     void *ram = mmap(NULL, cfg->ram_size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     m->ram_dirty = calloc(cfg->ram_size / PAGE_SIZE, 1);
+    m->ram_present = malloc(cfg->ram_size / PAGE_SIZE);
     m->decode_cache = malloc(DECODE_CACHE_SIZE * sizeof *m->decode_cache);
-    if (ram == MAP_FAILED || !m->ram_dirty || !m->decode_cache) {
+    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->decode_cache) {
         if (ram != MAP_FAILED) munmap(ram, cfg->ram_size);
         free(m->ram_dirty);
+        free(m->ram_present);
         free(m->decode_cache);
         free(m);
         return NULL;
     }
     m->ram = ram;
+    memset(m->ram_present, 1, cfg->ram_size / PAGE_SIZE);
     decode_cache_init(m->decode_cache);
     m->htif_page = cfg->htif_tohost ? cfg->htif_tohost & ~0xfffull : UINT64_MAX;
     m->stop_reason = -1;
@@ -48,6 +52,7 @@ void machine_free(struct machine *m)
         return;
     munmap(m->ram, m->ram_size);
     free(m->ram_dirty);
+    free(m->ram_present);
     free(m->decode_cache);
     free(m->disk_dirty);
     free(m->disk_written);
@@ -64,6 +69,28 @@ void machine_clear_ram_dirty(struct machine *m)
 {
     memset(m->ram_dirty, 0, m->ram_size / PAGE_SIZE);
     tlb_flush_writes(m);        /* the next store to each page re-marks it */
+}
+
+uint8_t *machine_ram_present(struct machine *m) { return m->ram_present; }
+
+void machine_set_page_provider(struct machine *m, chrono_page_provider provider, void *ctx)
+{
+    m->page_provider = provider;
+    m->page_provider_ctx = ctx;
+}
+
+void machine_invalidate_ram(struct machine *m) { tlb_flush(m); }
+
+void ram_materialize(struct machine *m, uint64_t page_index)
+{
+    /* Mark first: the provider may touch RAM through the API itself. */
+    m->ram_present[page_index] = 1;
+    if (!m->page_provider || m->page_provider(m->page_provider_ctx, page_index) != 0) {
+        memset(m->ram + page_index * PAGE_SIZE, 0, PAGE_SIZE);
+        snprintf(m->error, sizeof m->error, "RAM page %#llx could not be restored",
+                 (unsigned long long)(RAM_BASE + page_index * PAGE_SIZE));
+        machine_request_stop(m, CHRONO_STOP_FATAL, page_index);
+    }
 }
 
 int machine_attach_disk(struct machine *m, uint8_t *data, uint64_t size)

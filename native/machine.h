@@ -34,6 +34,9 @@ struct machine {
     uint8_t *ram;
     uint64_t ram_size;
     uint8_t *ram_dirty;
+    uint8_t *ram_present;       /* 0 = page not materialized yet (lazy restore) */
+    chrono_page_provider page_provider;
+    void *page_provider_ctx;
     uint8_t *disk;
     uint64_t disk_size;
     uint8_t *disk_dirty;
@@ -77,6 +80,32 @@ static inline bool phys_is_ram(struct machine *m, uint64_t paddr, uint64_t len)
 {
     return paddr >= RAM_BASE && paddr - RAM_BASE <= m->ram_size && len <= m->ram_size - (paddr - RAM_BASE);
 }
+/* Fill a page that is not present yet, through the page provider. */
+void ram_materialize(struct machine *m, uint64_t page_index);
+
+/* Host pointer to guest RAM at paddr (the caller checked it is RAM).  Every
+ * access to RAM from C goes through here or ram_range, so a lazily restored
+ * page is materialized before its first use.  The TLB only ever holds
+ * present pages, so the fast paths need no check. */
+static inline uint8_t *ram_ptr(struct machine *m, uint64_t paddr)
+{
+    uint64_t offset = paddr - RAM_BASE;
+    if (__builtin_expect(!m->ram_present[offset >> PAGE_SHIFT], 0))
+        ram_materialize(m, offset >> PAGE_SHIFT);
+    return m->ram + offset;
+}
+
+/* Same for a range that may span pages. */
+static inline uint8_t *ram_range(struct machine *m, uint64_t paddr, uint64_t len)
+{
+    uint64_t offset = paddr - RAM_BASE;
+    if (len)
+        for (uint64_t page = offset >> PAGE_SHIFT; page <= (offset + len - 1) >> PAGE_SHIFT; page++)
+            if (__builtin_expect(!m->ram_present[page], 0))
+                ram_materialize(m, page);
+    return m->ram + offset;
+}
+
 static inline void ram_mark_dirty(struct machine *m, uint64_t paddr)
 {
     m->ram_dirty[(paddr - RAM_BASE) >> PAGE_SHIFT] = 1;

@@ -80,7 +80,7 @@ bool mmu_translate(struct machine *m, uint64_t va, enum access_type type,
             *cause = access_fault_cause[type];
             return false;
         }
-        memcpy(&pte, m->ram + (pte_addr - RAM_BASE), 8);
+        memcpy(&pte, ram_ptr(m, pte_addr), 8);
         /* Invalid, W without R, or bits we do not implement (PBMT, N, reserved). */
         if (!(pte & PTE_V) || (!(pte & PTE_R) && (pte & PTE_W)) || (pte >> 54))
             goto page_fault;
@@ -118,7 +118,7 @@ bool mmu_translate(struct machine *m, uint64_t va, enum access_type type,
             return false;
         }
         pte |= want;
-        memcpy(m->ram + (pte_addr - RAM_BASE), &pte, 8);
+        memcpy(ram_ptr(m, pte_addr), &pte, 8);
         ram_mark_dirty(m, pte_addr);
     }
 
@@ -146,7 +146,7 @@ static void tlb_fill(struct machine *m, int set, enum access_type type, uint64_t
     }
     struct tlb_entry *e = &m->tlb.e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
     e->tag = vpage;
-    e->addend = (uintptr_t)(m->ram + (ppage - RAM_BASE)) - vpage;
+    e->addend = (uintptr_t)ram_ptr(m, ppage) - vpage;
 }
 
 /* Translate + PMP for one naturally contained access; traps on failure. */
@@ -176,7 +176,7 @@ bool mmu_load_slow(struct machine *m, uint64_t va, int size, uint64_t *value)
         if (phys_is_ram(m, pa, (uint64_t)size)) {
             tlb_fill(m, set, ACCESS_READ, va, pa);
             *value = 0;
-            memcpy(value, m->ram + (pa - RAM_BASE), (size_t)size);
+            memcpy(value, ram_ptr(m, pa), (size_t)size);
             return true;
         }
         if (!bus_read(m, pa, size, value)) {
@@ -195,7 +195,7 @@ bool mmu_load_slow(struct machine *m, uint64_t va, int size, uint64_t *value)
             trap_exception(m, CAUSE_LOAD_ACCESS, va + i);
             return false;
         }
-        v |= (uint64_t)m->ram[pa - RAM_BASE] << (8 * i);
+        v |= (uint64_t)*ram_ptr(m, pa) << (8 * i);
     }
     *value = v;
     return true;
@@ -211,7 +211,7 @@ bool mmu_store_slow(struct machine *m, uint64_t va, int size, uint64_t value)
             return false;
         if (phys_is_ram(m, pa, (uint64_t)size)) {
             tlb_fill(m, set, ACCESS_WRITE, va, pa);
-            memcpy(m->ram + (pa - RAM_BASE), &value, (size_t)size);
+            memcpy(ram_ptr(m, pa), &value, (size_t)size);
             ram_mark_dirty(m, pa);
             if ((pa & ~0xfffull) == m->htif_page)
                 htif_store(m, pa, size);
@@ -235,7 +235,7 @@ bool mmu_store_slow(struct machine *m, uint64_t va, int size, uint64_t value)
         }
     }
     for (int i = 0; i < size; i++) {
-        m->ram[pas[i] - RAM_BASE] = (uint8_t)(value >> (8 * i));
+        *ram_ptr(m, pas[i]) = (uint8_t)(value >> (8 * i));
         ram_mark_dirty(m, pas[i]);
     }
     if ((pas[0] & ~0xfffull) == m->htif_page || (pas[size - 1] & ~0xfffull) == m->htif_page)
@@ -261,7 +261,7 @@ bool mmu_host_ptr(struct machine *m, uint64_t va, int size, uint8_t **host)
     }
     tlb_fill(m, set, ACCESS_WRITE, va, pa);
     ram_mark_dirty(m, pa);
-    *host = m->ram + (pa - RAM_BASE);
+    *host = ram_ptr(m, pa);
     return true;
 }
 
@@ -274,7 +274,7 @@ bool mmu_fetch_slow(struct machine *m, uint64_t va, uint16_t *parcel)
         trap_exception(m, CAUSE_FETCH_ACCESS, va);
         return false;
     }
-    memcpy(parcel, m->ram + (pa - RAM_BASE), 2);
+    memcpy(parcel, ram_ptr(m, pa), 2);
     return true;
 }
 

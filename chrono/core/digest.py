@@ -29,6 +29,7 @@ def _sha256(buffer) -> str:
 
 
 def state_digest(machine: Machine) -> Digest:
+    machine.materialize()               # a lazily restored page counts with its content
     disk = machine.disk.data if machine.disk is not None else None
     return Digest(
         position=machine.steps,

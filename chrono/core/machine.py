@@ -14,7 +14,7 @@ import numpy as np
 
 from chrono._core import ffi, lib
 from chrono.core.board import RAM_BASE
-from chrono.errors import UsageError
+from chrono.errors import GuestError, UsageError
 
 PAGE_SIZE = 4096
 
@@ -34,6 +34,18 @@ class Stop(enum.IntEnum):
 
 
 NO_DEADLINE = (1 << 64) - 1
+
+
+@ffi.def_extern()
+def chrono_provide_page(ctx, page_index):
+    """C asks for a page that is not present: hand it to the machine's provider."""
+    machine = ffi.from_handle(ctx)
+    try:
+        machine._provide_page(page_index)
+        return 0
+    except Exception as e:      # noqa: BLE001 - reported through the run result
+        machine.provider_error = e
+        return -1
 
 
 @dataclass(frozen=True)
@@ -79,8 +91,13 @@ class Machine:
         self.ram = np.frombuffer(ffi.buffer(lib.machine_ram(self._m), ram_size), dtype=np.uint8)
         self.ram_dirty = np.frombuffer(
             ffi.buffer(lib.machine_ram_dirty(self._m), ram_size // PAGE_SIZE), dtype=np.uint8)
+        self.ram_present = np.frombuffer(
+            ffi.buffer(lib.machine_ram_present(self._m), ram_size // PAGE_SIZE), dtype=np.uint8)
         self.disk = None
         self._result = ffi.new("struct chrono_result *")
+        self._provider = None
+        self._provider_handle = None
+        self.provider_error: Exception | None = None
 
     # ---- memory -----------------------------------------------------------
     def write_phys(self, address: int, data: bytes) -> None:
@@ -88,6 +105,8 @@ class Machine:
         offset = address - RAM_BASE
         if offset < 0 or offset + len(data) > self.ram_size:
             raise UsageError(f"{len(data)} bytes at {address:#x} do not fit in guest RAM")
+        if data:
+            self.materialize(range(offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE + 1))
         self.ram[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
         if data:
             first, last = offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE
@@ -97,10 +116,41 @@ class Machine:
         offset = address - RAM_BASE
         if offset < 0 or offset + length > self.ram_size:
             raise UsageError(f"{length} bytes at {address:#x} are not in guest RAM")
+        if length:
+            self.materialize(range(offset // PAGE_SIZE, (offset + length - 1) // PAGE_SIZE + 1))
         return self.ram[offset:offset + length].tobytes()
 
     def clear_ram_dirty(self) -> None:
         lib.machine_clear_ram_dirty(self._m)
+
+    # ---- lazy RAM ---------------------------------------------------------------
+    def set_page_provider(self, provider) -> None:
+        """provider(page_index) must write that page into self.ram; it is called
+        the first time anything touches a page whose ram_present byte is 0."""
+        self._provider = provider
+        self._provider_handle = ffi.new_handle(self) if provider else None
+        lib.machine_set_page_provider(self._m, lib.chrono_provide_page if provider else ffi.NULL,
+                                      self._provider_handle or ffi.NULL)
+
+    def _provide_page(self, page_index: int) -> None:
+        self._provider(page_index)
+
+    def mark_absent(self, pages) -> None:
+        """Mark pages as not present (their content will come from the provider)."""
+        self.ram_present[pages] = 0
+        lib.machine_invalidate_ram(self._m)
+
+    def materialize(self, pages=None) -> None:
+        """Make pages (default: all) present now, e.g. before reading RAM from Python."""
+        absent = np.flatnonzero(self.ram_present == 0) if pages is None else \
+            [p for p in pages if not self.ram_present[p]]
+        for page in absent:
+            self.ram_present[page] = 1
+            self._provider(int(page))
+
+    def invalidate_ram(self) -> None:
+        """After writing RAM from the host: drop cached translations."""
+        lib.machine_invalidate_ram(self._m)
 
     # ---- disk -------------------------------------------------------------
     def attach_disk(self, disk) -> None:
@@ -125,6 +175,11 @@ class Machine:
         """Execute exactly max_steps steps, or stop earlier and say why."""
         lib.machine_run(self._m, max_steps, self._result)
         r = self._result
+        if r.reason == lib.CHRONO_STOP_FATAL:
+            error, self.provider_error = self.provider_error, None
+            if error is not None:
+                raise error
+            raise GuestError(ffi.string(lib.machine_error(self._m)).decode())
         return RunResult(Stop(r.reason), r.executed, r.code, r.deadline)
 
     @property
