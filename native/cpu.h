@@ -99,8 +99,17 @@ uint8_t *mmu_exec_page(struct machine *m, uint64_t vaddr);
 int mmu_data_set(struct hart *h);
 
 /* pmp.c */
-bool pmp_check(struct hart *h, uint64_t paddr, uint64_t size, enum access_type type, int priv);
+bool pmp_check(struct machine *m, uint64_t paddr, uint64_t size, enum access_type type, int priv);
 /* True when every byte of the 4 KiB page has the same PMP verdict and it is allow. */
-bool pmp_page_allows(struct hart *h, uint64_t page, enum access_type type, int priv);
+bool pmp_page_allows(struct machine *m, uint64_t page, enum access_type type, int priv);
+/* Re-derive the decoded ranges after pmpcfg/pmpaddr or the whole state changed. */
+void pmp_update(struct machine *m);
+
+/* Decoded PMP entries (active ones only, in priority order). */
+struct pmp_ranges {
+    uint64_t lo[16], hi[16];
+    uint8_t cfg[16];
+    int count;
+};
 
 #endif

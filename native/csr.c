@@ -126,6 +126,7 @@ static bool pmp_csr_write(struct machine *m, int csr, uint64_t value)
             if (!(cfg & PMP_R)) cfg &= ~PMP_W;          /* R=0 W=1 is reserved */
             if (!pmp_locked(h, e)) h->pmpcfg[e] = cfg;
         }
+        pmp_update(m);
         tlb_flush(m);
         return true;
     }
@@ -134,6 +135,7 @@ static bool pmp_csr_write(struct machine *m, int csr, uint64_t value)
         bool locked = pmp_locked(h, e) ||
             (e + 1 < 16 && pmp_locked(h, e + 1) && (h->pmpcfg[e + 1] & PMP_A) == PMP_A_TOR);
         if (!locked) h->pmpaddr[e] = value & ((1ull << 54) - 1);
+        pmp_update(m);
         tlb_flush(m);
         return true;
     }

@@ -8,6 +8,8 @@
  * needs invalidating: self-modifying code, new mappings and a different page
  * at the same index all just show up as other bits.
  * Compressed instructions decode into their 32-bit equivalents (len = 2).
+ * FP register numbers go in rd/rs1/rs2/rs3 like integer ones; the op says
+ * which register file each one names.
  */
 #ifndef CHRONO_DECODE_H
 #define CHRONO_DECODE_H
@@ -30,8 +32,28 @@ enum op {
     OP_EBREAK,          /* ebreak, c.ebreak */
     OP_ATOMIC,          /* A extension: executed from the raw bits */
     OP_SYSTEM,          /* CSR and privileged instructions: from the raw bits */
+    /* F and D.  Loads and stores run inline in execute.c; everything from
+     * OP_FP_FIRST to OP_FP_LAST runs in fpu.c.  S/D pairs are adjacent
+     * (the D form is the S form + 1). */
+    OP_FLW, OP_FLD, OP_FSW, OP_FSD,
+    OP_FADD_S, OP_FADD_D, OP_FSUB_S, OP_FSUB_D, OP_FMUL_S, OP_FMUL_D,
+    OP_FDIV_S, OP_FDIV_D, OP_FSQRT_S, OP_FSQRT_D,
+    OP_FMADD_S, OP_FMADD_D, OP_FMSUB_S, OP_FMSUB_D,
+    OP_FNMSUB_S, OP_FNMSUB_D, OP_FNMADD_S, OP_FNMADD_D,
+    OP_FSGNJ_S, OP_FSGNJ_D, OP_FSGNJN_S, OP_FSGNJN_D, OP_FSGNJX_S, OP_FSGNJX_D,
+    OP_FMIN_S, OP_FMIN_D, OP_FMAX_S, OP_FMAX_D,
+    OP_FEQ_S, OP_FEQ_D, OP_FLT_S, OP_FLT_D, OP_FLE_S, OP_FLE_D,
+    OP_FCLASS_S, OP_FCLASS_D,
+    OP_FCVT_S_D, OP_FCVT_D_S,
+    OP_FCVT_W_S, OP_FCVT_W_D, OP_FCVT_WU_S, OP_FCVT_WU_D,
+    OP_FCVT_L_S, OP_FCVT_L_D, OP_FCVT_LU_S, OP_FCVT_LU_D,
+    OP_FCVT_S_W, OP_FCVT_D_W, OP_FCVT_S_WU, OP_FCVT_D_WU,
+    OP_FCVT_S_L, OP_FCVT_D_L, OP_FCVT_S_LU, OP_FCVT_D_LU,
+    OP_FMV_X_W, OP_FMV_X_D, OP_FMV_W_X, OP_FMV_D_X,
     OP_COUNT
 };
+#define OP_FP_FIRST OP_FADD_S
+#define OP_FP_LAST OP_FMV_D_X
 
 struct decoded {
     uint32_t insn;      /* the instruction bits (16 or 32): validates the entry */
@@ -39,7 +61,9 @@ struct decoded {
     uint8_t rd, rs1, rs2;
     int32_t imm;        /* sign-extended immediate (LUI/AUIPC: already << 12) */
     uint8_t len;        /* 2 or 4 */
-    uint8_t pad[3];
+    uint8_t rs3;        /* F/D fused multiply-add: third source */
+    uint8_t rm;         /* F/D: rounding mode field (7 = dynamic); 0 for ops without one */
+    uint8_t pad;
 };
 
 #define DECODE_CACHE_SIZE (1u << 16)    /* entries: 128 KiB of code, 1 MiB of cache */

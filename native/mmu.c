@@ -76,7 +76,7 @@ bool mmu_translate(struct machine *m, uint64_t va, enum access_type type,
     int level;
     for (level = levels - 1; ; level--) {
         pte_addr = table + ((va >> (PAGE_SHIFT + 9 * level)) & 511) * 8;
-        if (!phys_is_ram(m, pte_addr, 8) || !pmp_check(h, pte_addr, 8, ACCESS_READ, PRV_S)) {
+        if (!phys_is_ram(m, pte_addr, 8) || !pmp_check(m, pte_addr, 8, ACCESS_READ, PRV_S)) {
             *cause = access_fault_cause[type];
             return false;
         }
@@ -113,7 +113,7 @@ bool mmu_translate(struct machine *m, uint64_t va, enum access_type type,
     /* Hardware A/D update (Svade not implemented): write back the PTE. */
     uint64_t want = PTE_A | (type == ACCESS_WRITE ? PTE_D : 0);
     if ((pte & want) != want) {
-        if (!pmp_check(h, pte_addr, 8, ACCESS_WRITE, PRV_S)) {
+        if (!pmp_check(m, pte_addr, 8, ACCESS_WRITE, PRV_S)) {
             *cause = access_fault_cause[type];
             return false;
         }
@@ -137,7 +137,7 @@ static void tlb_fill(struct machine *m, int set, enum access_type type, uint64_t
     uint64_t vpage = va & ~0xfffull, ppage = pa & ~0xfffull;
     if (!phys_is_ram(m, ppage, PAGE_SIZE))
         return;
-    if (!pmp_page_allows(&m->hart, ppage, type, set_priv(set)))
+    if (!pmp_page_allows(m, ppage, type, set_priv(set)))
         return;
     if (type == ACCESS_WRITE) {
         if (ppage == m->htif_page)
@@ -158,9 +158,38 @@ static bool access_paddr(struct machine *m, uint64_t va, uint64_t size, enum acc
         trap_exception(m, cause, va);
         return false;
     }
-    if (!pmp_check(&m->hart, *pa, size, type, set_priv(set))) {
+    if (!pmp_check(m, *pa, size, type, set_priv(set))) {
         trap_exception(m, access_fault_cause[type], va);
         return false;
+    }
+    return true;
+}
+
+/* Host pointer for `size` bytes at va that lie in one page of RAM, through
+ * the TLB when it can (misaligned accesses miss the fast path's tag check,
+ * not the TLB).  Raises the trap and returns false on failure; a misaligned
+ * access to a device is an access fault.  Writes are marked dirty; *htif
+ * is set when the piece lands in the tohost page. */
+static bool ram_piece(struct machine *m, uint64_t va, int size, enum access_type type, int set,
+                      uint8_t **host, bool *htif)
+{
+    struct tlb_entry *e = &m->tlb.e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    if (e->tag == (va & ~0xfffull)) {
+        *host = (uint8_t *)(e->addend + va);
+        return true;                    /* the tohost page is never in the write TLB */
+    }
+    uint64_t pa;
+    if (!access_paddr(m, va, (uint64_t)size, type, set, &pa))
+        return false;
+    if (!phys_is_ram(m, pa, (uint64_t)size)) {
+        trap_exception(m, access_fault_cause[type], va);
+        return false;
+    }
+    tlb_fill(m, set, type, va, pa);
+    *host = ram_ptr(m, pa);
+    if (type == ACCESS_WRITE) {
+        ram_mark_dirty(m, pa);
+        *htif |= (pa & ~0xfffull) == m->htif_page;
     }
     return true;
 }
@@ -186,17 +215,18 @@ bool mmu_load_slow(struct machine *m, uint64_t va, int size, uint64_t *value)
         return true;
     }
 
-    /* Misaligned: assemble byte by byte from RAM (the pages may differ). */
+    /* Misaligned: at most two page-contained pieces, both checked first. */
+    uint8_t *piece[2];
+    bool htif = false;
+    uint64_t first = PAGE_SIZE - (va & 0xfff);
+    int n0 = first < (uint64_t)size ? (int)first : size;
+    if (!ram_piece(m, va, n0, ACCESS_READ, set, &piece[0], &htif) ||
+        (n0 < size && !ram_piece(m, va + n0, size - n0, ACCESS_READ, set, &piece[1], &htif)))
+        return false;
     uint64_t v = 0;
-    for (int i = 0; i < size; i++) {
-        if (!access_paddr(m, va + i, 1, ACCESS_READ, set, &pa))
-            return false;
-        if (!phys_is_ram(m, pa, 1)) {
-            trap_exception(m, CAUSE_LOAD_ACCESS, va + i);
-            return false;
-        }
-        v |= (uint64_t)*ram_ptr(m, pa) << (8 * i);
-    }
+    memcpy(&v, piece[0], (size_t)n0);
+    if (n0 < size)
+        memcpy((uint8_t *)&v + n0, piece[1], (size_t)(size - n0));
     *value = v;
     return true;
 }
@@ -224,22 +254,19 @@ bool mmu_store_slow(struct machine *m, uint64_t va, int size, uint64_t value)
         return true;
     }
 
-    /* Misaligned: check every byte first so a fault leaves memory untouched. */
-    uint64_t pas[8];
-    for (int i = 0; i < size; i++) {
-        if (!access_paddr(m, va + i, 1, ACCESS_WRITE, set, &pas[i]))
-            return false;
-        if (!phys_is_ram(m, pas[i], 1)) {
-            trap_exception(m, CAUSE_STORE_ACCESS, va + i);
-            return false;
-        }
-    }
-    for (int i = 0; i < size; i++) {
-        *ram_ptr(m, pas[i]) = (uint8_t)(value >> (8 * i));
-        ram_mark_dirty(m, pas[i]);
-    }
-    if ((pas[0] & ~0xfffull) == m->htif_page || (pas[size - 1] & ~0xfffull) == m->htif_page)
-        htif_store(m, pas[0], size);
+    /* Misaligned: translate both pieces first so a fault leaves memory untouched. */
+    uint8_t *piece[2];
+    bool htif = false;
+    uint64_t first = PAGE_SIZE - (va & 0xfff);
+    int n0 = first < (uint64_t)size ? (int)first : size;
+    if (!ram_piece(m, va, n0, ACCESS_WRITE, set, &piece[0], &htif) ||
+        (n0 < size && !ram_piece(m, va + n0, size - n0, ACCESS_WRITE, set, &piece[1], &htif)))
+        return false;
+    memcpy(piece[0], &value, (size_t)n0);
+    if (n0 < size)
+        memcpy(piece[1], (uint8_t *)&value + n0, (size_t)(size - n0));
+    if (htif)
+        htif_store(m, m->cfg.htif_tohost, 8);   /* re-read tohost as now written */
     return true;
 }
 
@@ -255,7 +282,7 @@ bool mmu_host_ptr(struct machine *m, uint64_t va, int size, uint8_t **host)
     if (!access_paddr(m, va, (uint64_t)size, ACCESS_WRITE, set, &pa))
         return false;
     if (!phys_is_ram(m, pa, (uint64_t)size) ||
-        !pmp_check(&m->hart, pa, (uint64_t)size, ACCESS_READ, set_priv(set))) {
+        !pmp_check(m, pa, (uint64_t)size, ACCESS_READ, set_priv(set))) {
         trap_exception(m, CAUSE_STORE_ACCESS, va);      /* AMOs on devices are not supported */
         return false;
     }

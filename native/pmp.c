@@ -4,11 +4,15 @@
  * (lowest-numbered) entry that matches any byte of an access decides it; an
  * access only partly inside that entry fails.  M-mode is only bound by
  * locked entries; S and U fail when no entry matches.
+ *
+ * Checks run on every TLB fill and page-table walk, so the entries' ranges
+ * are decoded once, when pmpcfg/pmpaddr change (pmp_update), into
+ * m->pmp: a host-side cache derived from the hart's CSRs.
  */
 #include "machine.h"
 
 /* Range [lo, hi) covered by entry i; false if the entry is off or empty. */
-static bool pmp_range(const struct hart *h, int i, uint64_t *lo, uint64_t *hi)
+static bool decode_range(const struct hart *h, int i, uint64_t *lo, uint64_t *hi)
 {
     uint64_t addr = h->pmpaddr[i];
     switch (h->pmpcfg[i] & PMP_A) {
@@ -38,6 +42,21 @@ static bool pmp_range(const struct hart *h, int i, uint64_t *lo, uint64_t *hi)
     }
 }
 
+void pmp_update(struct machine *m)
+{
+    struct pmp_ranges *r = &m->pmp;
+    r->count = 0;
+    for (int i = 0; i < 16; i++) {
+        uint64_t lo, hi;
+        if (decode_range(&m->hart, i, &lo, &hi)) {
+            r->lo[r->count] = lo;
+            r->hi[r->count] = hi;
+            r->cfg[r->count] = m->hart.pmpcfg[i];
+            r->count++;
+        }
+    }
+}
+
 static bool pmp_permits(uint8_t cfg, enum access_type type, int priv)
 {
     if (priv == PRV_M && !(cfg & PMP_L))
@@ -47,33 +66,33 @@ static bool pmp_permits(uint8_t cfg, enum access_type type, int priv)
 }
 
 /* Verdict for [addr, addr+size): 1 allow, 0 deny. */
-bool pmp_check(struct hart *h, uint64_t addr, uint64_t size, enum access_type type, int priv)
+bool pmp_check(struct machine *m, uint64_t addr, uint64_t size, enum access_type type, int priv)
 {
+    const struct pmp_ranges *r = &m->pmp;
     uint64_t end = addr + size;
-    for (int i = 0; i < 16; i++) {
-        uint64_t lo, hi;
-        if (!pmp_range(h, i, &lo, &hi) || end <= lo || addr >= hi)
+    for (int i = 0; i < r->count; i++) {
+        if (end <= r->lo[i] || addr >= r->hi[i])
             continue;
-        if (addr < lo || end > hi)
+        if (addr < r->lo[i] || end > r->hi[i])
             return false;                               /* partial match always fails */
-        return pmp_permits(h->pmpcfg[i], type, priv);
+        return pmp_permits(r->cfg[i], type, priv);
     }
     return priv == PRV_M;
 }
 
-bool pmp_page_allows(struct hart *h, uint64_t page, enum access_type type, int priv)
+bool pmp_page_allows(struct machine *m, uint64_t page, enum access_type type, int priv)
 {
+    const struct pmp_ranges *r = &m->pmp;
     uint64_t end = page + PAGE_SIZE;
-    for (int i = 0; i < 16; i++) {
-        uint64_t lo, hi;
+    for (int i = 0; i < r->count; i++) {
         /* Unlocked entries cannot change an M-mode verdict: skip them. */
-        if (priv == PRV_M && !(h->pmpcfg[i] & PMP_L))
+        if (priv == PRV_M && !(r->cfg[i] & PMP_L))
             continue;
-        if (!pmp_range(h, i, &lo, &hi) || end <= lo || page >= hi)
+        if (end <= r->lo[i] || page >= r->hi[i])
             continue;
-        if (page < lo || end > hi)
+        if (page < r->lo[i] || end > r->hi[i])
             return false;                               /* not uniform over the page */
-        return pmp_permits(h->pmpcfg[i], type, priv);
+        return pmp_permits(r->cfg[i], type, priv);
     }
     return priv == PRV_M;
 }

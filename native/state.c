@@ -88,6 +88,7 @@ int machine_load_state(struct machine *m, const uint8_t *buf, size_t len)
         memcpy(parts[i].ptr, buf + off, parts[i].size);
         off += parts[i].size;
     }
+    pmp_update(m);
     tlb_flush(m);
     m->console_out_len = 0;
     return 0;
