@@ -1,11 +1,12 @@
-"""The host side of the guest console: stdin/stdout, raw terminal mode and the
-Ctrl-A escape keys (as QEMU's -nographic has them).
+"""The host side of the guest console: stdin/stdout, raw terminal mode, the
+Ctrl-A escape keys (as QEMU's -nographic has them) and the monitor's line.
 
-A Console turns host input into guest bytes and console commands, and writes
-guest output.  With a terminal, stdin is put in raw mode (restored on every
-exit path by close(), which the caller runs in a finally block); with pipes
-or files nothing about the terminal is touched, so scripts and tests can drive
-the guest.
+A Console turns host input into an ordered list of events: bytes for the
+guest, lines typed at the `(chrono)` monitor, and a quit request.  The keys
+work the same with a terminal and with piped input, so scripts can drive the
+monitor too (`printf 'ls\\n\\001csavevm s1\\n'`).  With a terminal, stdin is
+put in raw mode (restored on every exit path by close(), which the caller
+runs in a finally block); with pipes or files the terminal is not touched.
 """
 from __future__ import annotations
 
@@ -15,22 +16,35 @@ import select
 import sys
 import termios
 import tty
+from dataclasses import dataclass
 
 ESCAPE = 0x01  # Ctrl-A
 
 HELP_TEXT = (
     "\r\nC-a h    print this help\r\n"
     "C-a x    exit chrono\r\n"
+    "C-a c    switch between the guest console and the (chrono) monitor\r\n"
     "C-a C-a  send C-a to the guest\r\n"
 )
+MONITOR_PROMPT = "(chrono) "
 
 
 class Command(enum.Enum):
     QUIT = "quit"
 
 
+@dataclass(frozen=True)
+class MonitorLine:
+    """A complete line typed at the monitor."""
+
+    text: str
+
+
+Event = bytes | MonitorLine | Command
+
+
 class Console:
-    """Reads host input for the guest and writes guest output to the host."""
+    """Reads host input for the guest and the monitor, writes guest output."""
 
     def __init__(self, stdin=None, stdout=None):
         self._in = stdin if stdin is not None else sys.stdin
@@ -38,6 +52,9 @@ class Console:
         self._fd = self._in.fileno()
         self.interactive = os.isatty(self._fd)
         self.eof = False
+        self.in_monitor = False         # keys go to the monitor line, not the guest
+        self._line = bytearray()
+        self._last_cr = False           # a CR ended the last monitor line (skip its LF)
         self._saved_tty = None
         self._escape = False
         if self.interactive:
@@ -51,6 +68,7 @@ class Console:
             self._saved_tty = None
         self.flush()
 
+    # ---- output -------------------------------------------------------------
     def write(self, data: bytes) -> None:
         if data:
             buffer = getattr(self._out, "buffer", self._out)
@@ -63,45 +81,102 @@ class Console:
         except (OSError, ValueError):
             pass
 
+    def _newline(self) -> str:
+        return "\r\n" if self.interactive else "\n"
+
     def message(self, text: str) -> None:
         """A line from chrono itself (not the guest), kept apart from guest output."""
-        end = "\r\n" if self.interactive else "\n"
-        sys.stderr.write(f"chrono: {text}{end}")
+        sys.stderr.write(f"chrono: {text}{self._newline()}")
         sys.stderr.flush()
 
-    def poll(self, timeout: float) -> tuple[bytes, list[Command]]:
-        """Wait up to `timeout` seconds for input; return guest bytes and commands."""
+    def monitor_output(self, text: str) -> None:
+        """Monitor replies go to the console output, like the guest's."""
+        if text:
+            self.write((text.rstrip("\n").replace("\n", self._newline()) + self._newline()).encode())
+
+    def monitor_prompt(self) -> None:
+        if self.interactive:
+            self.write(MONITOR_PROMPT.encode())
+
+    # ---- input ----------------------------------------------------------------
+    def poll(self, timeout: float) -> list[Event]:
+        """Wait up to `timeout` seconds for input; return events in order."""
         if self.eof:
-            return b"", []
+            return []
         try:
             ready, _, _ = select.select([self._fd], [], [], max(timeout, 0.0))
         except InterruptedError:
-            return b"", []
+            return []
         if not ready:
-            return b"", []
+            return []
         data = os.read(self._fd, 4096)
         if not data:
             self.eof = True
-            return b"", []
-        if not self.interactive:
-            return data, []
-        return self._escape_keys(data)
+            return []
+        return self._events(data)
 
-    def _escape_keys(self, data: bytes) -> tuple[bytes, list[Command]]:
+    def _events(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
         guest = bytearray()
-        commands: list[Command] = []
+
+        def flush_guest():
+            if guest:
+                events.append(bytes(guest))
+                guest.clear()
+
         for byte in data:
             if self._escape:
                 self._escape = False
-                if byte in (ord("x"), ord("X")):
-                    commands.append(Command.QUIT)
-                elif byte in (ord("h"), ord("H"), ord("?")):
+                key = chr(byte).lower()
+                if key == "x":
+                    flush_guest()
+                    events.append(Command.QUIT)
+                elif key in "h?":
                     self.write(HELP_TEXT.encode())
+                elif key == "c":
+                    flush_guest()
+                    self._toggle_monitor()
                 elif byte == ESCAPE:
-                    guest.append(ESCAPE)
+                    self._key(ESCAPE, guest, events)
                 # Any other key after C-a is ignored, as in QEMU.
             elif byte == ESCAPE:
                 self._escape = True
             else:
-                guest.append(byte)
-        return bytes(guest), commands
+                self._key(byte, guest, events)
+        flush_guest()
+        return events
+
+    def _toggle_monitor(self) -> None:
+        self.in_monitor = not self.in_monitor
+        self._line.clear()
+        if self.in_monitor and self.interactive:
+            self.write(b"\r\n")
+            self.monitor_prompt()
+        elif self.interactive:
+            self.write(b"\r\n")
+
+    def _key(self, byte: int, guest: bytearray, events: list) -> None:
+        if not self.in_monitor:
+            guest.append(byte)
+            return
+        if byte in (0x0d, 0x0a):                        # Enter: a whole monitor line
+            if self.interactive:
+                self.write(b"\r\n")
+            if byte == 0x0a and not self._line and self._last_cr:
+                self._last_cr = False                   # the LF of a CRLF
+                return
+            self._last_cr = byte == 0x0d
+            if guest:
+                events.append(bytes(guest))
+                guest.clear()
+            events.append(MonitorLine(self._line.decode(errors="replace").strip()))
+            self._line.clear()
+        elif byte in (0x7f, 0x08):                      # backspace
+            if self._line:
+                self._line.pop()
+                if self.interactive:
+                    self.write(b"\b \b")
+        elif byte >= 0x20:
+            self._line.append(byte)
+            if self.interactive:
+                self.write(bytes([byte]))

@@ -1,8 +1,9 @@
 """Running a machine against a console: the loop behind `chrono run`.
 
 The core runs in slices; between slices this loop moves console output to
-the host, feeds queued input into the UART as the guest drains it, and
-decides what an idle guest (WFI, nothing pending) means:
+the host, feeds queued input into the UART as the guest drains it, runs
+monitor commands, and decides what an idle guest (WFI, nothing pending)
+means:
 
 - input is queued: deliver it now;
 - a timer deadline exists: jump the virtual clock to it (unpaced), or wait
@@ -16,17 +17,23 @@ ever adds host sleeps; what the guest computes is the same either way.
 Interactive runs are paced.  Scripted runs (stdin not a terminal) run as fast
 as the core goes while input remains, then paced once it is exhausted, like
 an interactive run with nobody typing.
+
+Monitor commands (and Ctrl-A x) typed at a terminal act at once.  In a
+script they act in order: once the guest has taken every byte before them
+and settled (waits in WFI), so `write a x`, then `savevm`, saves the state
+after the guest handled the write.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from chrono.core.console import Command, Console
+from chrono.core.console import Command, Console, Event, MonitorLine
 from chrono.core.machine import Machine, Stop
 
-SLICE_STEPS = 20_000_000          # ~0.1 s of guest time: bounds input and pacing latency
+SLICE_STEPS = 20_000_000          # ~20 ms of guest time: bounds input and pacing latency
 STEPS_PER_SECOND = Machine.timebase_hz * Machine.steps_per_tick
 
 
@@ -34,10 +41,18 @@ STEPS_PER_SECOND = Machine.timebase_hz * Machine.steps_per_tick
 class Outcome:
     """How a session ended."""
 
-    kind: str        # poweroff, exit, quit, max-steps, input-ended, breakpoint
+    kind: str        # poweroff, exit, quit, max-steps, input-ended, breakpoint, reboot
     exit_code: int
     steps: int
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class MonitorReply:
+    """What a monitor command printed and what the session should do next."""
+
+    text: str = ""
+    action: str | None = None     # None, "quit", "stop", "cont", "restored"
 
 
 class Pacer:
@@ -55,38 +70,99 @@ class Pacer:
 
 
 class Session:
-    def __init__(self, machine: Machine, reboot: Callable[[], None] | None = None):
+    def __init__(self, machine: Machine, reboot: Callable[[], None] | None = None,
+                 monitor: Callable[[str], MonitorReply] | None = None):
         self.machine = machine
         self.reboot = reboot
-        self.queue = bytearray()
+        self.monitor = monitor
+        self.pending: deque[Event] = deque()    # guest bytes and scripted commands, in order
+        self.stopped = False                    # `stop` at the monitor
+        self._quit = False
+        self._restored = False
 
+    # ---- input --------------------------------------------------------------
     def _feed(self) -> None:
+        """Move queued guest bytes into the UART FIFO as far as it has room."""
         m = self.machine
-        if self.queue:
-            taken = m.console_write(bytes(self.queue[:64]))
-            del self.queue[:taken]
-        m.set_input_waiting(bool(self.queue))
+        while self.pending and isinstance(self.pending[0], bytes):
+            head = self.pending[0]
+            taken = m.console_write(head[:64])
+            if taken < len(head):
+                self.pending[0] = head[taken:]
+                break
+            self.pending.popleft()
+            if taken == 0:
+                break
+        m.set_input_waiting(bool(self.pending) and isinstance(self.pending[0], bytes))
 
-    def _take_input(self, console: Console, timeout: float) -> bool:
-        """Poll the console; queue guest bytes.  Returns True if asked to quit."""
+    def _guest_input_queued(self) -> bool:
+        return any(isinstance(e, bytes) for e in self.pending)
+
+    def _take_input(self, console: Console, timeout: float) -> None:
+        """Poll the console and queue what it gives (interactive commands act at once)."""
         if console.eof:
             time.sleep(max(timeout, 0.0))   # nothing more can arrive: just let time pass
-            return False
-        data, commands = console.poll(timeout)
-        self.queue += data
-        return Command.QUIT in commands
+            return
+        for event in console.poll(timeout):
+            if console.interactive and not isinstance(event, bytes):
+                self._command(console, event)
+            else:
+                self.pending.append(event)
 
+    def _command(self, console: Console, event: Event) -> None:
+        if event is Command.QUIT:
+            self._quit = True
+            return
+        assert isinstance(event, MonitorLine)
+        if not event.text:
+            console.monitor_prompt()
+            return
+        reply = self.monitor(event.text) if self.monitor else MonitorReply(
+            "no monitor in this session")
+        console.monitor_output(reply.text)
+        if reply.action == "quit":
+            self._quit = True
+        elif reply.action == "stop":
+            self.stopped = True
+        elif reply.action == "cont":
+            self.stopped = False
+        elif reply.action == "restored":
+            self._restored = True
+        if not self._quit and console.in_monitor:
+            console.monitor_prompt()
+
+    def _run_settled_commands(self, console: Console) -> None:
+        """Scripted commands at the head of the queue run once the guest settled."""
+        while self.pending and not isinstance(self.pending[0], bytes) and not self._quit:
+            self._command(console, self.pending.popleft())
+
+    # ---- the loop -------------------------------------------------------------
     def run(self, console: Console, max_steps: int | None = None,
             paced: bool | None = None) -> Outcome:
         m = self.machine
         start = m.steps
         always_paced = console.interactive if paced is None else paced
         pacer = Pacer(m) if always_paced else None
+        settled = False
+
+        def outcome(kind, code=0, detail=""):
+            return Outcome(kind, code, m.steps - start, detail)
 
         while True:
-            if self._take_input(console, 0):
-                return Outcome("quit", 0, m.steps - start)
-            if pacer is None and console.eof and not self.queue and paced is None:
+            self._take_input(console, 0)
+            if settled or self.stopped:
+                self._run_settled_commands(console)
+            if self._quit:
+                return outcome("quit")
+            if self._restored:                  # loadvm: virtual time moved
+                self._restored = False
+                pacer = Pacer(m) if pacer is not None else None
+            if self.stopped:
+                if console.eof and not self.pending:
+                    return outcome("input-ended", 0, "the guest is stopped and the input has ended")
+                self._take_input(console, 0.2)
+                continue
+            if pacer is None and console.eof and not self.pending and paced is None:
                 pacer = Pacer(m)            # scripted input exhausted: real time from here
             self._feed()
 
@@ -94,52 +170,47 @@ class Session:
             if max_steps is not None:
                 remaining = max_steps - (m.steps - start)
                 if remaining <= 0:
-                    return Outcome("max-steps", 124, m.steps - start,
-                                   f"stopped after {max_steps} instructions (--max-insns)")
+                    return outcome("max-steps", 124, f"stopped after {max_steps} instructions (--max-insns)")
                 budget = min(budget, remaining)
 
             result = m.run(budget)
             console.write(m.console_read())
+            settled = result.reason == Stop.IDLE
 
             if result.reason == Stop.POWEROFF:
-                return Outcome("poweroff", result.code, m.steps - start)
+                return outcome("poweroff", result.code)
             if result.reason == Stop.HTIF_EXIT:
-                return Outcome("exit", result.code, m.steps - start)
+                return outcome("exit", result.code)
             if result.reason == Stop.REBOOT:
                 if self.reboot is None:
-                    return Outcome("reboot", 0, m.steps - start, "the guest asked for a reboot")
+                    return outcome("reboot", 0, "the guest asked for a reboot")
                 self.reboot()
                 continue
             if result.reason == Stop.BREAKPOINT:
-                return Outcome("breakpoint", 0, m.steps - start, f"breakpoint at {m.pc:#x}")
+                return outcome("breakpoint", 0, f"breakpoint at {m.pc:#x}")
             if result.reason == Stop.BUDGET and pacer is not None:
                 wait = pacer.seconds_until(m.vclock)
-                if wait > 0 and self._take_input(console, wait):
-                    return Outcome("quit", 0, m.steps - start)
-            elif result.reason == Stop.IDLE and not self.queue:
-                if self._idle(console, pacer, result):
-                    return Outcome("quit", 0, m.steps - start)
-                if console.eof and not self.queue and not result.has_deadline:
-                    return Outcome("input-ended", 0, m.steps - start,
+                if wait > 0:
+                    self._take_input(console, wait)
+            elif result.reason == Stop.IDLE and not self.pending:
+                self._idle(console, pacer, result)
+                if console.eof and not self.pending and not result.has_deadline:
+                    return outcome("input-ended", 0,
                                    "the guest is waiting for input and the input has ended")
 
-    def _idle(self, console: Console, pacer: Pacer | None, result) -> bool:
-        """The guest waits; advance time or wait for input.  True = quit."""
+    def _idle(self, console: Console, pacer: Pacer | None, result) -> None:
+        """The guest waits and nothing is queued: advance time or wait for input."""
         m = self.machine
         if not result.has_deadline:
-            if console.eof:
-                return False
             # Nothing will happen until input arrives: block (in short waits
             # so signals are seen).
-            while not self.queue and not console.eof:
-                if self._take_input(console, 0.5):
-                    return True
-            return False
+            while not self.pending and not console.eof and not self._quit:
+                self._take_input(console, 0.5)
+            return
         if pacer is not None:
             wait = pacer.seconds_until(result.deadline)
             if wait > 0:
-                quit_ = self._take_input(console, wait)
-                if quit_ or self.queue:
-                    return quit_        # input first: deliver it without jumping
+                self._take_input(console, wait)
+                if self.pending or self._quit or self._restored:
+                    return              # input first: deliver it without jumping
         m.skip_to(result.deadline)
-        return False
