@@ -1,0 +1,107 @@
+"""Ready-made guests by name: fetch them into the cache, list what is cached, and turn
+a name into the GuestSpec that boots it."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from chrono.errors import ChronoError, ImageError, UsageError
+from chrono.guests import cache, debian
+from chrono.guests.manifest import GuestManifest
+from chrono.guests.progress import ProgressFn, silent
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    download_hint: str
+    # (out, scratch, apt_root, mirror, progress) -> manifest
+    build: Callable[[Path, Path, Path, str | None, ProgressFn], GuestManifest]
+
+
+RECIPES = {
+    debian.NAME: Recipe(debian.NAME, debian.DESCRIPTION, "about 115 MB of Debian packages",
+                        debian.build),
+}
+
+
+@dataclass
+class FetchResult:
+    name: str
+    path: Path
+    manifest: GuestManifest
+    reused: bool            # True: it was already cached and nothing was built
+
+
+@dataclass
+class CachedGuest:
+    name: str
+    path: Path
+    size: int                           # bytes on disk
+    manifest: GuestManifest | None      # None when the folder is damaged
+    problem: str = ""
+
+
+def recipe(name: str, root: Path | None = None) -> Recipe:
+    if name not in RECIPES:
+        raise UsageError(f"unknown guest {name!r}: known guests are {_known(root)}; "
+                         f"fetch one with `chrono guest fetch NAME`")
+    return RECIPES[name]
+
+
+def fetch_guest(name: str, *, force: bool = False, mirror: str | None = None,
+                root: Path | None = None, progress: ProgressFn = silent) -> FetchResult:
+    """Build guest ``name`` into the cache, unless a usable one is there already
+    (``force`` rebuilds).  The previous guest stays in place until the new one is
+    complete."""
+    r = recipe(name)
+    root = root or cache.cache_root()
+    target = cache.guests_dir(root) / name
+    if not force:
+        try:
+            return FetchResult(name, target, GuestManifest.load(target), reused=True)
+        except ImageError:
+            pass                        # absent or damaged: build it
+    with cache.building(target) as (out, scratch):
+        manifest = r.build(out, scratch, cache.apt_dir(root), mirror, progress)
+        manifest.save(out)
+    return FetchResult(name, target, manifest, reused=False)
+
+
+def list_guests(root: Path | None = None) -> list[CachedGuest]:
+    """Every guest folder in the cache, damaged ones included (with the problem)."""
+    folder = cache.guests_dir(root or cache.cache_root())
+    if not folder.is_dir():
+        return []
+    guests = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_dir():
+            continue                    # builds in progress or interrupted
+        try:
+            manifest, problem = GuestManifest.load(path), ""
+        except ChronoError as e:
+            manifest, problem = None, e.message
+        guests.append(CachedGuest(path.name, path, cache.allocated_size(path), manifest, problem))
+    return guests
+
+
+def guest_spec(name: str, root: Path | None = None, **overrides):
+    """The GuestSpec that boots cached guest ``name``; keyword arguments (GuestSpec
+    fields, e.g. ram_size) replace what the manifest says."""
+    folder = cache.guests_dir(root or cache.cache_root())
+    path = folder / name
+    if name.startswith(".") or "/" in name or not path.is_dir():
+        recipe(name, root)              # unknown names end here
+        raise ImageError(f"guest {name!r} is not fetched yet: run `chrono guest fetch {name}` "
+                         f"first (it downloads {RECIPES[name].download_hint} once)")
+    spec = GuestManifest.load(path).spec(path)
+    return dataclasses.replace(spec, **overrides)
+
+
+def _known(root: Path | None) -> str:
+    """Names that can be fetched, and any other guest already in the cache."""
+    cached = {g.name for g in list_guests(root)}
+    return ", ".join(sorted(RECIPES.keys() | cached))
