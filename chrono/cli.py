@@ -6,9 +6,11 @@ exit code from the error class, no traceback.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from chrono.core.board import parse_ram_size
 from chrono.errors import ChronoError, UsageError
@@ -55,7 +57,20 @@ def _ram_option(ctx, param, value):
         raise click.BadParameter(e.message) from None
 
 
+def store_option(command):
+    """--store DIR: the snapshot store a command uses (CHRONO_STORE, else .chrono).
+
+    The names match chrono.store.store (STORE_ENV_VAR, DEFAULT_DIR); they are
+    spelled out here so that `chrono --help` does not import LMDB and zstd.
+    """
+    return click.option("--store", "store_path", metavar="DIR", envvar="CHRONO_STORE",
+                        default=".chrono", show_default=True, show_envvar=True,
+                        type=click.Path(path_type=Path),
+                        help="Snapshot store directory.")(command)
+
+
 @main.command()
+@click.argument("guest_name", metavar="[GUEST]", required=False)
 @click.option("--kernel", type=click.Path(path_type=Path), metavar="FILE",
               help="Kernel or bare-metal program: an RV64 ELF, or a raw Linux Image (with --bios).")
 @click.option("--bios", type=click.Path(path_type=Path), metavar="FILE",
@@ -75,12 +90,24 @@ def _ram_option(ctx, param, value):
 @click.option("--pace/--no-pace", default=None,
               help="Keep guest time in step with the host clock. Default: paced at a "
                    "terminal; with piped input, as fast as possible until the input ends.")
-def run(kernel, bios, initrd, append, disk, commit, ram_size, max_insns, pace):
+@click.option("--from", "from_snapshot", metavar="SNAPSHOT",
+              help="Start from a saved snapshot (fast boot): the whole machine — CPU, "
+                   "devices, RAM, disk — comes from the store; the console is live at once.")
+@store_option
+@click.pass_context
+def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, max_insns, pace,
+        from_snapshot, store_path):
     """Boot a guest on an interactive console.
 
     With no options, boots the built-in demo guest with a blank in-memory
-    disk.  Keys at a terminal: Ctrl-A x quits, Ctrl-A h lists the keys.
-    stdin and stdout may be pipes or files, so scripts can drive the guest.
+    disk.  GUEST names a fetched guest (`chrono guest fetch debian`, then
+    `chrono run debian`): its firmware, kernel, initrd, command line, disk and
+    RAM size come from the guest, and options given here override them.
+    Keys at a terminal: Ctrl-A x quits, Ctrl-A h lists the keys, Ctrl-A c
+    opens the (chrono) monitor: savevm NAME, loadvm NAME, info snapshots,
+    delvm NAME, stop, cont, quit.  stdin and stdout may be pipes or files, so
+    scripts can drive the guest (and the monitor: a monitor command in piped
+    input runs once the guest has taken the input before it and settled).
 
     The exit status is the guest's: its poweroff code (sifive,test0), or its
     HTIF exit code (riscv-tests); 124 when --max-insns stopped it.
@@ -88,23 +115,309 @@ def run(kernel, bios, initrd, append, disk, commit, ram_size, max_insns, pace):
     from chrono.core.console import Console
     from chrono.core.launch import GuestSpec, launch
     from chrono.core.session import Session
+    from chrono.monitor import Monitor
 
-    if commit and disk is None:
-        raise UsageError("--commit needs --disk IMAGE: there is no image to write the overlay to")
-    guest = launch(GuestSpec(kernel=kernel, bios=bios, initrd=initrd, append=append,
-                             disk=disk, ram_size=ram_size))
+    options = dict(kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
+                   ram_size=ram_size)
+    snapshots = None
+    if from_snapshot is not None:
+        clashing = [f"--{name.replace('_size', '')}" for name in options if _given(ctx, name)]
+        clashing += ["GUEST"] if guest_name else []
+        clashing += ["--commit"] if commit else []
+        if clashing:
+            raise UsageError(f"--from restores the whole machine from the snapshot; "
+                             f"drop {', '.join(clashing)}")
+        from chrono.store.capture import guest_from_snapshot
+        from chrono.store.store import Store
+        started = time.perf_counter()
+        guest, snapshots = guest_from_snapshot(Store.open(store_path), from_snapshot)
+        restore_ms = (time.perf_counter() - started) * 1000
+        reboot = None                   # the boot images are not part of a snapshot
+    else:
+        if guest_name is not None:
+            from chrono.guests import guest_spec
+            spec = guest_spec(guest_name, **{k: v for k, v in options.items()
+                                             if _given(ctx, k)})
+        else:
+            spec = GuestSpec(**options)
+        disk = spec.disk
+        if commit and disk is None:
+            raise UsageError("--commit needs --disk IMAGE: there is no image to write the overlay to")
+        guest = launch(spec)
+        reboot = guest.reboot
+
+    def open_snapshots():
+        from chrono.store.capture import Snapshots
+        from chrono.store.store import Store
+        return snapshots or Snapshots(Store.open(store_path, create=True), guest)
+
+    monitor = Monitor(open_snapshots)
     console = Console()
     try:
-        outcome = Session(guest.machine, reboot=guest.reboot).run(
+        if from_snapshot is not None:
+            console.message(f"restored {from_snapshot} in {restore_ms:.1f} ms "
+                            f"(RAM pages load as the guest touches them)")
+        outcome = Session(guest.machine, reboot=reboot, monitor=monitor).run(
             console, max_steps=max_insns, paced=pace)
     finally:
         console.close()
+        monitor.close()
     if outcome.detail:
         console.message(outcome.detail)
     if commit:
         written = guest.disk.commit()
         console.message(f"committed {written} bytes of guest writes to {disk}")
     sys.exit(outcome.exit_code)
+
+
+def _given(ctx: click.Context, param: str) -> bool:
+    """Whether the user set option ``param`` (rather than leaving its default)."""
+    source = ctx.get_parameter_source(param)
+    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+# --- Ready-made guests -----------------------------------------------------------------
+
+@main.group()
+def guest():
+    """Ready-made guests: fetch one once, then boot it by name.
+
+    \b
+      chrono guest fetch debian   build a Debian 13 riscv64 guest from Debian's packages
+      chrono guest list           what is cached, and where
+      chrono run debian           boot it (its disk is copy-on-write, as for any --disk)
+    """
+
+
+@guest.command("fetch")
+@click.argument("name", metavar="NAME")
+@click.option("--force", is_flag=True, help="Rebuild it even if it is already cached.")
+@click.option("--mirror", metavar="URI",
+              help="Debian mirror to download from. Default: the one in the system's "
+                   "apt configuration.")
+def guest_fetch(name, force, mirror):
+    """Download and build guest NAME into the cache (known: debian).
+
+    The debian guest is OpenSBI, Debian's riscv64 kernel, a busybox shell in an
+    initramfs and a blank 256 MiB ext4 disk (mounted on /mnt), assembled from
+    Debian 13 (trixie) packages by a private apt: nothing is installed on this
+    machine.  It lives in $XDG_CACHE_HOME/chrono (default ~/.cache/chrono); a
+    second fetch reuses it.
+    """
+    from rich.console import Console
+
+    from chrono.guests import fetch_guest
+    from chrono.render_guests import progress_view
+
+    with progress_view(Console(stderr=True)) as progress:
+        result = fetch_guest(name, force=force, mirror=mirror, progress=progress)
+    versions = ", ".join(f"{p} {v}" for p, v in result.manifest.packages.items())
+    if result.reused:
+        click.echo(f"guest {name} is already cached in {result.path} ({versions}); "
+                   "--force rebuilds it")
+    else:
+        click.echo(f"guest {name} built in {result.path} ({versions})")
+    click.echo(f"boot it with: chrono run {name}")
+
+
+@guest.command("list")
+def guest_list():
+    """List the guests in the cache: name, size on disk, package versions, path."""
+    from rich.console import Console
+
+    from chrono.guests import list_guests
+    from chrono.guests.cache import cache_root
+    from chrono.render_guests import guests_table
+
+    guests = list_guests()
+    if not guests:
+        click.echo(f"no guests cached in {cache_root()}; fetch one with "
+                   "`chrono guest fetch debian`")
+        return
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)        # pipes and files: no wrapping inside cells
+    console.print(guests_table(guests))
+
+
+# ---- the snapshot store ------------------------------------------------------------------
+
+@main.group("store")
+def store_group():
+    """Maintain the snapshot store: stats, verify, gc, compact.
+
+    A store is one directory (.chrono in the working directory, or --store
+    DIR, or $CHRONO_STORE) holding every snapshot's RAM pages, disk blocks and
+    CPU/device state, each distinct page stored once.
+    """
+
+
+@store_group.command("stats")
+@store_option
+def store_stats(store_path):
+    """Counts and sizes: snapshots, blobs, logical vs stored bytes, dedup ratio."""
+    from chrono.render_store import console, stats_table
+    from chrono.store import Store, stats
+
+    with Store(store_path, readonly=True) as store:
+        console().print(stats_table(stats(store)))
+
+
+@store_group.command("verify")
+@store_option
+def store_verify(store_path):
+    """Check every blob's hash and codec, every snapshot's references and every ref.
+
+    Changes nothing.  Exit status 0 when the store is sound, 7 when something
+    is damaged (each problem is listed with the name of the damaged object).
+    """
+    from chrono.errors import StoreCorruptError
+    from chrono.render_store import console, problems_table, verify_progress
+    from chrono.store import Store, verify
+
+    out = console()
+    with Store(store_path, readonly=True) as store, verify_progress(out) as progress:
+        report = verify(store, progress)
+    if report.problems:
+        out.print(problems_table(report))
+        first = report.problems[0]
+        raise StoreCorruptError(f"store {store_path} is damaged: {len(report.problems)} problems, "
+                                f"the first: {first}")
+    click.echo(f"store {store_path} is sound: {report.blobs} blobs, {report.snapshots} snapshots "
+               f"({report.pages} page references), {report.refs} names checked")
+
+
+@store_group.command("gc")
+@store_option
+def store_gc(store_path):
+    """Delete the snapshots and blobs no name reaches (`chrono snap rm` removes names)."""
+    from chrono.render_store import size
+    from chrono.store import Store, gc
+
+    with Store(store_path) as store:
+        report = gc(store)
+    def count(n, what):
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    click.echo(f"removed {count(report.snapshots_removed, 'snapshot')} and "
+               f"{count(report.blobs_removed, 'blob')} ({size(report.bytes_freed)}); kept "
+               f"{count(report.snapshots_kept, 'snapshot')} and {count(report.blobs_kept, 'blob')}")
+    if report.bytes_freed:
+        click.echo("the freed space is reused by later snapshots; `chrono store compact` "
+                   "shrinks the file")
+    for name in report.dangling_refs:
+        click.echo(f"warning: {name!r} names a snapshot that is not in the store; "
+                   f"`chrono store verify` for details", err=True)
+
+
+@store_group.command("compact")
+@store_option
+def store_compact(store_path):
+    """Rewrite the store file without its free space (after gc), atomically."""
+    from chrono.render_store import size
+    from chrono.store import Store
+
+    with Store(store_path) as store:
+        before, after = store.compact()
+    click.echo(f"store {store_path}: {size(before)} -> {size(after)}")
+
+
+@main.group("snap")
+def snap_group():
+    """List, inspect, name, remove and compare snapshots.
+
+    A snapshot is named by a ref (e.g. `booted`), by its id, or by a unique
+    prefix of its id (at least 4 hex digits).
+    """
+
+
+def _names_by_id(refs: dict[str, str]) -> dict[str, list[str]]:
+    names: dict[str, list[str]] = {}
+    for name, sid in refs.items():
+        names.setdefault(sid, []).append(name)
+    return names
+
+
+@snap_group.command("list")
+@store_option
+def snap_list(store_path):
+    """Every snapshot, oldest first: names, id, creation time, position, sizes."""
+    from chrono.render_store import console, snapshots_table
+    from chrono.store import Store
+
+    with Store(store_path, readonly=True) as store, store.reader() as r:
+        names = _names_by_id(r.refs())
+        rows = sorted(((sid, m, names.get(sid, [])) for sid, m in r.snapshots()),
+                      key=lambda row: (row[1].created_ns, row[0]))
+    if not rows:
+        click.echo(f"no snapshots in store {store_path}")
+        return
+    console().print(snapshots_table(rows, store_path))
+
+
+@snap_group.command("info")
+@click.argument("name")
+@store_option
+def snap_info(name, store_path):
+    """Everything about one snapshot."""
+    from chrono.render_store import console, snapshot_table
+    from chrono.store import Store, stored_size
+
+    with Store(store_path, readonly=True) as store, store.reader() as r:
+        sid = r.resolve(name)
+        manifest = r.get_snapshot(sid)
+        names = _names_by_id(r.refs()).get(sid, [])
+        nonzero = {what: len(table.nonzero_pages(r)) for what, table in manifest.tables()}
+        sizes = {}
+        for what, key in (("state", manifest.state), ("device tree", manifest.dtb)):
+            raw = r.get_raw(key) if key else None
+            sizes[what] = stored_size(raw) if raw is not None else None
+        parent_present = bool(manifest.parent) and r.has_snapshot(manifest.parent)
+    console().print(snapshot_table(sid, manifest, names, parent_present, nonzero, sizes))
+
+
+@snap_group.command("rm")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@store_option
+def snap_rm(names, store_path):
+    """Remove snapshot names (a ref, or every ref of an id); `chrono store gc` frees the data."""
+    from chrono.store import Store
+
+    with Store(store_path) as store:
+        for name in names:
+            sid, removed = store.remove(name)
+            what = ", ".join(repr(n) for n in removed) or "no names"
+            click.echo(f"removed {what} from snapshot {sid[:12]}")
+    click.echo("run `chrono store gc` to free the space of snapshots left without a name")
+
+
+@snap_group.command("tag")
+@click.argument("name")
+@click.argument("new_name", metavar="NEWNAME")
+@click.option("--force", is_flag=True, help="Move NEWNAME if it already names another snapshot.")
+@store_option
+def snap_tag(name, new_name, force, store_path):
+    """Give the snapshot NAME another name, NEWNAME."""
+    from chrono.store import Store
+
+    with Store(store_path) as store:
+        sid = store.tag(name, new_name, force=force)
+    click.echo(f"{new_name} -> {sid[:12]}")
+
+
+@snap_group.command("diff")
+@click.argument("a")
+@click.argument("b")
+@store_option
+def snap_diff(a, b, store_path):
+    """Which RAM pages, disk blocks and state differ between snapshots A and B."""
+    from chrono.render_store import console, diff_table
+    from chrono.store import Store, snapshot_diff
+
+    with Store(store_path, readonly=True) as store, store.reader() as r:
+        ma, mb = r.snapshot(a), r.snapshot(b)
+        result = snapshot_diff(r, ma, mb)
+    console().print(diff_table(result, ma, mb, a, b))
 
 
 if __name__ == "__main__":

@@ -39,3 +39,51 @@ class GuestError(ChronoError):
     """The guest did something chrono cannot continue from."""
 
     exit_code = 4
+
+
+class GuestFetchError(ChronoError):
+    """A ready-made guest could not be downloaded or built (`chrono guest fetch`)."""
+
+    exit_code = 5
+
+
+class StoreError(ChronoError):
+    """The snapshot store cannot be used as asked: missing, busy, read-only, misused."""
+
+    exit_code = 6
+
+
+class StoreFormatError(StoreError):
+    """The store (or a record in it) uses a format version or feature this chrono does not read."""
+
+    exit_code = 6
+
+
+class StoreCorruptError(StoreError):
+    """Stored data failed an integrity check (hash, codec, structure); names the damaged object."""
+
+    exit_code = 7
+
+
+class StoreFullError(StoreError):
+    """A write did not fit (map size or disk space); the transaction was rolled back."""
+
+    exit_code = 8
+
+
+class UnknownSnapshotError(StoreError):
+    """No snapshot has that name or id (or an id prefix is ambiguous)."""
+
+    exit_code = 3
+
+
+class RefNameError(StoreError):
+    """A snapshot name that cannot be used as a ref (empty, too long, '/', control chars)."""
+
+    exit_code = 2
+
+
+class SnapshotMismatchError(StoreError):
+    """A snapshot cannot be restored into this machine (other RAM, devices...)."""
+
+    exit_code = 6

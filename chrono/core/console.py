@@ -146,6 +146,10 @@ class Console:
         flush_guest()
         return events
 
+    def leave_monitor(self) -> None:
+        if self.in_monitor:
+            self._toggle_monitor()
+
     def _toggle_monitor(self) -> None:
         self.in_monitor = not self.in_monitor
         self._line.clear()

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from chrono.core.board import BoardConfig
+from chrono.core.devicetree import build_device_tree
 from chrono.core.disk import Disk
 from chrono.core.loader import BootImage, plan_boot
 from chrono.core.machine import Machine
@@ -54,6 +55,12 @@ class Guest:
     boot: BootImage
     config: BoardConfig
     disk: Disk | None
+    saved_dtb: bytes | None = None      # a guest restored from a snapshot keeps its tree
+
+    @property
+    def dtb(self) -> bytes:
+        """The device tree this guest was booted with."""
+        return self.saved_dtb if self.saved_dtb is not None else build_device_tree(self.config)
 
     def reset(self) -> None:
         """Load the boot image and reset the hart and devices (power-on)."""

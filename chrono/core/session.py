@@ -126,6 +126,7 @@ class Session:
             self.stopped = True
         elif reply.action == "cont":
             self.stopped = False
+            console.leave_monitor()
         elif reply.action == "restored":
             self._restored = True
         if not self._quit and console.in_monitor:

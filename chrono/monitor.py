@@ -1,0 +1,119 @@
+"""The `(chrono)` monitor (Ctrl-A c): snapshot and control commands on the
+console, in the spirit of QEMU's human monitor.
+
+Each command is one line; the reply is text plus an action for the session
+(quit, stop, cont, restored).  Errors caused by the user (unknown snapshot,
+damaged store...) are replies, not exceptions: the guest keeps running.
+The store is opened on first use, so a run that never saves creates nothing.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from typing import TYPE_CHECKING, Callable
+
+from chrono.core.session import MonitorReply
+from chrono.errors import ChronoError
+
+if TYPE_CHECKING:
+    from chrono.store.capture import Snapshots
+
+HELP = """\
+savevm NAME       save the whole machine (CPU, devices, RAM, disk) as snapshot NAME
+loadvm NAME       restore snapshot NAME (RAM and disk together)
+info snapshots    list the snapshots in the store
+delvm NAME        remove snapshot NAME (its data goes at the next `chrono store gc`)
+stop              pause the guest
+cont              resume the guest (and go back to its console: Ctrl-A c)
+quit              exit chrono
+help              this list"""
+
+
+class Monitor:
+    def __init__(self, open_snapshots: Callable[[], "Snapshots"]):
+        self._open_snapshots = open_snapshots
+        self._snapshots = None
+
+    @property
+    def snapshots(self) -> "Snapshots":
+        if self._snapshots is None:
+            self._snapshots = self._open_snapshots()
+        return self._snapshots
+
+    def close(self) -> None:
+        if self._snapshots is not None:
+            self._snapshots.close()
+            self._snapshots.store.close()
+
+    def __call__(self, line: str) -> MonitorReply:
+        try:
+            words = shlex.split(line)
+        except ValueError as e:
+            return MonitorReply(f"cannot parse {line!r}: {e}")
+        if not words:
+            return MonitorReply()
+        command, args = words[0], words[1:]
+        handler = getattr(self, "cmd_" + command, None)
+        if handler is None:
+            return MonitorReply(f"unknown command {command!r}; type `help` for the list")
+        try:
+            return handler(*args)
+        except TypeError:
+            return MonitorReply(f"usage: {self._usage(command)}")
+        except ChronoError as e:
+            return MonitorReply(f"error: {e.message}")
+
+    @staticmethod
+    def _usage(command: str) -> str:
+        for row in HELP.splitlines():
+            if row.split()[0] == command:
+                return row.split("  ")[0].strip()
+        return command
+
+    # ---- commands -----------------------------------------------------------------
+    def cmd_help(self) -> MonitorReply:
+        return MonitorReply(HELP)
+
+    def cmd_savevm(self, name: str) -> MonitorReply:
+        start = time.perf_counter()
+        sid = self.snapshots.save(name)
+        t = self.snapshots.times
+        total = (time.perf_counter() - start) * 1000
+        return MonitorReply(
+            f"saved {name} ({sid[:12]}): {t.pages} RAM pages, {t.blocks} disk blocks, "
+            f"{t.new_bytes / 1024:.0f} KiB new in the store; guest paused {t.paused * 1000:.1f} ms, "
+            f"{total:.1f} ms in all")
+
+    def cmd_loadvm(self, name: str) -> MonitorReply:
+        start = time.perf_counter()
+        manifest = self.snapshots.load(name)
+        took = (time.perf_counter() - start) * 1000
+        return MonitorReply(f"restored {name} at instruction {manifest.steps} in {took:.1f} ms",
+                            "restored")
+
+    def cmd_delvm(self, name: str) -> MonitorReply:
+        sid, names = self.snapshots.store.remove(name)
+        return MonitorReply(f"removed {', '.join(names) or sid[:12]}")
+
+    def cmd_info(self, what: str) -> MonitorReply:
+        if what != "snapshots":
+            return MonitorReply("usage: info snapshots")
+        store = self.snapshots.store
+        refs = store.refs()
+        if not refs:
+            return MonitorReply(f"no snapshots in {store.path}")
+        rows = ["NAME                 ID            INSTRUCTIONS   VIRTUAL TIME  SAVED"]
+        for name, sid in sorted(refs.items()):
+            m = store.get_snapshot(sid)
+            saved = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created))
+            rows.append(f"{name:20} {sid[:12]}  {m.steps:>13}  {m.vclock / 1e9:>10.3f} s  {saved}")
+        return MonitorReply("\n".join(rows))
+
+    def cmd_stop(self) -> MonitorReply:
+        return MonitorReply("guest stopped; `cont` resumes it", "stop")
+
+    def cmd_cont(self) -> MonitorReply:
+        return MonitorReply("", "cont")
+
+    def cmd_quit(self) -> MonitorReply:
+        return MonitorReply("", "quit")

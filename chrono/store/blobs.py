@@ -1,0 +1,194 @@
+"""Content-addressed blobs: how a page (or any byte string) becomes a key and a value.
+
+    key   = SHA-256 of the uncompressed content (32 bytes)
+    value = codec byte + payload
+            0x00 RAW   payload is the content itself
+            0x01 ZSTD  payload is one zstd frame (level 1, content size in the
+                       frame header, no zstd checksum: the key is the checksum)
+
+A blob is stored raw when zstd does not save at least 1/32 of its size, so
+incompressible pages cost no decompression on the way back.
+
+The all-zero 4 KiB page is never stored: its key is the reserved ZERO_HASH
+(32 zero bytes, which is not the SHA-256 of anything we know of), and reading
+ZERO_HASH gives 4096 zero bytes.  The sentinel stands for exactly that one
+content; any other all-zero byte string (of another length) has its real hash.
+
+Everything here is pure and thread-safe: capture threads call encode_blob()
+and restore threads call decode_blob() beside the guest (hashlib and zstandard
+release the GIL for buffers of this size).  Reads are always verified: the
+decoded content must hash to its key.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from concurrent.futures import Executor
+from typing import Iterable, Sequence
+
+import numpy as np
+import zstandard
+
+from chrono.errors import StoreCorruptError
+
+PAGE_SIZE = 4096
+HASH_SIZE = 32
+ZERO_HASH = bytes(HASH_SIZE)
+ZERO_PAGE = bytes(PAGE_SIZE)
+_ZERO_PAGE_SHA256 = hashlib.sha256(ZERO_PAGE).digest()
+
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+ZSTD_LEVEL = 1
+# Largest blob encode_blob accepts and decode_blob will inflate: a bound on the
+# memory a damaged or hostile zstd header can make us allocate.
+MAX_BLOB_SIZE = 256 << 20
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    # zstandard (de)compressor objects are not thread-safe: one per thread.
+    cache = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    cctx = cache.get(level)
+    if cctx is None:
+        cctx = cache[level] = zstandard.ZstdCompressor(
+            level=level, write_content_size=True, write_checksum=False, write_dict_id=False)
+    return cctx
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dctx = getattr(_local, "decompressor", None)
+    if dctx is None:
+        dctx = _local.decompressor = zstandard.ZstdDecompressor()
+    return dctx
+
+
+def blob_key(data) -> bytes:
+    """The key of `data` (bytes-like), with the zero-page sentinel applied."""
+    digest = hashlib.sha256(data).digest()
+    return ZERO_HASH if digest == _ZERO_PAGE_SHA256 else digest
+
+
+def encode_blob(data, level: int = ZSTD_LEVEL) -> tuple[bytes, bytes | None]:
+    """(key, value) for `data` (bytes, memoryview, or a contiguous uint8 numpy row).
+
+    Returns (ZERO_HASH, None) for an all-zero 4 KiB page: nothing to store.
+    Pure: safe to run in many threads at once.
+    """
+    view = memoryview(data)
+    if view.nbytes > MAX_BLOB_SIZE:
+        raise ValueError(f"blob of {view.nbytes} bytes exceeds the {MAX_BLOB_SIZE} byte limit")
+    digest = hashlib.sha256(view).digest()
+    if digest == _ZERO_PAGE_SHA256:
+        return ZERO_HASH, None
+    packed = _compressor(level).compress(view)
+    if len(packed) < view.nbytes - view.nbytes // 32:
+        return digest, b"\x01" + packed
+    return digest, b"\x00" + view.tobytes()
+
+
+def decode_blob(key: bytes, value, where: str = "") -> bytes:
+    """The content of a stored value, verified against its key.
+
+    Raises StoreCorruptError naming the blob (and the store, `where`) when the
+    codec is unknown, the payload does not decode, or the content's hash
+    differs from the key.
+    """
+    if key == ZERO_HASH:
+        return ZERO_PAGE
+    view = memoryview(value)
+    if view.nbytes == 0:
+        raise _damaged(key, where, "empty value")
+    codec = view[0]
+    payload = view[1:]
+    if codec == CODEC_RAW:
+        data = payload.tobytes()
+    elif codec == CODEC_ZSTD:
+        try:
+            size = zstandard.frame_content_size(payload)
+            if size < 0 or size > MAX_BLOB_SIZE:
+                raise _damaged(key, where, "zstd frame header gives no plausible size")
+            data = _decompressor().decompress(payload)
+        except zstandard.ZstdError as e:
+            raise _damaged(key, where, f"zstd: {e}") from None
+    else:
+        raise _damaged(key, where, f"unknown codec {codec}")
+    if hashlib.sha256(data).digest() != key:
+        raise _damaged(key, where, "content does not match its hash")
+    return data
+
+
+def stored_size(value) -> int:
+    """Uncompressed size of a stored value, read from its header (no decompression)."""
+    view = memoryview(value)
+    if view.nbytes and view[0] == CODEC_ZSTD:
+        try:
+            return max(zstandard.frame_content_size(view[1:]), 0)
+        except zstandard.ZstdError:
+            return 0
+    return max(view.nbytes - 1, 0)
+
+
+def _damaged(key: bytes, where: str, why: str) -> StoreCorruptError:
+    place = f" in store {where}" if where else ""
+    error = StoreCorruptError(f"blob {key.hex()}{place} is damaged ({why}); "
+                              f"run `chrono store verify` to see what it affects")
+    error.reason = why
+    return error
+
+
+# ---- helpers for capture -------------------------------------------------------
+
+def copy_pages(buffer: np.ndarray, indices) -> np.ndarray:
+    """Copy 4 KiB pages out of a uint8 buffer (RAM or a disk): an array (len(indices), 4096).
+
+    This is the only step of a capture that must happen while the guest is
+    paused.  A buffer whose size is not a multiple of 4 KiB (a disk) has its
+    last page zero-padded: page tables always hold full 4 KiB pages.
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    out = np.zeros((len(idx), PAGE_SIZE), dtype=np.uint8)
+    full = len(buffer) // PAGE_SIZE
+    whole = idx < full
+    if whole.any():
+        out[whole] = buffer[:full * PAGE_SIZE].reshape(-1, PAGE_SIZE)[idx[whole]]
+    for row in np.flatnonzero(~whole):
+        start = int(idx[row]) * PAGE_SIZE
+        if start >= len(buffer):
+            raise IndexError(f"page {int(idx[row])} is beyond the end of a {len(buffer)}-byte buffer")
+        tail = buffer[start:]
+        out[row, :len(tail)] = tail
+    return out
+
+
+def encode_pages(pages: Sequence, indices: Iterable[int], pool: Executor | None = None,
+                 chunk: int = 256) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """Hash and compress pages: ({page_index: key}, [(key, value) to store]).
+
+    `pages` is a sequence of page buffers (e.g. the rows copy_pages returned),
+    `indices` their page numbers.  With `pool` (a ThreadPoolExecutor), chunks
+    of pages are encoded in parallel.  Zero pages map to ZERO_HASH and are not
+    in the list; duplicate contents appear in it once.
+    """
+    indices = [int(i) for i in indices]
+    if len(indices) != len(pages):
+        raise ValueError(f"{len(pages)} pages but {len(indices)} indices")
+
+    def encode_chunk(start: int) -> list[tuple[bytes, bytes | None]]:
+        return [encode_blob(pages[i]) for i in range(start, min(start + chunk, len(pages)))]
+
+    starts = range(0, len(pages), chunk)
+    results = pool.map(encode_chunk, starts) if pool is not None else map(encode_chunk, starts)
+    changes: dict[int, bytes] = {}
+    blobs: dict[bytes, bytes] = {}
+    position = 0
+    for encoded in results:
+        for key, value in encoded:
+            changes[indices[position]] = key
+            if value is not None:
+                blobs.setdefault(key, value)
+            position += 1
+    return changes, list(blobs.items())

@@ -1,0 +1,268 @@
+"""Snapshots of a running guest: capture into the store, restore from it.
+
+A snapshot is one atomic unit: CPU + device state, all of RAM, every disk
+block, and the machine configuration, committed in one write transaction.
+RAM and disk are always saved and restored together, so a restored guest's
+page cache always matches its disk.
+
+The machine keeps a *baseline*: the snapshot it was last saved as or
+restored from, with its page tables.  Only pages and blocks dirtied since
+then can differ from it, which makes both directions incremental:
+
+- capture copies the dirty pages and blocks out of the paused machine (the
+  only part that needs the guest stopped), then hashes, compresses and
+  commits them against the baseline's tables (unchanged leaves are shared);
+- restore rewrites only the pages that differ between the baseline and the
+  target (plus those dirtied since the baseline).  RAM pages are not even
+  written then: they are marked absent and materialized from the store on
+  first touch, so the guest resumes at once.  Disk blocks are written
+  eagerly (virtio DMA reads the disk buffer directly).
+
+Without a baseline (a fresh boot), the first capture takes every page ever
+written (untouched RAM is zero) and every non-zero disk block.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from chrono.core.machine import PAGE_SIZE
+from chrono.errors import SnapshotMismatchError
+from chrono.store.blobs import ZERO_HASH, ZERO_PAGE, copy_pages, encode_blob, encode_pages
+from chrono.store.manifest import DiskTable, Manifest
+from chrono.store.pagetable import PageTable, diff, pages_for
+from chrono.store.store import Store
+
+CONFIG_VERSION = 1
+
+
+@dataclass
+class Baseline:
+    """The snapshot the machine's contents were last equal to."""
+
+    snapshot_id: str | None
+    ram: PageTable
+    disks: list[PageTable]
+
+
+@dataclass
+class CaptureTimes:
+    """Seconds spent in each phase of the last capture (for benchmarks and the monitor)."""
+
+    paused: float = 0.0         # copying dirty pages: the guest is stopped for this
+    encode: float = 0.0         # hashing + compression
+    commit: float = 0.0         # the write transaction
+    pages: int = 0              # RAM pages captured
+    blocks: int = 0             # disk blocks captured
+    new_bytes: int = 0          # stored bytes added
+
+
+def machine_config(guest) -> dict:
+    """The configuration a snapshot can only be restored into."""
+    m = guest.machine
+    cfg = guest.config
+    return {
+        "version": CONFIG_VERSION,
+        "ram_size": m.ram_size,
+        "disk_size": guest.disk.size if guest.disk is not None else None,
+        "isa": cfg.riscv_isa,
+        "isa_extensions": list(cfg.isa_extensions),
+        "mmu": cfg.mmu_type,
+        "devices": ["sifive,test0", "goldfish-rtc", "clint", "plic", "ns16550a",
+                    "virtio-mmio-blk" if guest.disk is not None else "virtio-mmio"],
+        "state_size": len(m.save_state()),
+        "htif": [guest.boot.tohost, guest.boot.fromhost],
+        "bootargs": cfg.bootargs,
+        "initrd": list(cfg.initrd) if cfg.initrd else None,
+    }
+
+
+def _nonzero_pages(buffer: np.ndarray) -> np.ndarray:
+    """Indices of the 4 KiB pages of `buffer` holding any non-zero byte."""
+    full = len(buffer) // PAGE_SIZE
+    words = buffer[:full * PAGE_SIZE].view(np.uint64).reshape(full, PAGE_SIZE // 8)
+    pages = np.flatnonzero(words.any(axis=1))
+    if len(buffer) % PAGE_SIZE and buffer[full * PAGE_SIZE:].any():
+        pages = np.append(pages, full)
+    return pages
+
+
+class Snapshots:
+    """Save and restore one guest (a chrono.core.launch.Guest) in a store."""
+
+    def __init__(self, store: Store, guest, workers: int = 2):
+        self.store = store
+        self.guest = guest
+        self.baseline: Baseline | None = None
+        self.times = CaptureTimes()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chrono-encode")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # ---- capture --------------------------------------------------------------
+    def save(self, name: str | None = None) -> str:
+        """Capture the guest now; returns the snapshot id (and names it `name`)."""
+        m, disk = self.guest.machine, self.guest.disk
+        base = self.baseline
+        t0 = time.perf_counter()
+        state = m.save_state()
+        if base is None:
+            ram_pages = np.flatnonzero(m.ram_dirty)
+            disk_blocks = _nonzero_pages(disk.data) if disk is not None else None
+        else:
+            ram_pages = np.flatnonzero(m.ram_dirty)
+            disk_blocks = np.flatnonzero(disk.dirty) if disk is not None else None
+        ram_copy = copy_pages(m.ram, ram_pages)
+        disk_copy = copy_pages(disk.data, disk_blocks) if disk is not None else None
+        m.clear_ram_dirty()
+        if disk is not None:
+            m.clear_disk_dirty()
+        t1 = time.perf_counter()
+
+        ram_changes, ram_blobs = encode_pages(ram_copy, ram_pages, self._pool)
+        disk_changes, disk_blobs = ({}, [])
+        if disk is not None:
+            disk_changes, disk_blobs = encode_pages(disk_copy, disk_blocks, self._pool)
+        state_key, state_value = encode_blob(state)
+        dtb_key, dtb_value = encode_blob(self.guest.dtb)
+        t2 = time.perf_counter()
+
+        # The new tables are built inside the write transaction, from the
+        # baseline's leaves as that transaction sees them: a concurrent gc
+        # cannot pull a leaf from under a snapshot being written.
+        with self.store.writer() as w:
+            ram_base = base.ram if base else PageTable.empty(pages_for(m.ram_size))
+            ram_table, ram_leaves = ram_base.with_changes(ram_changes, w)
+            disks, disk_leaves = [], []
+            if disk is not None:
+                disk_base = base.disks[0] if base else PageTable.empty(pages_for(disk.size))
+                disk_table, disk_leaves = disk_base.with_changes(disk_changes, w)
+                disks.append(DiskTable(disk.size, disk_table))
+            manifest = Manifest(config=machine_config(self.guest), state=state_key, ram=ram_table,
+                                disks=tuple(disks), dtb=dtb_key,
+                                parent=base.snapshot_id if base else None,
+                                steps=m.steps, vclock=m.vclock)
+            blobs = ram_blobs + disk_blobs + ram_leaves + disk_leaves
+            blobs += [(k, v) for k, v in ((state_key, state_value), (dtb_key, dtb_value))
+                      if v is not None]
+            added = w.put_blobs(blobs)
+            sid = w.put_snapshot(manifest)
+            if name is not None:
+                w.set_ref(name, sid)
+        t3 = time.perf_counter()
+
+        self.baseline = Baseline(sid, ram_table, [d.table for d in disks])
+        self.times = CaptureTimes(t1 - t0, t2 - t1, t3 - t2, len(ram_pages),
+                                  0 if disk_blocks is None else len(disk_blocks), added)
+        return sid
+
+    # ---- restore --------------------------------------------------------------
+    def check_compatible(self, manifest: Manifest, name: str) -> None:
+        mine, theirs = machine_config(self.guest), manifest.config
+        for key, what in (("version", "snapshot configuration format"), ("ram_size", "RAM size"),
+                          ("disk_size", "disk size"), ("devices", "devices"),
+                          ("state_size", "CPU/device state layout"), ("isa", "ISA")):
+            if mine.get(key) != theirs.get(key):
+                raise SnapshotMismatchError(
+                    f"snapshot {name!r} was taken on a machine with another {what} "
+                    f"({theirs.get(key)!r}, this one has {mine.get(key)!r}); "
+                    f"start it with `chrono run --from {name}` instead")
+
+    def load(self, name: str, fresh: bool = False) -> Manifest:
+        """Restore the snapshot `name` into the guest (delta + lazy).  `fresh`
+        says the guest's RAM and disk are still all zero (a new machine)."""
+        manifest = self.store.snapshot(name)
+        sid = manifest.id
+        self.check_compatible(manifest, name)
+        m, disk = self.guest.machine, self.guest.disk
+        state = self.store.get_blob(manifest.state)
+        base = self.baseline
+
+        # Pages that may differ from the target: what differs between the
+        # baseline and the target, plus what changed since the baseline.
+        if base is not None:
+            ram_pages = np.union1d(diff(base.ram, manifest.ram, self.store), np.flatnonzero(m.ram_dirty))
+        else:
+            ram_pages = manifest.ram.nonzero_pages(self.store)
+            if not fresh:
+                ram_pages = np.union1d(ram_pages, _nonzero_pages(m.ram))
+        if disk is not None:
+            target = manifest.disks[0].table
+            if base is not None:
+                blocks = np.union1d(diff(base.disks[0], target, self.store), np.flatnonzero(disk.dirty))
+            else:
+                blocks = target.nonzero_pages(self.store)
+                if not fresh:
+                    blocks = np.union1d(blocks, _nonzero_pages(disk.data))
+            self._write_disk(target, blocks)
+
+        m.load_state(state)
+        self._lazy_ram(manifest.ram, ram_pages)
+        m.clear_ram_dirty()
+        if disk is not None:
+            m.clear_disk_dirty()
+        self.baseline = Baseline(sid, manifest.ram, [d.table for d in manifest.disks])
+        return manifest
+
+    def _lazy_ram(self, table: PageTable, pages: np.ndarray) -> None:
+        m, store = self.guest.machine, self.store
+
+        def provide(page: int) -> None:
+            m.ram[page * PAGE_SIZE:(page + 1) * PAGE_SIZE] = np.frombuffer(
+                store.page(table, page), dtype=np.uint8)
+
+        m.set_page_provider(provide)
+        if len(pages):
+            m.mark_absent(pages)
+
+    def _write_disk(self, table: PageTable, blocks: np.ndarray) -> None:
+        disk = self.guest.disk
+        keys = table.lookup_many(self.store, blocks) if len(blocks) else []
+        for block, key in zip(blocks, keys):
+            start = int(block) * PAGE_SIZE
+            end = min(start + PAGE_SIZE, disk.size)
+            data = ZERO_PAGE if key == ZERO_HASH else self.store.get_blob(key)
+            disk.data[start:end] = np.frombuffer(data, dtype=np.uint8)[:end - start]
+        if len(blocks):
+            disk.written[blocks] = 1        # the overlay now differs from the image there
+
+
+def guest_from_snapshot(store: Store, name: str):
+    """A new guest whose whole machine comes from snapshot `name` (fast boot).
+
+    Returns (guest, snapshots): the machine is built from the snapshot's own
+    configuration, its disk is in memory (there is no image behind it), and
+    its RAM is restored lazily, so it can run at once.
+    """
+    from chrono.core.board import BoardConfig
+    from chrono.core.disk import Disk
+    from chrono.core.launch import Guest
+    from chrono.core.loader import BootImage
+    from chrono.core.machine import Machine
+
+    manifest = store.snapshot(name)
+    cfg = manifest.config
+    if cfg.get("version") != CONFIG_VERSION:
+        raise SnapshotMismatchError(f"snapshot {name!r} has a machine configuration of format "
+                                    f"{cfg.get('version')!r}; this chrono reads format {CONFIG_VERSION}")
+    tohost, fromhost = cfg["htif"]
+    machine = Machine(cfg["ram_size"], tohost=tohost, fromhost=fromhost)
+    disk = None
+    if cfg["disk_size"] is not None:
+        disk = Disk.blank(cfg["disk_size"])
+        machine.attach_disk(disk)
+    board = BoardConfig(cfg["ram_size"], isa_extensions=tuple(cfg["isa_extensions"]),
+                        mmu_type=cfg["mmu"], bootargs=cfg["bootargs"],
+                        initrd=tuple(cfg["initrd"]) if cfg["initrd"] else None,
+                        has_disk=disk is not None)
+    boot = BootImage(segments=[], entry=0, tohost=tohost, fromhost=fromhost,
+                     description=f"snapshot {name}")
+    dtb = store.get_blob(manifest.dtb) if manifest.dtb else None
+    guest = Guest(machine, boot, board, disk, saved_dtb=dtb)
+    snapshots = Snapshots(store, guest)
+    snapshots.load(name, fresh=True)
+    return guest, snapshots

@@ -1,0 +1,168 @@
+"""Garbage collection: mark and sweep from the roots.
+
+Roots are the refs (name -> snapshot) plus whatever registered root providers
+return (traces will add theirs with add_root_provider()).  Marking a snapshot
+marks its manifest, its state and device-tree blobs, its leaves, and the pages
+those leaves name.  A parent id is weak: it keeps nothing alive.  Everything
+unmarked -- manifests and blobs -- is deleted.  There are no reference counts
+to drift after a crash: reachability is recomputed every time.
+
+Phases and the invariant that makes them safe beside running writers:
+
+1. mark, in a read transaction (writers keep committing meanwhile);
+2. sweep, in one write transaction (so no writer runs during it): re-read the
+   roots, mark whatever root was not marked in phase 1 (a snapshot committed or
+   a ref moved meanwhile), then delete what is still unmarked.
+
+Manifests and blobs are immutable and content-addressed, so what a snapshot
+reaches never changes: a snapshot marked in phase 1 needs no second look, and
+a blob a later writer reused (skipped because present) is reached from that
+writer's snapshot, which phase 2 marks.  Hence: every blob reachable from a
+root when the sweep commits is kept.
+
+Writers must keep two rules for this to hold: a snapshot gets its root (ref)
+in the same transaction that writes it, and "already present" is only trusted
+within the transaction that relies on it (Writer.put_blobs checks inside it).
+The store's blob set is closed under "leaf -> its pages": writers put pages
+with (or before) their leaves, and the sweep deletes a leaf's pages only with
+the leaf itself.  Writer.put_snapshot relies on it to check a manifest cheaply.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from chrono.errors import StoreCorruptError
+from chrono.store.blobs import HASH_SIZE, ZERO_HASH
+from chrono.store.pagetable import LEAF_PAGES
+from chrono.store.store import Reader, Store
+
+
+@dataclass
+class Roots:
+    """What a root provider keeps alive: snapshot ids and individual blob keys."""
+
+    snapshots: set[str] = field(default_factory=set)
+    blobs: set[bytes] = field(default_factory=set)
+
+
+RootProvider = Callable[[Reader], Roots]
+_providers: list[RootProvider] = []
+
+
+def add_root_provider(provider: RootProvider) -> None:
+    """Register provider(reader) -> Roots, consulted by every gc in both phases."""
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+def remove_root_provider(provider: RootProvider) -> None:
+    if provider in _providers:
+        _providers.remove(provider)
+
+
+@dataclass
+class GcReport:
+    snapshots_kept: int = 0
+    snapshots_removed: int = 0
+    blobs_kept: int = 0
+    blobs_removed: int = 0
+    bytes_freed: int = 0            # stored (compressed) bytes of the removed blobs
+    late_roots: int = 0             # roots found only when re-checked in the sweep
+    dangling_refs: list[str] = field(default_factory=list)
+
+
+def _roots(r: Reader, providers: Iterable[RootProvider]) -> Roots:
+    roots = Roots()
+    for name, sid in r.refs(strict=False).items():
+        roots.snapshots.add(sid)
+    for provider in providers:
+        extra = provider(r)
+        roots.snapshots |= set(extra.snapshots)
+        roots.blobs |= set(extra.blobs)
+    return roots
+
+
+class _Marker:
+    def __init__(self):
+        self.snapshots: set[str] = set()
+        self.blobs: set[bytes] = set()
+        self.dangling: set[str] = set()
+
+    def mark(self, r: Reader, snapshot_ids: Iterable[str]) -> None:
+        for sid in snapshot_ids:
+            if sid in self.snapshots:
+                continue
+            if not r.has_snapshot(sid):
+                self.dangling.add(sid)
+                continue
+            manifest = r.get_snapshot(sid)
+            self.snapshots.add(sid)
+            self.blobs.add(manifest.state)
+            if manifest.dtb:
+                self.blobs.add(manifest.dtb)
+            for _, table in manifest.tables():
+                for leaf in table.leaves:
+                    if leaf == ZERO_HASH or leaf in self.blobs:
+                        continue
+                    self._mark_leaf(r, leaf)
+
+    def _mark_leaf(self, r: Reader, leaf: bytes) -> None:
+        # A leaf that cannot be read would hide which pages it keeps: stop
+        # rather than sweep with an incomplete mark.
+        try:
+            rows = np.frombuffer(r.get_leaf(leaf), dtype=np.uint8).reshape(LEAF_PAGES, HASH_SIZE)
+        except StoreCorruptError as e:
+            raise StoreCorruptError(f"gc stopped, nothing was removed: {e.message}") from None
+        self.blobs.add(leaf)
+        self.blobs.update(row.tobytes() for row in rows[rows.any(axis=1)])
+
+
+def gc(store: Store, progress: Callable[[str], None] | None = None,
+       extra_providers: Iterable[RootProvider] = (), after_mark: Callable[[], None] | None = None
+       ) -> GcReport:
+    """Delete every snapshot and blob no root reaches.  See the module docstring.
+
+    `after_mark` runs between the two phases (tests use it to commit a snapshot
+    there); `progress` gets a short message per phase.
+    """
+    providers = [*_providers, *extra_providers]
+    say = progress or (lambda message: None)
+    marker = _Marker()
+    say("marking")
+    with store.reader() as r:
+        marker.mark(r, _roots(r, providers).snapshots)
+    if after_mark is not None:
+        after_mark()
+    say("sweeping")
+    report = GcReport()
+    with store.writer() as w:
+        roots = _roots(w, providers)
+        late = roots.snapshots - marker.snapshots
+        marker.dangling.clear()
+        marker.mark(w, late)
+        report.late_roots = len(late - marker.dangling)
+        marker.blobs |= roots.blobs
+        for sid in w.snapshot_ids():
+            if sid in marker.snapshots:
+                report.snapshots_kept += 1
+            else:
+                w.delete_snapshot(sid)
+                report.snapshots_removed += 1
+        doomed = []
+        cursor = w._txn.cursor(db=store._blobs)
+        for key, value in cursor:
+            key = bytes(key)
+            if key in marker.blobs:
+                report.blobs_kept += 1
+            else:
+                doomed.append(key)
+                report.bytes_freed += len(value)
+        for key in doomed:
+            w.delete_blob(key)
+        report.blobs_removed = len(doomed)
+        report.dangling_refs = sorted(n for n, sid in w.refs(strict=False).items()
+                                      if sid in marker.dangling)
+    return report

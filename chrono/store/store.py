@@ -1,0 +1,790 @@
+"""The snapshot store: one LMDB environment in one directory.
+
+    DIR/data.mdb     LMDB data file: named databases meta, blobs, snapshots, refs
+    DIR/lock.mdb     LMDB reader table
+    DIR/compact-<pid>.tmp/   only while `compact` runs (removed, or cleaned up by the next compact)
+
+Databases (docs/store.md has the byte layouts):
+
+    meta       ASCII key -> ASCII value: "format" (store format, an integer) and
+               "features.incompat" / "features.ro_compat" / "features.compat"
+               (comma-separated flags, ext4-style: an unknown incompat flag
+               refuses the store, an unknown ro_compat flag refuses writes, an
+               unknown compat flag is ignored)
+    blobs      32-byte key -> codec byte + payload (chrono.store.blobs)
+    snapshots  32-byte id  -> manifest (chrono.store.manifest)
+    refs       UTF-8 name  -> 32-byte snapshot id
+
+max_dbs leaves room for the events and traces databases to come.
+
+The environment is opened without writemap (a stray write from C cannot land
+in the database), with reader_check() to clear reader slots of dead processes,
+and with a 1 TiB map: on 64-bit hosts the map is only reserved address space
+and the file grows with use, while growing the map later would invalidate
+every open transaction.  A smaller map can be asked for (tests do).
+
+A Store belongs to the process that opened it: after fork() the child must
+open its own (using the parent's raises StoreError).  Threads may share one:
+any number of readers, and writers one at a time (LMDB serializes them; a
+write transaction must stay on the thread that began it).
+
+Every process holding the store open keeps a shared flock() on DIR; `compact`
+takes it exclusively, so it never swaps the file under another process.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import resource
+import shutil
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import lmdb
+
+from chrono.errors import (RefNameError, StoreCorruptError, StoreError, StoreFormatError,
+                           StoreFullError, UnknownSnapshotError)
+from chrono.store.blobs import HASH_SIZE, ZERO_HASH, ZERO_PAGE, decode_blob, encode_blob
+from chrono.store.manifest import Manifest, ManifestFormatError, snapshot_id
+from chrono.store.pagetable import LEAF_BYTES, LEAF_PAGES, PageTable
+
+DEFAULT_DIR = ".chrono"
+STORE_ENV_VAR = "CHRONO_STORE"
+FORMAT = 1
+# Feature flags this code understands (none yet beyond format 1).
+KNOWN_INCOMPAT: frozenset[str] = frozenset()
+KNOWN_RO_COMPAT: frozenset[str] = frozenset()
+DEFAULT_MAP_SIZE = 1 << 40
+_MIN_MAP_SIZE = 1 << 30
+MAX_DBS = 16
+DATABASES = (b"meta", b"blobs", b"snapshots", b"refs")
+MAX_REF_LENGTH = 128
+_LOCK_WAIT = 30.0
+_LOW_SPACE = 64 << 20      # less free space than this after a failed write: the disk was full
+_LEAF_CACHE = 1024          # leaves (16 KiB each): 16 MiB
+
+
+def default_store_path() -> Path:
+    """$CHRONO_STORE, or .chrono in the working directory."""
+    return Path(os.environ.get(STORE_ENV_VAR) or DEFAULT_DIR)
+
+
+def check_ref_name(name: str) -> str:
+    """Return `name` if it can name a snapshot, else raise RefNameError saying why."""
+    problem = None
+    if not isinstance(name, str) or not name:
+        problem = "it is empty"
+    elif len(name) > MAX_REF_LENGTH:
+        problem = f"it is longer than {MAX_REF_LENGTH} characters"
+    elif "/" in name:
+        problem = "it contains '/'"
+    elif any(unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")
+             for c in name):
+        problem = "it contains control characters"
+    elif name != name.strip():
+        problem = "it begins or ends with white space"
+    elif name.startswith("-"):
+        problem = "it begins with '-'"
+    if problem:
+        raise RefNameError(f"{name!r} cannot name a snapshot: {problem} (use up to "
+                           f"{MAX_REF_LENGTH} letters, digits and punctuation other than '/')")
+    return name
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _id_key(sid: str) -> bytes | None:
+    if isinstance(sid, str) and len(sid) == 2 * HASH_SIZE and _is_hex(sid):
+        return bytes.fromhex(sid)
+    return None
+
+
+class _LeafCache:
+    """Decoded, verified leaves by key.  Content-addressed, so never stale."""
+
+    def __init__(self, capacity: int = _LEAF_CACHE):
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> bytes | None:
+        with self._lock:
+            leaf = self._items.get(key)
+            if leaf is not None:
+                self._items.move_to_end(key)
+            return leaf
+
+    def put(self, key: bytes, leaf: bytes) -> None:
+        with self._lock:
+            self._items[key] = leaf
+            self._items.move_to_end(key)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+
+class Store:
+    """An open snapshot store.  Use as a context manager, or call close()."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = False,
+                 readonly: bool = False, map_size: int = DEFAULT_MAP_SIZE):
+        self.path = Path(path) if path is not None else default_store_path()
+        self.readonly = readonly
+        self.map_size = map_size
+        self._pid = os.getpid()
+        self._local = threading.local()
+        self._leaves = _LeafCache()
+        self._env: lmdb.Environment | None = None
+        self._dirfd: int | None = None
+        self._write_refusal: str | None = None
+        self._open(create)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, **options) -> "Store":
+        return cls(path, **options)
+
+    def __repr__(self):
+        return f"Store({str(self.path)!r})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---- opening --------------------------------------------------------------------
+    def _open(self, create: bool) -> None:
+        data = self.path / "data.mdb"
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"{self.path} is not a directory: --store (or CHRONO_STORE) must "
+                             f"name a store directory")
+        if not data.exists():
+            if not create or self.readonly:
+                raise StoreError(f"no chrono store at {self.path}: nothing has been saved there "
+                                 f"(use --store DIR or CHRONO_STORE to name another store)")
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create store {self.path}: {e.strerror}") from None
+        try:
+            self._dirfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise StoreError(f"cannot open store {self.path}: {e.strerror}") from None
+        try:
+            self._lock_shared()
+            self._env = self._open_env()
+            self._env.reader_check()
+            self._open_databases()
+            self._check_format()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_env(self) -> lmdb.Environment:
+        size = self.map_size
+        while True:
+            try:
+                return lmdb.open(str(self.path), map_size=size, subdir=True, create=False,
+                                 readonly=self.readonly, max_dbs=MAX_DBS, writemap=False,
+                                 readahead=False, lock=True, max_spare_txns=0)
+            except lmdb.MemoryError:
+                # Address space limited (ulimit -v): ask for less.
+                if size <= _MIN_MAP_SIZE:
+                    raise StoreError(f"cannot map store {self.path}: not enough address space") from None
+                size //= 4
+            except lmdb.Error as e:
+                if "already open in this process" in str(e):
+                    raise StoreError(f"store {self.path} is already open in this process: "
+                                     f"share that Store object") from None
+                raise self._translate(e) from None
+
+    def _open_databases(self) -> None:
+        env = self._env
+        with env.begin() as txn:
+            names = {bytes(k) for k in txn.cursor().iternext(values=False)}
+        if b"meta" not in names:
+            if not names and self.readonly:     # created, but nothing committed yet
+                raise StoreError(f"no chrono store at {self.path}: nothing has been saved there "
+                                 f"(use --store DIR or CHRONO_STORE to name another store)")
+            if names:
+                raise StoreFormatError(
+                    f"{self.path} is not a chrono store (an LMDB environment without chrono's "
+                    f"format record): name another directory with --store or CHRONO_STORE")
+            self._initialize()
+        try:
+            self._meta, self._blobs, self._snapshots, self._refs = (
+                env.open_db(name, create=False) for name in DATABASES)
+        except lmdb.NotFoundError:
+            raise StoreCorruptError(f"store {self.path} is damaged: a database is missing "
+                                    f"(expected {', '.join(n.decode() for n in DATABASES)})") from None
+        except lmdb.Error as e:
+            raise self._translate(e) from None
+
+    def _initialize(self) -> None:
+        """Create the databases and the format record, all in one transaction."""
+        env = self._env
+        try:
+            with env.begin(write=True) as txn:
+                if txn.get(b"meta") is not None:      # another process got there first
+                    return
+                for name in DATABASES:
+                    env.open_db(name, txn=txn, create=True)
+                meta = env.open_db(b"meta", txn=txn)
+                records = {"format": str(FORMAT), "features.incompat": "",
+                           "features.ro_compat": "", "features.compat": "",
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                for key, value in records.items():
+                    txn.put(key.encode(), value.encode(), db=meta)
+        except lmdb.Error as e:
+            raise self._translate(e) from None
+
+    def meta(self) -> dict[str, str]:
+        with self._env.begin(db=self._meta) as txn:
+            return {bytes(k).decode("ascii", "replace"): bytes(v).decode("ascii", "replace")
+                    for k, v in txn.cursor()}
+
+    def _check_format(self) -> None:
+        meta = self.meta()
+        what = "use a chrono that reads it, or name another store with --store or CHRONO_STORE"
+        try:
+            version = int(meta.get("format", ""))
+        except ValueError:
+            raise StoreCorruptError(f"store {self.path} is damaged: its format record "
+                                    f"{meta.get('format')!r} is not a number") from None
+        if version != FORMAT:
+            age = "newer" if version > FORMAT else "older"
+            raise StoreFormatError(f"store {self.path} has format {version}, {age} than the format "
+                                   f"this chrono reads ({FORMAT}): {what}")
+
+        def flags(name: str) -> set[str]:
+            return {f for f in meta.get(name, "").split(",") if f}
+
+        unknown = sorted(flags("features.incompat") - KNOWN_INCOMPAT)
+        if unknown:
+            raise StoreFormatError(f"store {self.path} uses features this chrono does not know "
+                                   f"({', '.join(unknown)}): {what}")
+        unknown = sorted(flags("features.ro_compat") - KNOWN_RO_COMPAT)
+        if unknown:
+            self._write_refusal = (f"store {self.path} uses features this chrono can read but not "
+                                   f"write ({', '.join(unknown)}): {what}")
+
+    # ---- locking, lifetime ----------------------------------------------------------
+    def _lock_shared(self) -> None:
+        deadline = time.monotonic() + _LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(self._dirfd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"store {self.path} is being compacted by another process; "
+                                     f"try again when it finishes") from None
+                time.sleep(0.05)
+            except OSError:
+                return          # no flock on this file system: nothing to coordinate with
+
+    def close(self) -> None:
+        """Close the store.  Open readers and writers must be finished."""
+        if getattr(self, "_pid", None) != os.getpid():
+            self._env = self._dirfd = None   # a forked child: never touch the parent's env
+            return
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+        if self._dirfd is not None:
+            os.close(self._dirfd)
+            self._dirfd = None
+
+    def _usable(self) -> lmdb.Environment:
+        if os.getpid() != self._pid:
+            raise StoreError(f"store {self.path} was opened by process {self._pid} before a fork(); "
+                             f"open it again in this process")
+        if self._env is None:
+            raise StoreError(f"store {self.path} is closed")
+        return self._env
+
+    # ---- errors ---------------------------------------------------------------------
+    def _translate(self, e: lmdb.Error) -> StoreError:
+        """The user-facing error for an LMDB failure."""
+        text = str(e)
+        if isinstance(e, lmdb.MapFullError):
+            try:
+                size = self._env.info()["map_size"]
+            except Exception:
+                size = self.map_size
+            return StoreFullError(f"store {self.path} is full: its {size >> 20} MiB map is "
+                                  f"used up; free space or run `chrono store gc`")
+        if isinstance(e, lmdb.DiskError) or self._out_of_room(text):
+            return StoreFullError(f"store {self.path} is full: the file system has no room "
+                                  f"({text}); free space or run `chrono store gc`")
+        if isinstance(e, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
+                          lmdb.VersionMismatchError, lmdb.BadChecksumError,
+                          lmdb.IncompatibleError)):
+            return StoreCorruptError(f"store {self.path} is damaged (LMDB: {text}); run "
+                                     f"`chrono store verify`, or restore it from a backup")
+        if isinstance(e, lmdb.PanicError):
+            return StoreError(f"store {self.path}: LMDB stopped after an earlier failure; "
+                              f"open the store again (committed snapshots are safe)")
+        if isinstance(e, lmdb.ReadonlyError):
+            return StoreError(f"store {self.path} cannot be written here (permission denied)")
+        if isinstance(e, lmdb.ReadersFullError):
+            return StoreError(f"store {self.path} has too many readers open at once")
+        return StoreError(f"store {self.path}: {text}")
+
+    def _out_of_room(self, text: str) -> bool:
+        """Was this failure a full disk?  LMDB reports a short write (what a full
+        file system or a file size limit gives) as EIO, so look at the room left."""
+        if any(os.strerror(code) in text for code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)):
+            return True
+        if os.strerror(errno.EIO) not in text:
+            return False
+        try:
+            if shutil.disk_usage(self.path).free < _LOW_SPACE:
+                return True
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            return limit != resource.RLIM_INFINITY and self.file_size() + _LOW_SPACE > limit
+        except OSError:
+            return False
+
+    # ---- transactions ---------------------------------------------------------------
+    @contextmanager
+    def reader(self) -> Iterator["Reader"]:
+        """A consistent read-only view.  Keep it short: it pins freed pages."""
+        env = self._usable()
+        try:
+            txn = env.begin(buffers=True)
+        except lmdb.Error as e:
+            raise self._translate(e) from None
+        try:
+            yield Reader(self, txn)
+        except lmdb.Error as e:
+            raise self._translate(e) from None
+        finally:
+            txn.abort()
+
+    @contextmanager
+    def writer(self) -> Iterator["Writer"]:
+        """One write transaction: committed when the block ends, aborted if it raises.
+
+        Everything a snapshot consists of (blobs, leaves, manifest, ref) goes
+        into one writer, so it is stored completely or not at all.
+        """
+        env = self._usable()
+        if self.readonly:
+            raise StoreError(f"store {self.path} was opened read-only")
+        if self._write_refusal:
+            raise StoreFormatError(self._write_refusal)
+        if getattr(self._local, "writing", False):
+            raise StoreError("a write transaction is already open in this thread (a second one "
+                             "would wait for it forever): use that writer")
+        try:
+            txn = env.begin(write=True, buffers=True)
+        except lmdb.Error as e:
+            raise self._translate(e) from None
+        self._local.writing = True
+        try:
+            try:
+                yield Writer(self, txn)
+            except BaseException:
+                txn.abort()
+                raise
+            txn.commit()
+        except lmdb.Error as e:
+            txn.abort()
+            raise self._translate(e) from None
+        finally:
+            self._local.writing = False
+
+    # ---- one-shot conveniences (each its own short transaction) -----------------------
+    def get_blob(self, key: bytes) -> bytes:
+        if key == ZERO_HASH:
+            return ZERO_PAGE
+        with self.reader() as r:
+            return r.get_blob(key)
+
+    def get_leaf(self, key: bytes) -> bytes:
+        leaf = self._leaves.get(key)
+        if leaf is not None:
+            return leaf
+        with self.reader() as r:
+            return r.get_leaf(key)
+
+    def page(self, table: PageTable, index: int) -> bytes:
+        """Content of one page of `table` (for lazy restore)."""
+        key = table.lookup(self, index)
+        return ZERO_PAGE if key == ZERO_HASH else self.get_blob(key)
+
+    def resolve(self, name: str) -> str:
+        with self.reader() as r:
+            return r.resolve(name)
+
+    def snapshot(self, name: str) -> Manifest:
+        """The manifest of a snapshot given by ref name, id or unique id prefix."""
+        with self.reader() as r:
+            return r.snapshot(name)
+
+    def get_snapshot(self, sid: str) -> Manifest:
+        with self.reader() as r:
+            return r.get_snapshot(sid)
+
+    def refs(self) -> dict[str, str]:
+        with self.reader() as r:
+            return r.refs()
+
+    def set_ref(self, name: str, sid: str) -> None:
+        with self.writer() as w:
+            w.set_ref(name, sid)
+
+    def delete_ref(self, name: str) -> str:
+        with self.writer() as w:
+            return w.delete_ref(name)
+
+    def tag(self, name: str, new_name: str, force: bool = False) -> str:
+        """Give the snapshot `name` (ref, id or prefix) the ref `new_name`; returns its id."""
+        check_ref_name(new_name)
+        with self.writer() as w:
+            sid = w.resolve(name)
+            existing = w.get_ref(new_name)
+            if existing is not None and existing != sid and not force:
+                raise StoreError(f"a snapshot named {new_name!r} already exists in store "
+                                 f"{self.path} ({existing[:12]}); remove it first, or use --force")
+            w.set_ref(new_name, sid)
+            return sid
+
+    def remove(self, name: str) -> tuple[str, list[str]]:
+        """Remove a snapshot's names: the ref `name`, or every ref of the snapshot
+        `name` identifies by id.  Returns (id, removed refs).  Its data stays
+        until `gc` finds nothing else reaching it."""
+        with self.writer() as w:
+            if w.get_ref(name) is not None:
+                return w.delete_ref(name), [name]
+            sid = w.resolve(name)
+            names = [n for n, target in w.refs(strict=False).items() if target == sid]
+            for n in names:
+                w.delete_ref(n)
+            return sid, names
+
+    # ---- maintenance ------------------------------------------------------------------
+    def file_size(self) -> int:
+        return (self.path / "data.mdb").stat().st_size
+
+    def info(self) -> dict:
+        """LMDB environment facts: map size, page size, pages in use."""
+        env = self._usable()
+        info, stat = env.info(), env.stat()
+        return {"map_size": info["map_size"], "page_size": stat["psize"],
+                "used_bytes": (info["last_pgno"] + 1) * stat["psize"],
+                "file_bytes": self.file_size()}
+
+    def compact(self) -> tuple[int, int]:
+        """Rewrite data.mdb without free pages; returns (bytes before, bytes after).
+
+        A compacting copy (env.copy(compact=True)) is written into
+        DIR/compact-<pid>.tmp/ -- beside data.mdb, so on the same file system --,
+        synced, then renamed over data.mdb, which is atomic: a crash leaves
+        either the old file or the new one.  Needs the store to be open in no
+        other process (it holds the directory lock exclusively meanwhile).
+        """
+        env = self._usable()
+        if self.readonly:
+            raise StoreError(f"store {self.path} was opened read-only")
+        if getattr(self._local, "writing", False):
+            raise StoreError("cannot compact inside a write transaction")
+        data = self.path / "data.mdb"
+        before = data.stat().st_size
+        try:
+            fcntl.flock(self._dirfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._dirfd, fcntl.LOCK_SH)
+            raise StoreError(f"store {self.path} is open in another process; close it there "
+                             f"and run compact again") from None
+        try:
+            for stale in self.path.glob("compact-*.tmp"):
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = self.path / f"compact-{os.getpid()}.tmp"
+            tmp.mkdir()
+            try:
+                try:
+                    env.copy(str(tmp), compact=True)
+                except lmdb.Error as e:
+                    raise self._translate(e) from None
+                copy = tmp / "data.mdb"
+                _fsync_path(copy)
+                self._env.close()
+                self._env = None
+                os.replace(copy, data)
+                _fsync_path(self.path)
+            except OSError as e:
+                raise (StoreFullError(f"store {self.path} is full: no room for the compacted copy "
+                                      f"({e.strerror}); free space and try again")
+                       if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else
+                       StoreError(f"cannot compact store {self.path}: {e.strerror}")) from None
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if self._env is None:
+                    self._env = self._open_env()
+                    self._open_databases()
+        finally:
+            fcntl.flock(self._dirfd, fcntl.LOCK_SH)
+        return before, data.stat().st_size
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Reader:
+    """Reads inside one transaction (see Store.reader)."""
+
+    def __init__(self, store: Store, txn: lmdb.Transaction):
+        self.store = store
+        self._txn = txn
+        self._where = str(store.path)
+
+    # ---- blobs ----------------------------------------------------------------------
+    def get_raw(self, key: bytes) -> bytes | None:
+        """The stored value (codec byte + payload), unverified, or None.  For
+        decoding in other threads with decode_blob()."""
+        value = self._txn.get(key, db=self.store._blobs)
+        return None if value is None else bytes(value)
+
+    def has_blob(self, key: bytes) -> bool:
+        return key == ZERO_HASH or self._txn.get(key, db=self.store._blobs) is not None
+
+    def get_blob(self, key: bytes) -> bytes:
+        """Content of a blob, verified against its key (StoreCorruptError if not)."""
+        if key == ZERO_HASH:
+            return ZERO_PAGE
+        value = self._txn.get(key, db=self.store._blobs)
+        if value is None:
+            raise StoreCorruptError(f"blob {key.hex()} is missing from store {self._where}; run "
+                                    f"`chrono store verify` to see what it affects")
+        return decode_blob(key, value, self._where)
+
+    def get_leaf(self, key: bytes) -> bytes:
+        """A page-table leaf (cached by the store)."""
+        leaf = self.store._leaves.get(key)
+        if leaf is None:
+            leaf = self.get_blob(key)
+            if len(leaf) != LEAF_BYTES:
+                raise StoreCorruptError(f"blob {key.hex()} in store {self._where} is not a "
+                                        f"page-table leaf ({len(leaf)} bytes, not {LEAF_BYTES}); "
+                                        f"run `chrono store verify`")
+            self.store._leaves.put(key, leaf)
+        return leaf
+
+    def page(self, table: PageTable, index: int) -> bytes:
+        """Content of one page of `table`."""
+        return self.get_blob(table.lookup(self, index))
+
+    def pages(self, table: PageTable, indices) -> list[bytes]:
+        """Contents of several pages of `table`."""
+        return [self.get_blob(key) for key in table.lookup_many(self, indices)]
+
+    # ---- snapshots -------------------------------------------------------------------
+    def has_snapshot(self, sid: str) -> bool:
+        key = _id_key(sid)
+        return key is not None and self._txn.get(key, db=self.store._snapshots) is not None
+
+    def get_snapshot(self, sid: str) -> Manifest:
+        """The manifest with id `sid` (64 hex digits), verified against its id."""
+        key = _id_key(sid)
+        value = None if key is None else self._txn.get(key, db=self.store._snapshots)
+        if value is None:
+            raise UnknownSnapshotError(f"no snapshot {sid} in store {self._where}")
+        return self._decode_manifest(key, value)
+
+    def _decode_manifest(self, key: bytes, value) -> Manifest:
+        sid = key.hex()
+        data = bytes(value)
+        if snapshot_id(data) != sid:
+            raise StoreCorruptError(f"snapshot {sid} in store {self._where} is damaged (its "
+                                    f"manifest does not match its id); run `chrono store verify`")
+        try:
+            return Manifest.decode(data)
+        except ManifestFormatError as e:
+            raise StoreFormatError(f"snapshot {sid} in store {self._where} was written by a newer "
+                                   f"chrono ({e}): upgrade chrono to read it") from None
+        except ValueError as e:
+            raise StoreCorruptError(f"snapshot {sid} in store {self._where} is damaged "
+                                    f"({e}); run `chrono store verify`") from None
+
+    def snapshot(self, name: str) -> Manifest:
+        """The manifest of the snapshot `name` (ref, id or unique id prefix)."""
+        return self.get_snapshot(self.resolve(name))
+
+    def snapshot_ids(self) -> list[str]:
+        return [bytes(k).hex() for k in self._txn.cursor(db=self.store._snapshots).iternext(values=False)]
+
+    def snapshots(self) -> Iterator[tuple[str, Manifest]]:
+        """(id, manifest) of every snapshot, in id order."""
+        for key, value in self._txn.cursor(db=self.store._snapshots):
+            key = bytes(key)
+            yield key.hex(), self._decode_manifest(key, value)
+
+    # ---- refs -----------------------------------------------------------------------
+    def get_ref(self, name: str) -> str | None:
+        try:
+            encoded = name.encode()
+        except UnicodeEncodeError:
+            return None
+        if not encoded or len(encoded) > 511:
+            return None
+        value = self._txn.get(encoded, db=self.store._refs)
+        if value is None:
+            return None
+        if len(value) != HASH_SIZE:
+            raise StoreCorruptError(f"ref {name!r} in store {self._where} is damaged; remove it "
+                                    f"with `chrono snap rm {name}`")
+        return bytes(value).hex()
+
+    def refs(self, strict: bool = True) -> dict[str, str]:
+        """{name: snapshot id}, sorted by name.  strict=False skips damaged refs."""
+        out = {}
+        for key, value in self._txn.cursor(db=self.store._refs):
+            name = bytes(key).decode("utf-8", "replace")
+            if len(value) != HASH_SIZE:
+                if strict:
+                    raise StoreCorruptError(f"ref {name!r} in store {self._where} is damaged; "
+                                            f"remove it with `chrono snap rm {name}`")
+                continue
+            out[name] = bytes(value).hex()
+        return out
+
+    def resolve(self, name: str) -> str:
+        """Snapshot id for a ref name, a full id, or an id prefix of at least 4 hex digits.
+
+        Refs win over ids.  Raises UnknownSnapshotError for no match or an
+        ambiguous prefix.
+        """
+        target = self.get_ref(name)
+        if target is not None:
+            return target
+        prefix = name.lower()
+        if 4 <= len(prefix) <= 2 * HASH_SIZE and _is_hex(prefix):
+            matches = []
+            cursor = self._txn.cursor(db=self.store._snapshots)
+            if cursor.set_range(bytes.fromhex(prefix[:len(prefix) // 2 * 2])):
+                for key in cursor.iternext(values=False):
+                    hexkey = bytes(key).hex()
+                    if not hexkey.startswith(prefix) or len(matches) == 2:
+                        break
+                    matches.append(hexkey)
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise UnknownSnapshotError(
+                    f"{name!r} is ambiguous in store {self._where}: more than one snapshot id "
+                    f"begins with it ({matches[0][:16]}, {matches[1][:16]}, ...); give more digits")
+        raise UnknownSnapshotError(f"no snapshot named {name!r} in store {self._where} "
+                                   f"(`chrono snap list` shows them)")
+
+
+class Writer(Reader):
+    """Writes inside one write transaction (see Store.writer); reads see them."""
+
+    def put_blobs(self, blobs) -> int:
+        """Store already-encoded (key, value) pairs, skipping keys already
+        present and None values (zero pages).  Returns how many were new."""
+        items = sorted(((k, v) for k, v in blobs if v is not None), key=lambda kv: kv[0])
+        if not items:
+            return 0
+        for key, _ in items:
+            if len(key) != HASH_SIZE or key == ZERO_HASH:
+                raise ValueError(f"{key!r} is not a blob key")
+        _, added = self._txn.cursor(db=self.store._blobs).putmulti(items, overwrite=False)
+        return added
+
+    def get_leaf(self, key: bytes) -> bytes:
+        """A leaf, checked to be in the store *in this transaction*: with_changes()
+        copies page keys out of it, and those pages are only known to be present
+        while the leaf is (gc deletes a leaf's pages only with the leaf)."""
+        if not self.has_blob(key):
+            raise StoreError(f"page-table leaf {key.hex()} is no longer in store {self._where} "
+                             f"(removed by gc since it was read?): save a full snapshot instead "
+                             f"of one based on it")
+        return super().get_leaf(key)
+
+    def put_blob(self, data) -> bytes:
+        """Encode and store one blob; returns its key."""
+        key, value = encode_blob(data)
+        if value is not None:
+            self._txn.put(key, value, db=self.store._blobs, overwrite=False)
+        return key
+
+    def put_snapshot(self, manifest: Manifest) -> str:
+        """Store a manifest; returns its id.
+
+        The blobs it names directly (state, device tree, leaves) must be in the
+        store or in this transaction: checked here.  The pages under its
+        leaves are the caller's duty: the pages it changed are put in this
+        transaction, the others come from leaves of its parent, present as long
+        as the parent is (see gc).  If the parent is gone (gc removed it since
+        it was read), every page under the leaves is checked.
+        """
+        for key in manifest.blob_keys():
+            if not self.has_blob(key):
+                raise StoreError(f"snapshot names blob {key.hex()}, which is not in store "
+                                 f"{self._where} (removed by gc since it was read?): put its "
+                                 f"blobs in the same write transaction, or save a full snapshot")
+        if manifest.parent and not self.has_snapshot(manifest.parent):
+            self._check_pages(manifest)
+        encoded = manifest.encode()
+        sid = snapshot_id(encoded)
+        self._txn.put(bytes.fromhex(sid), encoded, db=self.store._snapshots)
+        return sid
+
+    def _check_pages(self, manifest: Manifest) -> None:
+        for what, table in manifest.tables():
+            for leaf in table.leaf_keys:
+                for index, key in PageTable(LEAF_PAGES, [leaf]).items(self):
+                    if self._txn.get(key, db=self.store._blobs) is None:
+                        raise StoreError(
+                            f"snapshot names {what} page blob {key.hex()}, which is not in store "
+                            f"{self._where}: its parent {manifest.parent[:12]} was removed "
+                            f"(by gc?) with pages it shared; save a full snapshot")
+
+    def set_ref(self, name: str, sid: str) -> None:
+        """Point the ref `name` at snapshot `sid` (which must exist)."""
+        check_ref_name(name)
+        if not self.has_snapshot(sid):
+            raise UnknownSnapshotError(f"no snapshot {sid} in store {self._where}")
+        self._txn.put(name.encode(), bytes.fromhex(sid), db=self.store._refs)
+
+    def delete_ref(self, name: str) -> str:
+        """Remove the ref `name`; returns the id it pointed at."""
+        try:
+            encoded = name.encode()
+        except UnicodeEncodeError:
+            encoded = b""
+        value = self._txn.get(encoded, db=self.store._refs) if encoded else None
+        if value is None:
+            raise UnknownSnapshotError(f"no snapshot named {name!r} in store {self._where} "
+                                       f"(`chrono snap list` shows them)")
+        target = bytes(value).hex()
+        self._txn.delete(encoded, db=self.store._refs)
+        return target
+
+    def delete_snapshot(self, sid: str) -> bool:
+        key = _id_key(sid)
+        return key is not None and self._txn.delete(key, db=self.store._snapshots)
+
+    def delete_blob(self, key: bytes) -> bool:
+        return self._txn.delete(key, db=self.store._blobs)
