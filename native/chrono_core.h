@@ -93,6 +93,12 @@ int machine_get_csr(struct machine *m, int csr, uint64_t *value);
 size_t machine_console_read(struct machine *m, uint8_t *buf, size_t len);
 /* Put up to len bytes into the UART receive FIFO; returns how many fit. */
 size_t machine_console_write(struct machine *m, const uint8_t *buf, size_t len);
+/* Whether the guest is ready for console input (it enabled the UART receive
+ * interrupt, or polls the line status): the host feeds input only then. */
+int machine_console_ready(struct machine *m);
+/* Host input the guest threw away unread (a receive-FIFO reset), to be
+ * delivered again, ahead of anything still queued.  Returns the byte count. */
+size_t machine_console_returned(struct machine *m, uint8_t *buf, size_t len);
 /* Tell the core that host input is queued, so it stops with CHRONO_STOP_INPUT
  * when the guest empties the receive FIFO. */
 void machine_set_input_waiting(struct machine *m, int waiting);

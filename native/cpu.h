@@ -12,7 +12,7 @@ struct machine;
 struct hart {
     uint64_t x[32];
     uint64_t pc;
-    uint64_t f[32];             /* F/D registers (reserved until the FPU lands) */
+    uint64_t f[32];             /* F/D registers (singles NaN-boxed), see fpu.c */
     uint64_t steps;             /* instructions executed or trapped: the position */
     uint64_t idle_skipped;      /* virtual clock added by idle jumps, in step units */
     uint64_t exceptions;        /* steps that trapped instead of retiring */

@@ -5,21 +5,25 @@
  * illegal-instruction, which is how firmware probes for features.
  */
 #include "machine.h"
+#include "fpu.h"
 
 #define MISA_RV64 (2ull << 62)
 #define MISA_EXT(c) (1ull << ((c) - 'A'))
 #define MISA_VALUE (MISA_RV64 | MISA_EXT('I') | MISA_EXT('M') | MISA_EXT('A') | \
-                    MISA_EXT('C') | MISA_EXT('S') | MISA_EXT('U'))
+                    MISA_EXT('F') | MISA_EXT('D') | MISA_EXT('C') | MISA_EXT('S') | \
+                    MISA_EXT('U'))
 
-/* mstatus bits software may write (FS stays 0 until the FPU exists). */
+/* mstatus bits software may write.  FS takes all four states (Off, Initial,
+ * Clean, Dirty; it is Off at reset); SD is derived from it on reads. */
 #define MSTATUS_WRITABLE (MSTATUS_SIE | MSTATUS_MIE | MSTATUS_SPIE | MSTATUS_MPIE | \
-                          MSTATUS_SPP | MSTATUS_MPP | MSTATUS_MPRV | MSTATUS_SUM | \
-                          MSTATUS_MXR | MSTATUS_TVM | MSTATUS_TW | MSTATUS_TSR)
+                          MSTATUS_SPP | MSTATUS_MPP | MSTATUS_FS | MSTATUS_MPRV | \
+                          MSTATUS_SUM | MSTATUS_MXR | MSTATUS_TVM | MSTATUS_TW | MSTATUS_TSR)
 /* The sstatus view of mstatus, and what S-mode may change through it. */
 #define SSTATUS_VISIBLE (MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_UBE | MSTATUS_SPP | \
                          MSTATUS_VS | MSTATUS_FS | MSTATUS_XS | MSTATUS_SUM | \
                          MSTATUS_MXR | MSTATUS_UXL | MSTATUS_SD)
-#define SSTATUS_WRITABLE (MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_SUM | MSTATUS_MXR)
+#define SSTATUS_WRITABLE (MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_FS | MSTATUS_SUM | \
+                          MSTATUS_MXR)
 
 /* Exceptions that may be delegated: everything but ecall from M. */
 #define MEDELEG_WRITABLE 0xb3ffull
@@ -148,6 +152,19 @@ bool csr_read(struct machine *m, int csr, uint64_t *value)
 {
     struct hart *h = &m->hart;
     switch (csr) {
+    /* The FP CSRs are views of fcsr; they exist only while FS is not Off. */
+    case CSR_FFLAGS:
+        if (!fpu_enabled(h)) return false;
+        *value = h->fcsr & FFLAGS_MASK;
+        return true;
+    case CSR_FRM:
+        if (!fpu_enabled(h)) return false;
+        *value = (h->fcsr >> FRM_SHIFT) & 7;
+        return true;
+    case CSR_FCSR:
+        if (!fpu_enabled(h)) return false;
+        *value = h->fcsr & FCSR_MASK;
+        return true;
     case CSR_CYCLE:
         if (!counter_allowed(h, 0)) return false;
         *value = csr_mcycle(m);
@@ -220,6 +237,22 @@ bool csr_write(struct machine *m, int csr, uint64_t value)
 {
     struct hart *h = &m->hart;
     switch (csr) {
+    /* frm holds any 3-bit value; a reserved one traps only when used. */
+    case CSR_FFLAGS:
+        if (!fpu_enabled(h)) return false;
+        h->fcsr = (h->fcsr & ~FFLAGS_MASK) | ((uint32_t)value & FFLAGS_MASK);
+        fpu_set_dirty(h);
+        return true;
+    case CSR_FRM:
+        if (!fpu_enabled(h)) return false;
+        h->fcsr = (h->fcsr & FFLAGS_MASK) | (((uint32_t)value & 7) << FRM_SHIFT);
+        fpu_set_dirty(h);
+        return true;
+    case CSR_FCSR:
+        if (!fpu_enabled(h)) return false;
+        h->fcsr = (uint32_t)value & FCSR_MASK;
+        fpu_set_dirty(h);
+        return true;
     case CSR_SSTATUS: write_mstatus(m, value, SSTATUS_WRITABLE); return true;
     case CSR_SIE:
         h->mie = (h->mie & ~h->mideleg) | (value & h->mideleg & MIE_WRITABLE);

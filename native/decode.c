@@ -1,9 +1,10 @@
-/* decode.c: RV64IMAC instruction bits → struct decoded (see decode.h).
+/* decode.c: RV64IMAFDC instruction bits → struct decoded (see decode.h).
  *
  * Anything not recognised decodes to OP_ILLEGAL, so the executor raises
  * illegal-instruction with the bits as mtval.  A/SYSTEM instructions keep
  * only their class here; their executors read the raw bits.
  */
+#include <stdbool.h>
 #include <string.h>
 #include "decode.h"
 
@@ -42,12 +43,18 @@ static void decode_compressed(uint32_t insn, struct decoded *d)
         set(d, OP_LW, rdp, rs1p, 0,
             (int32_t)(((insn >> 7) & 0x38) | ((insn >> 4) & 0x4) | ((insn << 1) & 0x40)));
         return;
+    case 0x01:                                  /* c.fld */
+        set(d, OP_FLD, rdp, rs1p, 0, (int32_t)(((insn >> 7) & 0x38) | ((insn << 1) & 0xc0)));
+        return;
     case 0x03:                                  /* c.ld */
         set(d, OP_LD, rdp, rs1p, 0, (int32_t)(((insn >> 7) & 0x38) | ((insn << 1) & 0xc0)));
         return;
     case 0x06:                                  /* c.sw */
         set(d, OP_SW, 0, rs1p, rdp,
             (int32_t)(((insn >> 7) & 0x38) | ((insn >> 4) & 0x4) | ((insn << 1) & 0x40)));
+        return;
+    case 0x05:                                  /* c.fsd */
+        set(d, OP_FSD, 0, rs1p, rdp, (int32_t)(((insn >> 7) & 0x38) | ((insn << 1) & 0xc0)));
         return;
     case 0x07:                                  /* c.sd */
         set(d, OP_SD, 0, rs1p, rdp, (int32_t)(((insn >> 7) & 0x38) | ((insn << 1) & 0xc0)));
@@ -96,6 +103,10 @@ static void decode_compressed(uint32_t insn, struct decoded *d)
     case 0x10:                                  /* c.slli */
         set(d, OP_SLLI, rd, rd, 0, (int32_t)shamt);
         return;
+    case 0x11:                                  /* c.fldsp (any rd, f0 included) */
+        set(d, OP_FLD, rd, 2, 0,
+            (int32_t)(((insn >> 7) & 0x20) | ((insn >> 2) & 0x18) | ((insn << 4) & 0x1c0)));
+        return;
     case 0x12:                                  /* c.lwsp (rd = 0 reserved) */
         if (rd)
             set(d, OP_LW, rd, 2, 0,
@@ -123,10 +134,76 @@ static void decode_compressed(uint32_t insn, struct decoded *d)
     case 0x16:                                  /* c.swsp */
         set(d, OP_SW, 0, 2, rs2, (int32_t)(((insn >> 7) & 0x3c) | ((insn >> 1) & 0xc0)));
         return;
+    case 0x15:                                  /* c.fsdsp */
+        set(d, OP_FSD, 0, 2, rs2, (int32_t)(((insn >> 7) & 0x38) | ((insn >> 1) & 0x1c0)));
+        return;
     case 0x17:                                  /* c.sdsp */
         set(d, OP_SD, 0, 2, rs2, (int32_t)(((insn >> 7) & 0x38) | ((insn >> 1) & 0x1c0)));
         return;
-    default:                                    /* FP loads/stores (no FPU), reserved */
+    default:                                    /* reserved, or RV32/RV128 only */
+        return;
+    }
+}
+
+/* F/D rounding mode field: 5 and 6 are reserved (7, dynamic, is checked
+ * against frm when the instruction runs). */
+static bool rm_valid(uint32_t rm)
+{
+    return rm != 5 && rm != 6;
+}
+
+/* An FP op that rounds: keeps rm, or stays illegal for a reserved one. */
+static void set_fp(struct decoded *d, int op, int rd, int rs1, int rs2, uint32_t rm)
+{
+    if (!rm_valid(rm)) return;
+    set(d, op, rd, rs1, rs2, 0);
+    d->rm = (uint8_t)rm;
+}
+
+/* OP-FP (major opcode 0x53).  fmt (funct7[1:0]) 0 = S, 1 = D; H and Q are
+ * not implemented.  rs2 selects the variant of conversions. */
+static void decode_op_fp(uint32_t insn, struct decoded *d)
+{
+    int rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
+    uint32_t funct3 = (insn >> 12) & 7, funct7 = insn >> 25;
+    int fmt = (int)(funct7 & 3);
+
+    if (fmt > 1) return;
+    switch (funct7 >> 2) {
+    case 0x00: set_fp(d, OP_FADD_S + fmt, rd, rs1, rs2, funct3); return;
+    case 0x01: set_fp(d, OP_FSUB_S + fmt, rd, rs1, rs2, funct3); return;
+    case 0x02: set_fp(d, OP_FMUL_S + fmt, rd, rs1, rs2, funct3); return;
+    case 0x03: set_fp(d, OP_FDIV_S + fmt, rd, rs1, rs2, funct3); return;
+    case 0x0b: if (rs2 == 0) set_fp(d, OP_FSQRT_S + fmt, rd, rs1, 0, funct3); return;
+    case 0x04:                                  /* fsgnj, fsgnjn, fsgnjx */
+        if (funct3 <= 2) set(d, OP_FSGNJ_S + 2 * (int)funct3 + fmt, rd, rs1, rs2, 0);
+        return;
+    case 0x05:                                  /* fmin, fmax */
+        if (funct3 <= 1) set(d, OP_FMIN_S + 2 * (int)funct3 + fmt, rd, rs1, rs2, 0);
+        return;
+    case 0x08:                                  /* fcvt.s.d, fcvt.d.s */
+        if (fmt == 0 && rs2 == 1) set_fp(d, OP_FCVT_S_D, rd, rs1, 0, funct3);
+        else if (fmt == 1 && rs2 == 0) set_fp(d, OP_FCVT_D_S, rd, rs1, 0, funct3);
+        return;
+    case 0x14: {                                /* fle, flt, feq */
+        static const uint8_t ops[3] = { OP_FLE_S, OP_FLT_S, OP_FEQ_S };
+        if (funct3 <= 2) set(d, ops[funct3] + fmt, rd, rs1, rs2, 0);
+        return;
+    }
+    case 0x18:                                  /* fcvt.{w,wu,l,lu}.fmt */
+        if (rs2 <= 3) set_fp(d, OP_FCVT_W_S + 2 * rs2 + fmt, rd, rs1, 0, funct3);
+        return;
+    case 0x1a:                                  /* fcvt.fmt.{w,wu,l,lu} */
+        if (rs2 <= 3) set_fp(d, OP_FCVT_S_W + 2 * rs2 + fmt, rd, rs1, 0, funct3);
+        return;
+    case 0x1c:                                  /* fmv.x.fmt, fclass */
+        if (rs2 == 0 && funct3 == 0) set(d, OP_FMV_X_W + fmt, rd, rs1, 0, 0);
+        else if (rs2 == 0 && funct3 == 1) set(d, OP_FCLASS_S + fmt, rd, rs1, 0, 0);
+        return;
+    case 0x1e:                                  /* fmv.fmt.x */
+        if (rs2 == 0 && funct3 == 0) set(d, OP_FMV_W_X + fmt, rd, rs1, 0, 0);
+        return;
+    default:
         return;
     }
 }
@@ -211,6 +288,24 @@ static void decode_32(uint32_t insn, struct decoded *d)
         else if (funct7 == 0x20 && funct3 == 5) set(d, OP_SRAW, rd, rs1, rs2, 0);
         return;
     }
+    case 0x01:                                  /* flw, fld */
+        if (funct3 == 2) set(d, OP_FLW, rd, rs1, 0, imm_i);
+        else if (funct3 == 3) set(d, OP_FLD, rd, rs1, 0, imm_i);
+        return;
+    case 0x09:                                  /* fsw, fsd */
+        if (funct3 == 2) set(d, OP_FSW, 0, rs1, rs2, imm_s);
+        else if (funct3 == 3) set(d, OP_FSD, 0, rs1, rs2, imm_s);
+        return;
+    case 0x10: case 0x11: case 0x12: case 0x13: { /* fmadd, fmsub, fnmsub, fnmadd */
+        int fmt = (int)(funct7 & 3);
+        if (fmt > 1) return;
+        set_fp(d, OP_FMADD_S + 2 * (int)(((insn >> 2) & 31) - 0x10) + fmt, rd, rs1, rs2, funct3);
+        d->rs3 = (uint8_t)(insn >> 27);
+        return;
+    }
+    case 0x14:
+        decode_op_fp(insn, d);
+        return;
     case 0x03:                                  /* fence, fence.i */
         if (funct3 == 0 || funct3 == 1) set(d, OP_FENCE, 0, 0, 0, 0);
         return;

@@ -43,7 +43,9 @@ struct uart_state {
     uint8_t rx_head, rx_count;
     uint8_t ier, lcr, mcr, scr, fcr, dll, dlm, msr;
     uint8_t thre_pending;       /* transmit-empty interrupt armed (cleared by IIR read / THR write) */
-    uint8_t pad[5];
+    uint8_t pad;
+    uint16_t rx_from_host;      /* bit per FIFO slot: the byte came from the host (not loopback) */
+    uint16_t empty_polls;       /* LSR reads that found no data (saturating), see uart.c */
 };
 
 struct rtc_state {
@@ -92,6 +94,7 @@ void plic_update(struct machine *m);
 
 void uart_reset(struct machine *m);
 size_t uart_receive(struct machine *m, const uint8_t *buf, size_t len);
+bool uart_wants_input(struct machine *m);
 void clint_reset(struct machine *m);
 void rtc_reset(struct machine *m);
 /* Fire the RTC alarm if its time has come (called between slices). */

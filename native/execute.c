@@ -1,4 +1,4 @@
-/* execute.c: execute RV64IMAC + Zicsr + Zifencei.
+/* execute.c: execute RV64IMAFDC + Zicsr + Zifencei.
  *
  * One function runs a slice of instructions.  Instructions are fetched
  * through a cached host pointer to the current code page, looked up in the
@@ -15,6 +15,7 @@
 #include <string.h>
 #include "machine.h"
 #include "decode.h"
+#include "fpu.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -287,6 +288,8 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
         [OP_REMUW] = &&op_remuw,
         [OP_FENCE] = &&op_fence, [OP_EBREAK] = &&op_ebreak, [OP_ATOMIC] = &&op_atomic,
         [OP_SYSTEM] = &&op_system,
+        [OP_FLW] = &&op_flw, [OP_FLD] = &&op_fld, [OP_FSW] = &&op_fsw, [OP_FSD] = &&op_fsd,
+        [OP_FP_FIRST ... OP_FP_LAST] = &&op_fp,
     };
     struct hart *h = &m->hart;
     uint64_t *x = h->x;
@@ -469,6 +472,37 @@ op_divw: RD = div32((int32_t)RS1, (int32_t)RS2); NEXT();
 op_divuw: RD = divu32((uint32_t)RS1, (uint32_t)RS2); NEXT();
 op_remw: RD = rem32((int32_t)RS1, (int32_t)RS2); NEXT();
 op_remuw: RD = remu32((uint32_t)RS1, (uint32_t)RS2); NEXT();
+
+/* F and D: loads and stores here, everything else in fpu.c.  FS = Off makes
+ * them illegal; writing an f register makes FS Dirty.  FP loads and stores
+ * move bits unchanged (a single is NaN-boxed on load). */
+op_flw: {
+    uint64_t v;
+    if (unlikely(!fpu_enabled(h))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
+    LOAD(RS1 + IMM, 4, &v);
+    h->f[d->rd] = fpu_box32((uint32_t)v);
+    fpu_set_dirty(h);
+    NEXT();
+}
+op_fld: {
+    uint64_t v;
+    if (unlikely(!fpu_enabled(h))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
+    LOAD(RS1 + IMM, 8, &v);
+    h->f[d->rd] = v;
+    fpu_set_dirty(h);
+    NEXT();
+}
+op_fsw:
+    if (unlikely(!fpu_enabled(h))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
+    STORE(RS1 + IMM, 4, h->f[d->rs2]);
+    NEXT();
+op_fsd:
+    if (unlikely(!fpu_enabled(h))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
+    STORE(RS1 + IMM, 8, h->f[d->rs2]);
+    NEXT();
+op_fp:
+    if (unlikely(!fpu_execute(h, d))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
+    NEXT();
 
 op_atomic: {
     SYNC();

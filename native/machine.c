@@ -301,4 +301,14 @@ size_t machine_console_write(struct machine *m, const uint8_t *buf, size_t len)
     return uart_receive(m, buf, len);
 }
 
+int machine_console_ready(struct machine *m) { return uart_wants_input(m); }
+
+size_t machine_console_returned(struct machine *m, uint8_t *buf, size_t len)
+{
+    size_t n = m->console_returned_len < len ? m->console_returned_len : len;
+    memcpy(buf, m->console_returned, n);
+    m->console_returned_len = 0;
+    return n;
+}
+
 void machine_set_input_waiting(struct machine *m, int waiting) { m->input_waiting = waiting; }

@@ -51,6 +51,8 @@ struct machine {
 
     uint8_t console_out[CONSOLE_OUT_SIZE];
     size_t console_out_len;
+    uint8_t console_returned[16];   /* host input the guest discarded unread (uart.c) */
+    size_t console_returned_len;
 
     uint64_t breakpoints[MAX_BREAKPOINTS];
     int nbreakpoints;

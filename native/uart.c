@@ -22,6 +22,7 @@ enum { REG_RBR = 0, REG_IER = 1, REG_IIR = 2, REG_LCR = 3,
 #define LSR_TEMT 0x40
 #define MSR_IDLE 0xb0           /* DCD | DSR | CTS: a modem that is always there */
 #define RX_SIZE 16
+#define POLLING_GUEST 1000      /* empty-LSR reads that make a guest a polling console */
 _Static_assert(sizeof ((struct uart_state){ 0 }).rx_fifo == RX_SIZE, "rx_fifo size");
 
 /* Highest-priority interrupt cause, as IIR bits 3:0. */
@@ -39,13 +40,33 @@ static void uart_update_irq(struct machine *m)
     plic_set_level(m, UART_IRQ, uart_cause(&m->uart) != IIR_NONE);
 }
 
-static bool rx_push(struct uart_state *u, uint8_t byte)
+static bool rx_push(struct uart_state *u, uint8_t byte, bool from_host)
 {
     if (u->rx_count >= RX_SIZE)
         return false;
-    u->rx_fifo[(u->rx_head + u->rx_count) % RX_SIZE] = byte;
+    unsigned slot = (u->rx_head + u->rx_count) % RX_SIZE;
+    u->rx_fifo[slot] = byte;
+    u->rx_from_host = (uint16_t)((u->rx_from_host & ~(1u << slot)) | ((unsigned)from_host << slot));
     u->rx_count++;
     return true;
+}
+
+/* FCR "clear receive FIFO": host input the guest never read goes back to the
+ * host, which delivers it again later.  Drivers clear the FIFO while they
+ * initialize (Linux's 8250 does), and input typed or pasted before that
+ * must not be lost: console input is only ever consumed by the guest. */
+static void rx_clear(struct machine *m)
+{
+    struct uart_state *u = &m->uart;
+    for (unsigned i = 0; i < u->rx_count; i++) {
+        unsigned slot = (u->rx_head + i) % RX_SIZE;
+        if (((u->rx_from_host >> slot) & 1) && m->console_returned_len < sizeof m->console_returned)
+            m->console_returned[m->console_returned_len++] = u->rx_fifo[slot];
+    }
+    if (m->console_returned_len)
+        machine_request_stop(m, CHRONO_STOP_INPUT, 0);  /* let the host give it back now */
+    u->rx_head = u->rx_count = 0;
+    u->rx_from_host = 0;
 }
 
 /* In loopback the modem inputs follow the outputs (16550 datasheet):
@@ -100,6 +121,11 @@ static bool uart_read(struct machine *m, uint64_t offset, int size, uint64_t *va
         break;
     case REG_LSR:
         v = LSR_THRE | LSR_TEMT | (u->rx_count ? LSR_DR : 0);
+        if (!u->rx_count && u->empty_polls < POLLING_GUEST) {
+            u->empty_polls++;
+            if (u->empty_polls == POLLING_GUEST && m->input_waiting)
+                machine_request_stop(m, CHRONO_STOP_INPUT, 0);
+        }
         break;
     case REG_MSR:
         v = uart_msr(u);
@@ -128,7 +154,7 @@ static bool uart_write(struct machine *m, uint64_t offset, int size, uint64_t va
             break;
         }
         if (u->mcr & MCR_LOOP)
-            rx_push(u, v);
+            rx_push(u, v, false);
         else
             console_put(m, v);
         u->thre_pending = 1;            /* the byte left at once: THR is empty again */
@@ -141,11 +167,14 @@ static bool uart_write(struct machine *m, uint64_t offset, int size, uint64_t va
         /* Enabling THRE while THR is empty raises the interrupt immediately. */
         if ((v & IER_THRE) && !(u->ier & IER_THRE))
             u->thre_pending = 1;
+        /* The receiver just became ready for input: let the host deliver now. */
+        if ((v & IER_RDA) && !(u->ier & IER_RDA) && m->input_waiting)
+            machine_request_stop(m, CHRONO_STOP_INPUT, 0);
         u->ier = v & 0x0f;              /* Linux's autoconfig expects bits 7:4 to read 0 */
         break;
     case REG_IIR:                       /* FCR */
         if (v & FCR_CLEAR_RX)
-            u->rx_head = u->rx_count = 0;
+            rx_clear(m);
         u->fcr = v & 0xc9;              /* the clear bits are self-clearing */
         break;
     case REG_LCR:
@@ -171,11 +200,21 @@ void uart_reset(struct machine *m)
     plic_set_level(m, UART_IRQ, 0);
 }
 
+/* The host delivers input only to a guest that is ready for it: one that
+ * enabled the receive interrupt, or one that keeps polling the line status
+ * (a polling console).  Drivers read and reset the receiver while they
+ * initialize; input delivered before then would be lost. */
+bool uart_wants_input(struct machine *m)
+{
+    return (m->uart.ier & IER_RDA) || m->uart.empty_polls >= POLLING_GUEST;
+}
+
 size_t uart_receive(struct machine *m, const uint8_t *buf, size_t len)
 {
     size_t n = 0;
 
-    while (n < len && rx_push(&m->uart, buf[n]))
+
+    while (n < len && rx_push(&m->uart, buf[n], true))
         n++;
     if (n)
         uart_update_irq(m);

@@ -229,11 +229,15 @@ def _compiler_id(gcc: str) -> str:
     return out.splitlines()[0] if out else gcc
 
 
-def build(source: str, *, c_source: str | None = None) -> Path:
-    """Assemble the prologue + ``source`` (and optionally a C file) into an ELF; cached."""
+def build(source: str, *, c_source: str | None = None, march: str | None = None) -> Path:
+    """Assemble the prologue + ``source`` (and optionally a C file) into an ELF; cached.
+
+    ``march`` replaces the default ``-march`` (e.g. ``"rv64imafdc_zicsr_zifencei"``
+    for FP code; the ABI stays lp64)."""
     asm = PROLOGUE + source + "\n"
     gcc = toolchain()
-    key_material = "\0".join([_compiler_id(gcc), " ".join(ARCH_FLAGS + LINK_FLAGS + C_FLAGS),
+    arch_flags = ARCH_FLAGS if march is None else [f"-march={march}", *ARCH_FLAGS[1:]]
+    key_material = "\0".join([_compiler_id(gcc), " ".join(arch_flags + LINK_FLAGS + C_FLAGS),
                               asm, c_source or ""])
     key = hashlib.sha256(key_material.encode()).hexdigest()[:24]
     if key in _memo and _memo[key].exists():
@@ -249,7 +253,7 @@ def build(source: str, *, c_source: str | None = None) -> Path:
                 (tmp_path / "guest_c.c").write_text(c_source)
                 inputs.append(str(tmp_path / "guest_c.c"))
             out = tmp_path / "guest.elf"
-            cmd = [gcc, *ARCH_FLAGS, *C_FLAGS, *LINK_FLAGS, "-o", str(out), *inputs]
+            cmd = [gcc, *arch_flags, *C_FLAGS, *LINK_FLAGS, "-o", str(out), *inputs]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 numbered = "\n".join(f"{i + 1:4d} {line}" for i, line in enumerate(asm.splitlines()))
@@ -325,8 +329,9 @@ class Guest:
         return r.code
 
 
-def boot(source: str, *, ram_size: int = DEFAULT_RAM, c_source: str | None = None) -> Guest:
-    return Guest(build(source, c_source=c_source), ram_size)
+def boot(source: str, *, ram_size: int = DEFAULT_RAM, c_source: str | None = None,
+         march: str | None = None) -> Guest:
+    return Guest(build(source, c_source=c_source, march=march), ram_size)
 
 
 # ---- Sv39 / Sv48 page tables, written from the host -------------------------

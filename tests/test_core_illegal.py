@@ -4,7 +4,8 @@ bits (all 32, or only the 16 of a compressed one).
 Firmware and kernels probe for features by touching a CSR or an instruction
 and catching the trap (OpenSBI probes CSRs, Linux checks for an FPU), and
 they emulate or report the instruction from mtval, so the exact values
-matter.  This core has no FPU: fcsr and FP instructions must trap too.
+matter.  mstatus.FS is Off at reset, so fcsr and FP instructions trap too
+(test_core_fpu.py covers the FPU with FS on).
 """
 
 import struct
@@ -20,7 +21,7 @@ MSTATUS_MPP = 3 << 11
 CASES_32 = {
     "csr_0x7c0_read": "csrr a0, 0x7c0",
     "csr_0x7c0_write_only": "csrw 0x7c0, a0",      # no read, still must exist
-    "csr_fcsr_read": "csrr a0, 0x003",             # fcsr: no F extension here
+    "csr_fcsr_read": "csrr a0, 0x003",             # fcsr: FS is Off at reset
     "csr_fflags_write": "csrw 0x001, a0",
     "csr_frm_read": "csrr a0, 0x002",
     "csr_pmpcfg1": "csrr a0, pmpcfg1",             # odd pmpcfg do not exist on RV64
@@ -46,8 +47,8 @@ CASES_16 = {
     "c_all_zero": 0x0000,           # defined illegal
     "c_lui_zero_imm": 0x6081,       # c.lui x1, 0 is reserved
     "c_addi16sp_zero": 0x6101,      # c.addi16sp with imm 0 is reserved
-    "c_fld": 0x2008,                # c.fld: needs D
-    "c_fsdsp": 0xA002,              # c.fsdsp: needs D
+    "c_fld": 0x2008,                # c.fld: FS is Off at reset
+    "c_fsdsp": 0xA002,              # c.fsdsp: FS is Off at reset
     "c_jr_x0": 0x8002,              # c.jr with rs1 = x0 is reserved
     "c_lwsp_x0": 0x4002,            # c.lwsp with rd = x0 is reserved
     "c_ldsp_x0": 0x6002,            # c.ldsp with rd = x0 is reserved
@@ -127,25 +128,26 @@ bad:
     assert t.status & MSTATUS_MPP == 0                # trapped from U
 
 
-def test_no_fpu_is_advertised():
-    """misa must not claim F or D, and mstatus.FS must stay Off, or Linux would
-    use FP instructions that then trap."""
+def test_fpu_is_advertised_and_off_at_reset():
+    """misa claims F and D (not V); mstatus.FS is Off at reset and software
+    turns the FPU on by writing it."""
     g = rvasm.boot("""
 main:
         csrr a0, misa
-        li t0, 3 << 13
-        csrs mstatus, t0                // try to turn the FPU on
         csrr a1, mstatus
+        li t0, 3 << 13
+        csrs mstatus, t0                // turn the FPU on
+        csrr a2, mstatus
         EXIT 0
 """)
     assert g.run_to_exit() == 0
     misa = g.machine.reg(10)
     assert misa >> 62 == 2                            # MXL = 64
-    for ext in "IMACSU":
+    for ext in "IMAFDCSU":
         assert misa & (1 << (ord(ext) - ord("A"))), ext
-    for ext in "FDV":
-        assert not misa & (1 << (ord(ext) - ord("A"))), ext
-    assert g.machine.reg(11) & (3 << 13) == 0         # FS stays Off
+    assert not misa & (1 << (ord("V") - ord("A")))
+    assert g.machine.reg(11) & (3 << 13) == 0         # FS Off at reset
+    assert g.machine.reg(12) & (3 << 13) == 3 << 13   # FS writable
 
 
 # Encodings the spec reserves as HINTs: they must run as no-ops, never trap.

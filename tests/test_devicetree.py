@@ -189,9 +189,10 @@ def test_cpu_node_carries_isa_mmu_and_interrupt_controller(tree):
     assert cpu.u32("reg") == 0
     assert cpu.string("status") == "okay"
     assert cpu.string("compatible") == "riscv"
-    assert cpu.string("riscv,isa") == "rv64imac_zicntr_zicsr_zifencei"
+    assert cpu.string("riscv,isa") == "rv64imafdc_zicntr_zicsr_zifencei_sstc"
     assert cpu.string("riscv,isa-base") == "rv64i"
-    assert cpu.strings("riscv,isa-extensions") == ["i", "m", "a", "c", "zicntr", "zicsr", "zifencei"]
+    assert cpu.strings("riscv,isa-extensions") == ["i", "m", "a", "f", "d", "c", "zicntr", "zicsr",
+                                                   "zifencei", "sstc"]
     assert cpu.string("mmu-type") == "riscv,sv48"
     intc = tree.find("/cpus/cpu@0/interrupt-controller")
     assert intc.string("compatible") == "riscv,cpu-intc"
@@ -269,7 +270,7 @@ def test_isa_and_mmu_follow_the_config():
 def test_dtc_reads_the_tree_and_sees_the_devices(cfg, tmp_path):
     text = dts(build_device_tree(cfg), tmp_path)
     for expected in ('compatible = "riscv-virtio";', 'model = "chrono,virt";',
-                     'stdout-path = "/soc/serial@10000000";', 'riscv,isa = "rv64imac_zicntr_zicsr_zifencei";',
+                     'stdout-path = "/soc/serial@10000000";', 'riscv,isa = "rv64imafdc_zicntr_zicsr_zifencei_sstc";',
                      'mmu-type = "riscv,sv48";', "clint@2000000 {", "plic@c000000 {", "serial@10000000 {",
                      "virtio_mmio@10001000 {", "virtio_mmio@10008000 {", "test@100000 {",
                      "poweroff {", "reboot {", "riscv,ndev = <0x1f>;", "timebase-frequency = <0x989680>;",

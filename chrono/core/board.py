@@ -72,7 +72,7 @@ RAM_MAX = 64 * GiB
 
 MMU_TYPES = ("riscv,sv39", "riscv,sv48")    # what the core's MMU implements
 
-DEFAULT_ISA_EXTENSIONS = ("i", "m", "a", "c", "zicntr", "zicsr", "zifencei")
+DEFAULT_ISA_EXTENSIONS = ("i", "m", "a", "f", "d", "c", "zicntr", "zicsr", "zifencei", "sstc")
 
 # Canonical order of single-letter extensions (unprivileged spec, "ISA
 # Extension Naming Conventions").  'i' is the base; 'e' and 'g' are not

@@ -240,6 +240,17 @@ class Machine:
         """Offer bytes to the UART receive FIFO; returns how many it took."""
         return lib.machine_console_write(self._m, data, len(data))
 
+    def console_ready(self) -> bool:
+        """The guest is ready for console input (receive interrupt on, or polling)."""
+        return bool(lib.machine_console_ready(self._m))
+
+    def console_returned(self) -> bytes:
+        """Host input the guest discarded unread (it reset the receive FIFO):
+        the host must deliver it again, before anything still queued."""
+        buf = ffi.new("uint8_t[]", 64)
+        n = lib.machine_console_returned(self._m, buf, 64)
+        return ffi.buffer(buf, n)[:]
+
     def set_input_waiting(self, waiting: bool) -> None:
         lib.machine_set_input_waiting(self._m, 1 if waiting else 0)
 

@@ -84,7 +84,7 @@ class Session:
     def _feed(self) -> None:
         """Move queued guest bytes into the UART FIFO as far as it has room."""
         m = self.machine
-        while self.pending and isinstance(self.pending[0], bytes):
+        while self.pending and isinstance(self.pending[0], bytes) and m.console_ready():
             head = self.pending[0]
             taken = m.console_write(head[:64])
             if taken < len(head):
@@ -176,6 +176,9 @@ class Session:
 
             result = m.run(budget)
             console.write(m.console_read())
+            returned = m.console_returned()
+            if returned:
+                self.pending.appendleft(returned)
             settled = result.reason == Stop.IDLE
 
             if result.reason == Stop.POWEROFF:

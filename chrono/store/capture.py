@@ -57,7 +57,7 @@ class CaptureTimes:
     commit: float = 0.0         # the write transaction
     pages: int = 0              # RAM pages captured
     blocks: int = 0             # disk blocks captured
-    new_bytes: int = 0          # stored bytes added
+    new_bytes: int = 0          # bytes this capture added to the store (compressed)
 
 
 def machine_config(guest) -> dict:
@@ -149,7 +149,9 @@ class Snapshots:
             blobs = ram_blobs + disk_blobs + ram_leaves + disk_leaves
             blobs += [(k, v) for k, v in ((state_key, state_value), (dtb_key, dtb_value))
                       if v is not None]
-            added = w.put_blobs(blobs)
+            new = {k: v for k, v in blobs if v is not None and not w.has_blob(k)}
+            w.put_blobs(new.items())
+            added = sum(len(v) for v in new.values())
             sid = w.put_snapshot(manifest)
             if name is not None:
                 w.set_ref(name, sid)
