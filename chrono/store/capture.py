@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from chrono.core.machine import PAGE_SIZE
-from chrono.errors import SnapshotMismatchError
+from chrono.errors import ChronoError, SnapshotMismatchError
 from chrono.store.blobs import ZERO_HASH, ZERO_PAGE, copy_pages, encode_blob, encode_pages
 from chrono.store.manifest import DiskTable, Manifest
 from chrono.store.pagetable import PageTable, diff, pages_for
-from chrono.store.store import Store
+from chrono.store.store import Store, lease_holder
 
 CONFIG_VERSION = 1
 
@@ -97,11 +97,18 @@ class Snapshots:
         self.store = store
         self.guest = guest
         self.baseline: Baseline | None = None
+        self._lease = lease_holder(f"{id(self):x}")
         self.times = CaptureTimes()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chrono-encode")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self.baseline is not None:
+            try:
+                with self.store.writer() as w:
+                    w.release_lease(self._lease)
+            except ChronoError:
+                pass                    # gc drops the lease of a process that is gone
 
     # ---- capture --------------------------------------------------------------
     def save(self, name: str | None = None) -> str:
@@ -122,6 +129,25 @@ class Snapshots:
         if disk is not None:
             m.clear_disk_dirty()
         t1 = time.perf_counter()
+        try:
+            sid, added, ram_table, disks, t2 = self._commit(
+                base, state, ram_pages, ram_copy, disk_blocks, disk_copy, name)
+        except BaseException:
+            # Nothing was saved: what was dirty still is, for the next save.
+            m.ram_dirty[ram_pages] = 1
+            if disk is not None and base is not None:
+                disk.dirty[disk_blocks] = 1
+            raise
+        t3 = time.perf_counter()
+
+        self.baseline = Baseline(sid, ram_table, [d.table for d in disks])
+        self.times = CaptureTimes(t1 - t0, t2 - t1, t3 - t2, len(ram_pages),
+                                  0 if disk_blocks is None else len(disk_blocks), added)
+        return sid
+
+    def _commit(self, base, state, ram_pages, ram_copy, disk_blocks, disk_copy, name):
+        """Encode and commit what save() copied; returns (id, bytes added, tables, time)."""
+        m, disk = self.guest.machine, self.guest.disk
 
         ram_changes, ram_blobs = encode_pages(ram_copy, ram_pages, self._pool)
         disk_changes, disk_blobs = ({}, [])
@@ -155,19 +181,20 @@ class Snapshots:
             sid = w.put_snapshot(manifest)
             if name is not None:
                 w.set_ref(name, sid)
-        t3 = time.perf_counter()
-
-        self.baseline = Baseline(sid, ram_table, [d.table for d in disks])
-        self.times = CaptureTimes(t1 - t0, t2 - t1, t3 - t2, len(ram_pages),
-                                  0 if disk_blocks is None else len(disk_blocks), added)
-        return sid
+            w.set_lease(self._lease, sid)
+        return sid, added, ram_table, disks, t2
 
     # ---- restore --------------------------------------------------------------
     def check_compatible(self, manifest: Manifest, name: str) -> None:
         mine, theirs = machine_config(self.guest), manifest.config
-        for key, what in (("version", "snapshot configuration format"), ("ram_size", "RAM size"),
-                          ("disk_size", "disk size"), ("devices", "devices"),
-                          ("state_size", "CPU/device state layout"), ("isa", "ISA")):
+        for key in ("version", "state_size"):
+            if mine.get(key) != theirs.get(key):
+                raise SnapshotMismatchError(
+                    f"snapshot {name!r} was saved by another version of chrono (its CPU/device "
+                    f"state layout differs: {theirs.get(key)!r}, this one {mine.get(key)!r}); "
+                    f"restore it with the chrono that saved it")
+        for key, what in (("ram_size", "RAM size"), ("disk_size", "disk size"),
+                          ("devices", "devices"), ("isa", "ISA")):
             if mine.get(key) != theirs.get(key):
                 raise SnapshotMismatchError(
                     f"snapshot {name!r} was taken on a machine with another {what} "
@@ -208,6 +235,8 @@ class Snapshots:
         if disk is not None:
             m.clear_disk_dirty()
         self.baseline = Baseline(sid, manifest.ram, [d.table for d in manifest.disks])
+        with self.store.writer() as w:
+            w.set_lease(self._lease, sid)
         return manifest
 
     def _lazy_ram(self, table: PageTable, pages: np.ndarray) -> None:

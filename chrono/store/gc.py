@@ -76,7 +76,7 @@ class GcReport:
 
 def _roots(r: Reader, providers: Iterable[RootProvider]) -> Roots:
     roots = Roots()
-    for name, sid in r.refs(strict=False).items():
+    for name, sid in r.refs(strict=False, leases=True).items():
         roots.snapshots.add(sid)
     for provider in providers:
         extra = provider(r)
@@ -131,6 +131,8 @@ def gc(store: Store, progress: Callable[[str], None] | None = None,
     providers = [*_providers, *extra_providers]
     say = progress or (lambda message: None)
     marker = _Marker()
+    with store.writer() as w:
+        w.drop_dead_leases()            # guests that ended without releasing theirs
     say("marking")
     with store.reader() as r:
         marker.mark(r, _roots(r, providers).snapshots)

@@ -38,6 +38,7 @@ import fcntl
 import os
 import resource
 import shutil
+import socket
 import threading
 import time
 import unicodedata
@@ -55,6 +56,11 @@ from chrono.store.manifest import Manifest, ManifestFormatError, snapshot_id
 from chrono.store.pagetable import LEAF_BYTES, LEAF_PAGES, PageTable
 
 DEFAULT_DIR = ".chrono"
+# Leases: refs a running guest holds on the snapshot its memory is based on
+# (lazily restored pages and incremental saves read it), so that gc keeps it
+# even after its names are removed.  Users cannot make such names ('/' is
+# refused), listings hide them, and gc drops those of dead processes.
+LEASE_PREFIX = "lease/"
 STORE_ENV_VAR = "CHRONO_STORE"
 FORMAT = 1
 # Feature flags this code understands (none yet beyond format 1).
@@ -542,6 +548,21 @@ class Store:
         return before, data.stat().st_size
 
 
+def lease_holder(tag: str) -> str:
+    """A lease name for this process: host/pid/tag."""
+    return f"{socket.gethostname()}/{os.getpid()}/{tag}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -655,11 +676,14 @@ class Reader:
                                     f"with `chrono snap rm {name}`")
         return bytes(value).hex()
 
-    def refs(self, strict: bool = True) -> dict[str, str]:
-        """{name: snapshot id}, sorted by name.  strict=False skips damaged refs."""
+    def refs(self, strict: bool = True, leases: bool = False) -> dict[str, str]:
+        """{name: snapshot id}, sorted by name.  strict=False skips damaged refs;
+        leases=True includes the leases of running guests (see Writer.set_lease)."""
         out = {}
         for key, value in self._txn.cursor(db=self.store._refs):
             name = bytes(key).decode("utf-8", "replace")
+            if name.startswith(LEASE_PREFIX) and not leases:
+                continue
             if len(value) != HASH_SIZE:
                 if strict:
                     raise StoreCorruptError(f"ref {name!r} in store {self._where} is damaged; "
@@ -781,6 +805,28 @@ class Writer(Reader):
         target = bytes(value).hex()
         self._txn.delete(encoded, db=self.store._refs)
         return target
+
+    def set_lease(self, holder: str, sid: str) -> None:
+        """Hold snapshot `sid` for `holder` (lease_holder()) until released."""
+        key = (LEASE_PREFIX + holder).encode()
+        self._txn.put(key, bytes.fromhex(sid), db=self.store._refs)
+
+    def release_lease(self, holder: str) -> None:
+        self._txn.delete((LEASE_PREFIX + holder).encode(), db=self.store._refs)
+
+    def drop_dead_leases(self) -> int:
+        """Remove leases whose process no longer runs on this host; returns how many."""
+        dead = []
+        for name in self.refs(strict=False, leases=True):
+            if not name.startswith(LEASE_PREFIX):
+                continue
+            host, _, rest = name[len(LEASE_PREFIX):].partition("/")
+            pid = rest.partition("/")[0]
+            if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+                dead.append(name)
+        for name in dead:
+            self._txn.delete(name.encode(), db=self.store._refs)
+        return len(dead)
 
     def delete_snapshot(self, sid: str) -> bool:
         key = _id_key(sid)
