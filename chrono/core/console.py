@@ -55,6 +55,7 @@ class Console:
         self.in_monitor = False         # keys go to the monitor line, not the guest
         self._line = bytearray()
         self._last_cr = False           # a CR ended the last monitor line (skip its LF)
+        self._line_start = True         # the last byte written ended a line
         self._saved_tty = None
         self._escape = False
         if self.interactive:
@@ -74,6 +75,7 @@ class Console:
             buffer = getattr(self._out, "buffer", self._out)
             buffer.write(data)
             buffer.flush()
+            self._line_start = data.endswith(b"\n")
 
     def flush(self) -> None:
         try:
@@ -92,7 +94,9 @@ class Console:
     def monitor_output(self, text: str) -> None:
         """Monitor replies go to the console output, like the guest's."""
         if text:
-            self.write((text.rstrip("\n").replace("\n", self._newline()) + self._newline()).encode())
+            start = "" if self._line_start else self._newline()   # not after a guest prompt
+            self.write((start + text.rstrip("\n").replace("\n", self._newline())
+                        + self._newline()).encode())
 
     def monitor_prompt(self) -> None:
         if self.interactive:

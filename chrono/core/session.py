@@ -20,8 +20,12 @@ an interactive run with nobody typing.
 
 Monitor commands (and Ctrl-A x) typed at a terminal act at once.  In a
 script they act in order: once the guest has taken every byte before them
-and settled (waits in WFI), so `write a x`, then `savevm`, saves the state
-after the guest handled the write.
+and settled — it waits in WFI and has been quiet (no console output, no
+input taken) for QUIET_NS of guest time, or it has nothing left to wait for
+— so `write a x`, then `savevm`, saves the state after the guest handled the
+write.  An OS idles between timer ticks in the middle of a command; the
+quiet time tells that apart from waiting at the prompt.  Reaching it never
+fires a timer early: time only jumps as far as the quiet point.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from chrono.core.console import Command, Console, Event, MonitorLine
 from chrono.core.machine import Machine, Stop
 
 SLICE_STEPS = 20_000_000          # ~20 ms of guest time: bounds input and pacing latency
+QUIET_NS = 200_000_000            # guest time without console activity that counts as settled
 STEPS_PER_SECOND = Machine.timebase_hz * Machine.steps_per_tick
 
 
@@ -132,6 +137,13 @@ class Session:
         if not self._quit and console.in_monitor:
             console.monitor_prompt()
 
+    def _queued_bytes(self) -> int:
+        return sum(len(e) for e in self.pending if isinstance(e, bytes))
+
+    def _command_waiting(self) -> bool:
+        """A scripted command is next, with no guest input before it."""
+        return bool(self.pending) and not isinstance(self.pending[0], bytes)
+
     def _run_settled_commands(self, console: Console) -> None:
         """Scripted commands at the head of the queue run once the guest settled."""
         while self.pending and not isinstance(self.pending[0], bytes) and not self._quit:
@@ -145,6 +157,7 @@ class Session:
         always_paced = console.interactive if paced is None else paced
         pacer = Pacer(m) if always_paced else None
         settled = False
+        last_activity = m.vclock            # console output or input taken, in guest time
 
         def outcome(kind, code=0, detail=""):
             return Outcome(kind, code, m.steps - start, detail)
@@ -174,12 +187,23 @@ class Session:
                     return outcome("max-steps", 124, f"stopped after {max_steps} instructions (--max-insns)")
                 budget = min(budget, remaining)
 
+            queued = self._queued_bytes()
             result = m.run(budget)
-            console.write(m.console_read())
+            output = m.console_read()
+            console.write(output)
             returned = m.console_returned()
             if returned:
                 self.pending.appendleft(returned)
-            settled = result.reason == Stop.IDLE
+            if output or self._queued_bytes() != queued or returned:
+                last_activity = m.vclock
+            settled = False
+            if result.reason == Stop.IDLE and self._command_waiting():
+                quiet_at = last_activity + QUIET_NS
+                if not result.has_deadline or m.vclock >= quiet_at:
+                    settled = True
+                else:
+                    m.skip_to(min(result.deadline, quiet_at))
+                    continue
 
             if result.reason == Stop.POWEROFF:
                 return outcome("poweroff", result.code)

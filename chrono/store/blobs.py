@@ -150,6 +150,8 @@ def copy_pages(buffer: np.ndarray, indices) -> np.ndarray:
     last page zero-padded: page tables always hold full 4 KiB pages.
     """
     idx = np.asarray(indices, dtype=np.int64)
+    if len(buffer) % PAGE_SIZE == 0:            # RAM, most disks: one gather
+        return buffer.reshape(-1, PAGE_SIZE)[idx]
     out = np.zeros((len(idx), PAGE_SIZE), dtype=np.uint8)
     full = len(buffer) // PAGE_SIZE
     whole = idx < full
