@@ -1,0 +1,94 @@
+"""The founding scenario on real Debian: Linux's page cache and ext4.
+
+Files are written (still dirty in Linux's page cache), the machine is saved,
+more files are written and synced, the snapshot is restored, and the guest
+writes and syncs again, then powers off.  With RAM and disk restored
+together, `e2fsck -fn` on the host calls the committed image clean.
+
+(The RAM-only control is shown on the demo guest, tests/test_founding_scenario.py.
+On this small ext4 the whole of the file system's metadata stays in Linux's
+cache, so the stale kernel rewrites all of it and e2fsck finds the older state
+consistent: the newer files are silently lost instead.)
+
+Marked `network`: it needs the fetched Debian guest (tests/test_guest_debian.py).
+"""
+import shutil
+import subprocess
+
+import pytest
+from test_guest_debian import debian, xdg_cache  # noqa: F401 - fixtures
+
+from chrono.core.launch import launch
+from chrono.core.machine import Stop
+from chrono.guests import guest_spec
+from chrono.store.capture import Snapshots
+from chrono.store.store import Store
+
+pytestmark = pytest.mark.network
+
+EPOCH = 1_764_000_000 * 10**9
+MARKER = b"chrono-debian: shell ready"
+
+
+def run_until(machine, needle: bytes, typed: bytes = b"", budget: int = 20_000_000_000) -> bytes:
+    """Type `typed` as the guest takes it and run (skipping idle time) until
+    the console shows `needle`."""
+    out = bytearray()
+    start = machine.steps
+    while needle not in out:
+        assert machine.steps - start < budget, out[-2000:].decode(errors="replace")
+        if typed and machine.console_ready():
+            typed = typed[machine.console_write(typed):]
+        machine.set_input_waiting(bool(typed))
+        r = machine.run(50_000_000)
+        out += machine.console_read()
+        if r.reason == Stop.POWEROFF:
+            break
+        if r.reason == Stop.IDLE and r.has_deadline and not typed:
+            machine.skip_to(r.deadline)
+    return bytes(out)
+
+
+def shell(machine, command: str, n: int) -> str:
+    typed = f"{command}; echo @@{n}@@\n".encode()
+    return run_until(machine, f"@@{n}@@\r\n".encode(), typed).decode(errors="replace")
+
+
+def e2fsck(image) -> subprocess.CompletedProcess:
+    tool = shutil.which("e2fsck") or "/sbin/e2fsck"
+    return subprocess.run([tool, "-fn", str(image)], capture_output=True, text=True)
+
+
+def scenario(debian, tmp_path, restore) -> subprocess.CompletedProcess:
+    image = tmp_path / "disk.img"
+    shutil.copyfile(debian.path / debian.manifest.disk, image)
+    spec = guest_spec("debian", root=debian.path.parent.parent, disk=image, rtc_epoch_ns=EPOCH)
+    guest = launch(spec)
+    m = guest.machine
+    run_until(m, MARKER)
+    store = Store.open(tmp_path / "store", create=True)
+    snaps = Snapshots(store, guest)
+    try:
+        # Dirty in the page cache: written, not synced.
+        shell(m, "mkdir /mnt/d && for i in 1 2 3 4 5 6 7 8; do "
+                 "seq 1 2000 > /mnt/d/early$i; done", 1)
+        snaps.save("before")
+        # The disk moves on: a new directory (ext4 spreads directories over
+        # block groups, so its inode and bitmaps are in metadata the saved
+        # page cache never held) and an entry in /mnt's own directory block.
+        shell(m, "mkdir /mnt/later && for i in 1 2 3 4 5 6 7 8; do "
+                 "seq 1 3000 > /mnt/later/f$i; done; rm /mnt/d/early1; sync", 2)
+        restore(snaps, "before")
+        shell(m, "for i in 1 2 3 4 5 6 7 8; do seq 1 4000 > /mnt/d/after$i; done; "
+                 "echo after > /mnt/after; sync", 3)
+        run_until(m, b"Power down", b"poweroff\n")
+    finally:
+        snaps.close()
+        store.close()
+    guest.disk.commit()
+    return e2fsck(image)
+
+
+def test_debian_loadvm_restores_disk_with_ram_and_ext4_stays_clean(debian, tmp_path):
+    check = scenario(debian, tmp_path, lambda snaps, name: snaps.load(name))
+    assert check.returncode == 0, check.stdout + check.stderr
