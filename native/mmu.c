@@ -194,6 +194,18 @@ static bool ram_piece(struct machine *m, uint64_t va, int size, enum access_type
     return true;
 }
 
+/* A misaligned access as at most two page-contained pieces (bytes [0, n0)
+ * and [n0, size)), both translated and checked before anything is touched,
+ * so a fault on the second leaves memory as it was. */
+static bool split_pieces(struct machine *m, uint64_t va, int size, enum access_type type, int set,
+                         uint8_t *piece[2], int *n0, bool *htif)
+{
+    uint64_t first = PAGE_SIZE - (va & 0xfff);
+    *n0 = first < (uint64_t)size ? (int)first : size;
+    return ram_piece(m, va, *n0, type, set, &piece[0], htif) &&
+           (*n0 == size || ram_piece(m, va + *n0, size - *n0, type, set, &piece[1], htif));
+}
+
 bool mmu_load_slow(struct machine *m, uint64_t va, int size, uint64_t *value)
 {
     int set = mmu_data_set(&m->hart);
@@ -215,13 +227,10 @@ bool mmu_load_slow(struct machine *m, uint64_t va, int size, uint64_t *value)
         return true;
     }
 
-    /* Misaligned: at most two page-contained pieces, both checked first. */
     uint8_t *piece[2];
+    int n0;
     bool htif = false;
-    uint64_t first = PAGE_SIZE - (va & 0xfff);
-    int n0 = first < (uint64_t)size ? (int)first : size;
-    if (!ram_piece(m, va, n0, ACCESS_READ, set, &piece[0], &htif) ||
-        (n0 < size && !ram_piece(m, va + n0, size - n0, ACCESS_READ, set, &piece[1], &htif)))
+    if (!split_pieces(m, va, size, ACCESS_READ, set, piece, &n0, &htif))
         return false;
     uint64_t v = 0;
     memcpy(&v, piece[0], (size_t)n0);
@@ -254,13 +263,10 @@ bool mmu_store_slow(struct machine *m, uint64_t va, int size, uint64_t value)
         return true;
     }
 
-    /* Misaligned: translate both pieces first so a fault leaves memory untouched. */
     uint8_t *piece[2];
+    int n0;
     bool htif = false;
-    uint64_t first = PAGE_SIZE - (va & 0xfff);
-    int n0 = first < (uint64_t)size ? (int)first : size;
-    if (!ram_piece(m, va, n0, ACCESS_WRITE, set, &piece[0], &htif) ||
-        (n0 < size && !ram_piece(m, va + n0, size - n0, ACCESS_WRITE, set, &piece[1], &htif)))
+    if (!split_pieces(m, va, size, ACCESS_WRITE, set, piece, &n0, &htif))
         return false;
     memcpy(piece[0], &value, (size_t)n0);
     if (n0 < size)
