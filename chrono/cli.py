@@ -39,7 +39,9 @@ def main():
     `virt` machine) on its own emulator core.  Everything the guest sees
     is a function of its starting state and its inputs, so runs can be
     repeated exactly.  Disks are copy-on-write: the image file is never
-    written unless you ask for it with --commit.
+    written unless you ask for it with --commit.  Snapshots save CPU,
+    devices, RAM and disk together, so a restored guest's page cache
+    always matches its disk.
 
     \b
     Start here:
@@ -47,6 +49,9 @@ def main():
       chrono run --kernel T.elf  run a bare-metal ELF (riscv-tests run as-is)
       chrono run --bios fw_jump.bin --kernel Image --initrd initrd --disk d.img
                                  boot Linux the way QEMU -M virt does
+      chrono guest fetch debian  build a Debian riscv64 guest; then `chrono run debian`
+      Ctrl-A c, savevm NAME      save the running machine at the (chrono) monitor
+      chrono run --from NAME     start from that snapshot in milliseconds
     """
 
 
