@@ -55,12 +55,14 @@ class Guest:
     boot: BootImage
     config: BoardConfig
     disk: Disk | None
-    saved_dtb: bytes | None = None      # a guest restored from a snapshot keeps its tree
+    saved_dtb: bytes | None = None      # its device tree (a restored guest keeps the saved one)
 
     @property
     def dtb(self) -> bytes:
-        """The device tree this guest was booted with."""
-        return self.saved_dtb if self.saved_dtb is not None else build_device_tree(self.config)
+        """The device tree this guest was booted with (built once)."""
+        if self.saved_dtb is None:
+            self.saved_dtb = build_device_tree(self.config)
+        return self.saved_dtb
 
     def reset(self) -> None:
         """Load the boot image and reset the hart and devices (power-on)."""

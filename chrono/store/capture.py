@@ -98,6 +98,7 @@ class Snapshots:
         self.guest = guest
         self.baseline: Baseline | None = None
         self._lease = lease_holder(f"{id(self):x}")
+        self.config = machine_config(guest)     # fixed for the machine's life
         self.times = CaptureTimes()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chrono-encode")
 
@@ -168,7 +169,7 @@ class Snapshots:
                 disk_base = base.disks[0] if base else PageTable.empty(pages_for(disk.size))
                 disk_table, disk_leaves = disk_base.with_changes(disk_changes, w)
                 disks.append(DiskTable(disk.size, disk_table))
-            manifest = Manifest(config=machine_config(self.guest), state=state_key, ram=ram_table,
+            manifest = Manifest(config=self.config, state=state_key, ram=ram_table,
                                 disks=tuple(disks), dtb=dtb_key,
                                 parent=base.snapshot_id if base else None,
                                 steps=m.steps, vclock=m.vclock)
@@ -186,7 +187,7 @@ class Snapshots:
 
     # ---- restore --------------------------------------------------------------
     def check_compatible(self, manifest: Manifest, name: str) -> None:
-        mine, theirs = machine_config(self.guest), manifest.config
+        mine, theirs = self.config, manifest.config
         for key in ("version", "state_size"):
             if mine.get(key) != theirs.get(key):
                 raise SnapshotMismatchError(
