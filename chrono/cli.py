@@ -166,7 +166,9 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
             console, max_steps=max_insns, paced=pace)
     finally:
         console.close()
-        monitor.close()
+        report = monitor.close()        # a savevm still committing finishes first
+        if report:
+            console.monitor_output(report)
     if outcome.detail:
         console.message(outcome.detail)
     if commit:

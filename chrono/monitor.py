@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from chrono.core.session import MonitorReply
 from chrono.errors import ChronoError
+from chrono.store.store import check_ref_name
 
 if TYPE_CHECKING:
     from chrono.store.capture import Snapshots
@@ -33,6 +34,7 @@ class Monitor:
     def __init__(self, open_snapshots: Callable[[], "Snapshots"]):
         self._open_snapshots = open_snapshots
         self._snapshots = None
+        self._saving = None             # (name, start) of a savevm still committing
 
     @property
     def snapshots(self) -> "Snapshots":
@@ -40,10 +42,14 @@ class Monitor:
             self._snapshots = self._open_snapshots()
         return self._snapshots
 
-    def close(self) -> None:
+    def close(self) -> str:
+        """Finish a pending save and close the store; returns its report."""
+        report = ""
         if self._snapshots is not None:
+            report = self._finish_pending()
             self._snapshots.close()
             self._snapshots.store.close()
+        return report
 
     def __call__(self, line: str) -> MonitorReply:
         try:
@@ -53,6 +59,14 @@ class Monitor:
         if not words:
             return MonitorReply()
         command, args = words[0], words[1:]
+        # Every command sees the store after a pending save finished.
+        earlier = self._finish_pending()
+        reply = self._dispatch(command, args)
+        if earlier:
+            return MonitorReply(earlier + ("\n" + reply.text if reply.text else ""), reply.action)
+        return reply
+
+    def _dispatch(self, command: str, args: list[str]) -> MonitorReply:
         handler = getattr(self, "cmd_" + command, None)
         if handler is None:
             return MonitorReply(f"unknown command {command!r}; type `help` for the list")
@@ -75,14 +89,34 @@ class Monitor:
         return MonitorReply(HELP)
 
     def cmd_savevm(self, name: str) -> MonitorReply:
-        start = time.perf_counter()
-        sid = self.snapshots.save(name)
+        # The guest is paused only while its dirty pages are copied; hashing,
+        # compression and the commit run beside it, and poll() reports.
+        check_ref_name(name)
+        self._saving = (name, time.perf_counter())
+        self.snapshots.save(name, background=True)
+        return MonitorReply()
+
+    def poll(self) -> str:
+        """A finished background savevm's report (or error), once; else ''."""
+        snaps = self._snapshots
+        if self._saving is None or snaps is None or (snaps._pending and not snaps._pending.done()):
+            return ""
+        return self._finish_pending()
+
+    def _finish_pending(self) -> str:
+        if self._saving is None:
+            return ""
+        name, start = self._saving
+        self._saving = None
+        try:
+            sid = self.snapshots.wait()
+        except ChronoError as e:
+            return f"error: savevm {name} failed: {e.message}"
         t = self.snapshots.times
         total = (time.perf_counter() - start) * 1000
-        return MonitorReply(
-            f"saved {name} ({sid[:12]}): {t.pages} RAM pages, {t.blocks} disk blocks, "
-            f"{t.new_bytes / 1024:.0f} KiB new in the store; guest paused {t.paused * 1000:.1f} ms, "
-            f"{total:.1f} ms in all")
+        return (f"saved {name} ({sid[:12]}): {t.pages} RAM pages, {t.blocks} disk blocks, "
+                f"{t.new_bytes / 1024:.0f} KiB new in the store; guest paused "
+                f"{t.paused * 1000:.1f} ms, {total:.1f} ms in all")
 
     def cmd_loadvm(self, name: str) -> MonitorReply:
         start = time.perf_counter()

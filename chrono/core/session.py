@@ -137,6 +137,15 @@ class Session:
         if not self._quit and console.in_monitor:
             console.monitor_prompt()
 
+    def _monitor_poll(self, console: Console) -> None:
+        """Reports the monitor has for us between slices (a savevm that finished)."""
+        poll = getattr(self.monitor, "poll", None)
+        text = poll() if poll is not None else ""
+        if text:
+            console.monitor_output(text)
+            if console.in_monitor:
+                console.monitor_prompt()
+
     def _queued_bytes(self) -> int:
         return sum(len(e) for e in self.pending if isinstance(e, bytes))
 
@@ -174,7 +183,8 @@ class Session:
             if self.stopped:
                 if console.eof and not self.pending:
                     return outcome("input-ended", 0, "the guest is stopped and the input has ended")
-                self._take_input(console, 0.2)
+                self._take_input(console, 0.1)
+                self._monitor_poll(console)
                 continue
             if pacer is None and console.eof and not self.pending and paced is None:
                 pacer = Pacer(m)            # scripted input exhausted: real time from here
@@ -187,6 +197,7 @@ class Session:
                     return outcome("max-steps", 124, f"stopped after {max_steps} instructions (--max-insns)")
                 budget = min(budget, remaining)
 
+            self._monitor_poll(console)
             queued = self._queued_bytes()
             result = m.run(budget)
             output = m.console_read()
@@ -233,7 +244,8 @@ class Session:
             # Nothing will happen until input arrives: block (in short waits
             # so signals are seen).
             while not self.pending and not console.eof and not self._quit:
-                self._take_input(console, 0.5)
+                self._take_input(console, 0.1)
+                self._monitor_poll(console)
             return
         if pacer is not None:
             wait = pacer.seconds_until(result.deadline)

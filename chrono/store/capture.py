@@ -101,9 +101,17 @@ class Snapshots:
         self.config = machine_config(guest)     # fixed for the machine's life
         self.times = CaptureTimes()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chrono-encode")
+        # One commit at a time, in its own thread (an LMDB write transaction
+        # stays on the thread that began it).
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chrono-commit")
+        self._pending = None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        try:
+            self.wait()
+        finally:
+            self._committer.shutdown(wait=True)
+            self._pool.shutdown(wait=True)
         if self.baseline is not None:
             try:
                 with self.store.writer() as w:
@@ -112,41 +120,63 @@ class Snapshots:
                 pass                    # gc drops the lease of a process that is gone
 
     # ---- capture --------------------------------------------------------------
-    def save(self, name: str | None = None) -> str:
-        """Capture the guest now; returns the snapshot id (and names it `name`)."""
+    def save(self, name: str | None = None, background: bool = False) -> str | None:
+        """Capture the guest now and name the snapshot `name`.
+
+        The guest only has to be stopped while its dirty pages are copied.
+        With background=True the hashing, compression and commit then run in
+        a worker thread while the caller lets the guest run on; save returns
+        None at once, and wait() (which every later save, load and close
+        calls first) returns the id or raises what went wrong.  Otherwise
+        save returns the id when the snapshot is committed.
+        """
+        self.wait()
         m, disk = self.guest.machine, self.guest.disk
         base = self.baseline
         t0 = time.perf_counter()
         state = m.save_state()
+        position = (m.steps, m.vclock)
+        ram_pages = np.flatnonzero(m.ram_dirty)
         if base is None:
-            ram_pages = np.flatnonzero(m.ram_dirty)
             disk_blocks = _nonzero_pages(disk.data) if disk is not None else None
         else:
-            ram_pages = np.flatnonzero(m.ram_dirty)
             disk_blocks = np.flatnonzero(disk.dirty) if disk is not None else None
         ram_copy = copy_pages(m.ram, ram_pages)
         disk_copy = copy_pages(disk.data, disk_blocks) if disk is not None else None
         m.clear_ram_dirty()
         if disk is not None:
             m.clear_disk_dirty()
-        t1 = time.perf_counter()
-        try:
-            sid, added, ram_table, disks, t2 = self._commit(
-                base, state, ram_pages, ram_copy, disk_blocks, disk_copy, name)
-        except BaseException:
-            # Nothing was saved: what was dirty still is, for the next save.
-            m.ram_dirty[ram_pages] = 1
-            if disk is not None and base is not None:
-                disk.dirty[disk_blocks] = 1
-            raise
-        t3 = time.perf_counter()
+        paused = time.perf_counter() - t0
 
-        self.baseline = Baseline(sid, ram_table, [d.table for d in disks])
-        self.times = CaptureTimes(t1 - t0, t2 - t1, t3 - t2, len(ram_pages),
-                                  0 if disk_blocks is None else len(disk_blocks), added)
-        return sid
+        def finish() -> str:
+            t1 = time.perf_counter()
+            try:
+                sid, added, ram_table, disks, t2 = self._commit(
+                    base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name)
+            except BaseException:
+                # Nothing was saved: what was dirty still is, for the next save.
+                m.ram_dirty[ram_pages] = 1
+                if disk is not None and base is not None:
+                    disk.dirty[disk_blocks] = 1
+                raise
+            t3 = time.perf_counter()
+            self.baseline = Baseline(sid, ram_table, [d.table for d in disks])
+            self.times = CaptureTimes(paused, t2 - t1, t3 - t2, len(ram_pages),
+                                      0 if disk_blocks is None else len(disk_blocks), added)
+            return sid
 
-    def _commit(self, base, state, ram_pages, ram_copy, disk_blocks, disk_copy, name):
+        if background:
+            self._pending = self._committer.submit(finish)
+            self._pending_copy_time = paused
+            return None
+        return finish()
+
+    def wait(self) -> str | None:
+        """Finish a background save; returns its id (None if none was pending)."""
+        pending, self._pending = self._pending, None
+        return pending.result() if pending is not None else None
+
+    def _commit(self, base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name):
         """Encode and commit what save() copied; returns (id, bytes added, tables, time)."""
         m, disk = self.guest.machine, self.guest.disk
 
@@ -172,7 +202,7 @@ class Snapshots:
             manifest = Manifest(config=self.config, state=state_key, ram=ram_table,
                                 disks=tuple(disks), dtb=dtb_key,
                                 parent=base.snapshot_id if base else None,
-                                steps=m.steps, vclock=m.vclock)
+                                steps=position[0], vclock=position[1])
             blobs = ram_blobs + disk_blobs + ram_leaves + disk_leaves
             blobs += [(k, v) for k, v in ((state_key, state_value), (dtb_key, dtb_value))
                       if v is not None]
@@ -205,6 +235,7 @@ class Snapshots:
     def load(self, name: str, fresh: bool = False) -> Manifest:
         """Restore the snapshot `name` into the guest (delta + lazy).  `fresh`
         says the guest's RAM and disk are still all zero (a new machine)."""
+        self.wait()
         manifest = self.store.snapshot(name)
         sid = manifest.id
         self.check_compatible(manifest, name)
