@@ -75,3 +75,20 @@ def test_a_provider_failure_stops_the_run_with_its_error():
     m.mark_absent(slice(None))
     with pytest.raises(GuestError, match="page store unavailable"):
         m.run(100)
+
+
+def test_prefetch_fills_in_absent_pages_without_changing_the_run(tmp_path):
+    guest = booted_demo(tmp_path, b"write a hello\nsync\n")
+    m = guest.machine
+    disk = Disk.blank(guest.disk.size)
+    disk.data[:] = guest.disk.data
+    clone, served = clone_lazily(m, m.ram.copy(), disk)
+    loaded = clone.prefetch(100)
+    assert loaded == 100 and len(served) == 100
+    while clone.prefetch(5000):
+        pass
+    assert clone.ram_present.all()
+    for machine in (m, clone):
+        machine.console_write(b"cat a\r")
+        machine.run(2_000_000)
+    assert state_digest(clone) == state_digest(m)

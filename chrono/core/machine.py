@@ -97,6 +97,7 @@ class Machine:
         self._result = ffi.new("struct chrono_result *")
         self._provider = None
         self._provider_handle = None
+        self._maybe_absent = False      # some RAM page may still be absent
         self.provider_error: Exception | None = None
 
     # ---- memory -----------------------------------------------------------
@@ -138,7 +139,21 @@ class Machine:
     def mark_absent(self, pages) -> None:
         """Mark pages as not present (their content will come from the provider)."""
         self.ram_present[pages] = 0
+        self._maybe_absent = True
         lib.machine_invalidate_ram(self._m)
+
+    def prefetch(self, limit: int) -> int:
+        """Materialize up to `limit` absent pages now (e.g. while the guest
+        idles), so lazily restored RAM fills in before it is touched.  Never
+        changes what the guest sees; returns how many pages it loaded."""
+        if not self._maybe_absent:
+            return 0
+        absent = np.flatnonzero(self.ram_present == 0)[:limit]
+        if len(absent) == 0:
+            self._maybe_absent = False
+            return 0
+        self.materialize(absent)
+        return len(absent)
 
     def materialize(self, pages=None) -> None:
         """Make pages (default: all) present now, e.g. before reading RAM from Python."""

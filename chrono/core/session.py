@@ -38,6 +38,7 @@ from chrono.core.console import Command, Console, Event, MonitorLine
 from chrono.core.machine import Machine, Stop
 
 SLICE_STEPS = 20_000_000          # ~20 ms of guest time: bounds input and pacing latency
+PREFETCH_PAGES = 512              # lazily restored pages loaded per idle stop
 QUIET_NS = 200_000_000            # guest time without console activity that counts as settled
 STEPS_PER_SECOND = Machine.timebase_hz * Machine.steps_per_tick
 
@@ -240,6 +241,7 @@ class Session:
     def _idle(self, console: Console, pacer: Pacer | None, result) -> None:
         """The guest waits and nothing is queued: advance time or wait for input."""
         m = self.machine
+        m.prefetch(PREFETCH_PAGES)          # idle host time fills in lazily restored RAM
         if not result.has_deadline:
             # Nothing will happen until input arrives: block (in short waits
             # so signals are seen).
