@@ -140,9 +140,14 @@ static bool exec_atomic(struct machine *m, uint32_t insn, int size)
         trap_exception(m, funct5 == 0x02 ? CAUSE_MISALIGNED_LOAD : CAUSE_MISALIGNED_STORE, va);
         return false;
     }
+    /* LR/SC go through the TLB like ordinary loads and stores (kernels use
+     * them for every lock and cmpxchg); only a miss walks the page tables. */
+    int set = mmu_data_set(h);
     if (funct5 == 0x02) {                               /* lr */
         if (rs2 != 0) goto illegal;
-        if (!mmu_load_slow(m, va, size, &value)) return false;
+        if (!load_fast(m->tlb.e[set][ACCESS_READ], va, size, &value) &&
+            !mmu_load_slow(m, va, size, &value))
+            return false;
         h->resv_addr = va;
         h->resv_valid = 1;
         h->x[rd] = size == 4 ? (uint64_t)(int64_t)(int32_t)value : value;
@@ -152,7 +157,9 @@ static bool exec_atomic(struct machine *m, uint32_t insn, int size)
         bool ok = h->resv_valid && h->resv_addr == va;
         h->resv_valid = 0;
         if (ok) {
-            if (!mmu_store_slow(m, va, size, h->x[rs2])) return false;
+            if (!store_fast(m->tlb.e[set][ACCESS_WRITE], va, size, h->x[rs2]) &&
+                !mmu_store_slow(m, va, size, h->x[rs2]))
+                return false;
             h->x[rd] = 0;
         } else {
             /* Failing SC still needs store permission checks?  The spec lets
