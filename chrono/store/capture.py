@@ -167,7 +167,6 @@ class Snapshots:
 
         if background:
             self._pending = self._committer.submit(finish)
-            self._pending_copy_time = paused
             return None
         return finish()
 
