@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from chrono.core.launch import GuestSpec, demo_guest_path, launch
 from chrono.core.machine import Stop

@@ -8,7 +8,7 @@ from chrono.core.console import Console
 from chrono.core.digest import state_digest
 from chrono.core.disk import Disk
 from chrono.core.launch import GuestSpec, launch
-from chrono.core.machine import Machine, Stop
+from chrono.core.machine import Machine
 from chrono.core.session import Session
 from chrono.errors import GuestError
 

@@ -10,7 +10,6 @@ import subprocess
 
 import pytest
 
-from chrono.core import board
 from chrono.core.board import BoardConfig, MiB
 from chrono.core.devicetree import build_device_tree
 from chrono.core.fdt import DeviceTree, Node, cells64, encode_property, parse_dtb

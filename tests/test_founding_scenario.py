@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 
-from chrono.core.console import Console
 from chrono.core.launch import GuestSpec, launch
 from chrono.core.machine import Stop
 from chrono.store.capture import Snapshots

@@ -7,7 +7,6 @@ when those are not installed.
 """
 
 import gzip
-import os
 import shutil
 import struct
 import subprocess
