@@ -521,16 +521,21 @@ op_atomic: {
 
 op_system: {
     bool jumped = false;
+    uint8_t priv = h->priv;
+    uint64_t generation = m->tlb_generation;
     SYNC();
     bool ok = exec_system(m, d->insn, &jumped);
     end = m->slice_end; limit = LIMIT();
     if (!ok) goto trapped;
     pc = jumped ? h->pc : pc + 4;
-    /* CSR writes may change privilege, translation or interrupts. */
+    /* CSR writes may change the data TLB set (MPRV, SUM); the code page
+     * stays valid unless privilege changed or the TLB was flushed, which
+     * keeps the frequent sstatus/sie toggles of an OS cheap. */
     dset = mmu_data_set(h);
     tlb_r = m->tlb.e[dset][ACCESS_READ];
     tlb_w = m->tlb.e[dset][ACCESS_WRITE];
-    code_page = TLB_INVALID;
+    if (h->priv != priv || m->tlb_generation != generation)
+        code_page = TLB_INVALID;
     DISPATCH();
 }
 

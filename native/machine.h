@@ -29,6 +29,7 @@ struct machine {
 
     /* Host-side resources and caches: never saved. */
     struct tlb tlb;
+    uint64_t tlb_generation;        /* bumped by every full TLB flush */
     struct pmp_ranges pmp;          /* decoded from hart.pmpcfg/pmpaddr, see pmp.c */
     struct decoded *decode_cache;   /* DECODE_CACHE_SIZE entries indexed by pc, see decode.h */
     struct chrono_config cfg;

@@ -31,6 +31,7 @@ static int set_priv(int set)
 
 void tlb_flush(struct machine *m)
 {
+    m->tlb_generation++;                /* cached code pointers are stale too */
     struct tlb_entry *e = &m->tlb.e[0][0][0];
     for (size_t i = 0; i < sizeof m->tlb.e / sizeof *e; i++)
         e[i].tag = TLB_INVALID;
