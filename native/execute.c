@@ -162,8 +162,8 @@ static bool exec_atomic(struct machine *m, uint32_t insn, int size)
                 return false;
             h->x[rd] = 0;
         } else {
-            /* Failing SC still needs store permission checks?  The spec lets
-             * it fail without an exception; we report failure only. */
+            /* The spec lets a failing SC skip the store's permission
+             * checks: it just reports failure. */
             h->x[rd] = 1;
         }
         return true;
