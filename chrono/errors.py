@@ -7,6 +7,17 @@ with ``exit_code``, without a traceback.  Anything else is a bug.
 """
 
 
+def os_error_message(what: str, exc: OSError) -> str:
+    """One line for an OSError met opening or reading a file: what, why, what to do."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{what}: no such file; check the path"
+    if isinstance(exc, IsADirectoryError):
+        return f"{what}: is a directory, not a file; give the file inside it"
+    if isinstance(exc, PermissionError):
+        return f"{what}: permission denied; make the file readable"
+    return f"{what}: cannot read ({exc.strerror or exc}); check the file"
+
+
 class ChronoError(Exception):
     """Base class: a user-facing error with its own exit code."""
 

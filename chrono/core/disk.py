@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from chrono._core import ffi
-from chrono.errors import DiskError
+from chrono.errors import DiskError, os_error_message
 
 SECTOR = 512
 BLOCK = 4096
@@ -48,14 +48,8 @@ class Disk:
                     raise DiskError(f"{path}: disk image size {size} is not a multiple of "
                                     f"{SECTOR} bytes; pad it with `truncate -s %{SECTOR} {path}`")
                 mapping = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
-        except FileNotFoundError:
-            raise DiskError(f"{path}: no such disk image") from None
-        except IsADirectoryError:
-            raise DiskError(f"{path}: is a directory, not a disk image") from None
-        except PermissionError:
-            raise DiskError(f"{path}: cannot read the disk image (permission denied)") from None
         except OSError as e:
-            raise DiskError(f"{path}: cannot open the disk image ({e.strerror})") from None
+            raise DiskError(os_error_message(f"disk image {path}", e)) from None
         return cls(mapping, size, path)
 
     @classmethod

@@ -18,7 +18,7 @@ from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from chrono.errors import ImageError
+from chrono.errors import ImageError, os_error_message
 
 PathLike = str | os.PathLike
 
@@ -57,11 +57,20 @@ class ElfImage:
 
     @property
     def low(self) -> int:
-        return min(s.address for s in self.segments)
+        return segments_low(self.segments)
 
     @property
     def high(self) -> int:
-        return max(s.end for s in self.segments)
+        return segments_high(self.segments)
+
+
+def segments_low(segments: list[Segment]) -> int:
+    return min(s.address for s in segments)
+
+
+def segments_high(segments: list[Segment]) -> int:
+    """End of the highest segment (BSS included)."""
+    return max(s.end for s in segments)
 
 
 @dataclass(frozen=True)
@@ -78,14 +87,8 @@ def read_image_file(path: PathLike, role: str = "") -> bytes:
     try:
         with open(path, "rb") as f:
             data = f.read()
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name}: is a directory, not an image file; give the file inside it") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied; make the file readable") from None
     except OSError as exc:
-        raise ImageError(f"{name}: cannot read ({exc.strerror or exc}); check the file") from None
+        raise ImageError(os_error_message(name, exc)) from None
     if not data:
         raise ImageError(f"{name}: empty file; give a non-empty image")
     return data

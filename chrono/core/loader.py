@@ -39,6 +39,7 @@ from chrono.core.board import GiB, KiB, MiB, RAM_BASE, BoardConfig, format_ram_o
 from chrono.core.devicetree import build_device_tree
 from chrono.core.images import (
     PathLike, Segment, check_not_compressed, is_elf, linux_image_header, parse_elf, read_image_file,
+    segments_high, segments_low,
 )
 from chrono.errors import ImageError, UsageError
 
@@ -143,11 +144,11 @@ class _Payload:
 
     @property
     def low(self) -> int:
-        return min(s.address for s in self.segments)
+        return segments_low(self.segments)
 
     @property
     def high(self) -> int:
-        return max(s.end for s in self.segments)
+        return segments_high(self.segments)
 
 
 @dataclass
