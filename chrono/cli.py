@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import click
 from click.core import ParameterSource
@@ -74,30 +76,42 @@ def store_option(command):
                         help="Snapshot store directory.")(command)
 
 
+def guest_options(command):
+    """The options that say which guest to start (shared by run and record)."""
+    for option in reversed(_GUEST_OPTIONS):
+        command = option(command)
+    return command
+
+
+_GUEST_OPTIONS = [
+    click.argument("guest_name", metavar="[GUEST]", required=False),
+    click.option("--kernel", type=click.Path(path_type=Path), metavar="FILE",
+                 help="Kernel or bare-metal program: an RV64 ELF, or a raw Linux Image (with --bios)."),
+    click.option("--bios", type=click.Path(path_type=Path), metavar="FILE",
+                 help="M-mode firmware (e.g. OpenSBI fw_jump.bin), loaded at 0x80000000."),
+    click.option("--initrd", type=click.Path(path_type=Path), metavar="FILE",
+                 help="Initial RAM disk handed to the kernel."),
+    click.option("--append", default="", metavar="ARGS", help="Kernel command line."),
+    click.option("--disk", type=click.Path(path_type=Path), metavar="IMAGE",
+                 help="Raw disk image for the virtio block device. Opened copy-on-write: "
+                      "guest writes are kept in memory and discarded at exit unless --commit."),
+    click.option("--commit", is_flag=True,
+                 help="At exit, write the guest's disk writes back into the --disk image."),
+    click.option("--ram", "ram_size", default="128M", show_default=True, callback=_ram_option,
+                 metavar="SIZE", help="Guest RAM, e.g. 256M or 1G."),
+    click.option("--max-insns", type=click.IntRange(min=1), metavar="N",
+                 help="Stop after N instructions (exit status 124)."),
+    click.option("--pace/--no-pace", default=None,
+                 help="Keep guest time in step with the host clock. Default: paced at a "
+                      "terminal; with piped input, as fast as possible until the input ends."),
+    click.option("--from", "from_snapshot", metavar="SNAPSHOT",
+                 help="Start from a saved snapshot (fast boot): the whole machine — CPU, "
+                      "devices, RAM, disk — comes from the store; the console is live at once."),
+]
+
+
 @main.command()
-@click.argument("guest_name", metavar="[GUEST]", required=False)
-@click.option("--kernel", type=click.Path(path_type=Path), metavar="FILE",
-              help="Kernel or bare-metal program: an RV64 ELF, or a raw Linux Image (with --bios).")
-@click.option("--bios", type=click.Path(path_type=Path), metavar="FILE",
-              help="M-mode firmware (e.g. OpenSBI fw_jump.bin), loaded at 0x80000000.")
-@click.option("--initrd", type=click.Path(path_type=Path), metavar="FILE",
-              help="Initial RAM disk handed to the kernel.")
-@click.option("--append", default="", metavar="ARGS", help="Kernel command line.")
-@click.option("--disk", type=click.Path(path_type=Path), metavar="IMAGE",
-              help="Raw disk image for the virtio block device. Opened copy-on-write: "
-                   "guest writes are kept in memory and discarded at exit unless --commit.")
-@click.option("--commit", is_flag=True,
-              help="At exit, write the guest's disk writes back into the --disk image.")
-@click.option("--ram", "ram_size", default="128M", show_default=True, callback=_ram_option,
-              metavar="SIZE", help="Guest RAM, e.g. 256M or 1G.")
-@click.option("--max-insns", type=click.IntRange(min=1), metavar="N",
-              help="Stop after N instructions (exit status 124).")
-@click.option("--pace/--no-pace", default=None,
-              help="Keep guest time in step with the host clock. Default: paced at a "
-                   "terminal; with piped input, as fast as possible until the input ends.")
-@click.option("--from", "from_snapshot", metavar="SNAPSHOT",
-              help="Start from a saved snapshot (fast boot): the whole machine — CPU, "
-                   "devices, RAM, disk — comes from the store; the console is live at once.")
+@guest_options
 @store_option
 @click.pass_context
 def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, max_insns, pace,
@@ -118,38 +132,13 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
     HTIF exit code (riscv-tests); 124 when --max-insns stopped it.
     """
     from chrono.core.console import Console
-    from chrono.core.launch import GuestSpec, launch
     from chrono.core.session import Session
     from chrono.monitor import Monitor
 
-    options = dict(kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
-                   ram_size=ram_size)
-    snapshots = None
-    if from_snapshot is not None:
-        clashing = [f"--{name.replace('_size', '')}" for name in options if _given(ctx, name)]
-        clashing += ["GUEST"] if guest_name else []
-        clashing += ["--commit"] if commit else []
-        if clashing:
-            raise UsageError(f"--from restores the whole machine from the snapshot; "
-                             f"drop {', '.join(clashing)}")
-        from chrono.store.capture import guest_from_snapshot
-        from chrono.store.store import Store
-        started = time.perf_counter()
-        guest, snapshots = guest_from_snapshot(Store.open(store_path), from_snapshot)
-        restore_ms = (time.perf_counter() - started) * 1000
-        reboot = None                   # the boot images are not part of a snapshot
-    else:
-        if guest_name is not None:
-            from chrono.guests import guest_spec
-            spec = guest_spec(guest_name, **{k: v for k, v in options.items()
-                                             if _given(ctx, k)})
-        else:
-            spec = GuestSpec(**options)
-        disk = spec.disk
-        if commit and disk is None:
-            raise UsageError("--commit needs --disk IMAGE: there is no image to write the overlay to")
-        guest = launch(spec)
-        reboot = guest.reboot
+    started = start_guest(ctx, guest_name, from_snapshot, commit, store_path,
+                          kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
+                          ram_size=ram_size)
+    guest, snapshots = started.guest, started.snapshots
 
     def open_snapshots():
         from chrono.store.capture import Snapshots
@@ -159,21 +148,67 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
     monitor = Monitor(open_snapshots)
     console = Console()
     try:
-        if from_snapshot is not None:
-            console.message(f"restored {from_snapshot} in {restore_ms:.1f} ms "
-                            f"(RAM pages load as the guest touches them)")
-        outcome = Session(guest.machine, reboot=reboot, monitor=monitor).run(
+        started.announce(console)
+        outcome = Session(guest.machine, reboot=started.reboot, monitor=monitor).run(
             console, max_steps=max_insns, paced=pace)
     finally:
         console.close()
         report = monitor.close()        # a savevm still committing finishes first
         if report:
             console.monitor_output(report)
+    finish_run(console, outcome, started, commit)
+
+
+@dataclass
+class StartedGuest:
+    guest: object                       # chrono.core.launch.Guest
+    snapshots: object | None            # chrono.store.capture.Snapshots, with --from
+    reboot: Callable[[], None] | None   # None: a restored guest cannot reboot (no images)
+    restored: str | None = None         # "restored NAME in N ms" with --from
+    disk: Path | None = None
+
+    def announce(self, console) -> None:
+        if self.restored:
+            console.message(self.restored)
+
+
+def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -> StartedGuest:
+    """The guest `run` and `record` start: booted from images, or from a snapshot."""
+    from chrono.core.launch import GuestSpec, launch
+
+    if from_snapshot is not None:
+        clashing = [f"--{name.replace('_size', '')}" for name in options if _given(ctx, name)]
+        clashing += ["GUEST"] if guest_name else []
+        clashing += ["--commit"] if commit else []
+        if clashing:
+            raise UsageError(f"--from restores the whole machine from the snapshot; "
+                             f"drop {', '.join(clashing)}")
+        from chrono.store.capture import guest_from_snapshot
+        from chrono.store.store import Store
+        t0 = time.perf_counter()
+        guest, snapshots = guest_from_snapshot(Store.open(store_path), from_snapshot)
+        ms = (time.perf_counter() - t0) * 1000
+        return StartedGuest(guest, snapshots, None,
+                            f"restored {from_snapshot} in {ms:.1f} ms "
+                            f"(RAM pages load as the guest touches them)")
+    if guest_name is not None:
+        from chrono.guests import guest_spec
+        spec = guest_spec(guest_name, **{k: v for k, v in options.items() if _given(ctx, k)})
+    else:
+        spec = GuestSpec(**options)
+    if commit and spec.disk is None:
+        raise UsageError("--commit needs --disk IMAGE: there is no image to write the overlay to")
+    guest = launch(spec)
+    return StartedGuest(guest, None, guest.reboot, disk=spec.disk)
+
+
+def finish_run(console, outcome, started: StartedGuest, commit: bool) -> None:
+    """The closing messages and exit status of run and record."""
     if outcome.detail:
         console.message(outcome.detail)
     if commit:
-        written = guest.disk.commit()
-        console.message(f"committed {written} bytes of guest writes to {disk}")
+        written = started.guest.disk.commit()
+        console.message(f"committed {written} bytes of guest writes to {started.disk}")
     sys.exit(outcome.exit_code)
 
 
@@ -426,6 +461,8 @@ def snap_diff(a, b, store_path):
         result = snapshot_diff(r, ma, mb)
     console().print(diff_table(result, ma, mb, a, b))
 
+
+from chrono import cli_trace  # noqa: E402,F401  (registers record, replay, trace...)
 
 if __name__ == "__main__":
     main()

@@ -98,3 +98,21 @@ class SnapshotMismatchError(StoreError):
     """A snapshot cannot be restored into this machine (other RAM, devices...)."""
 
     exit_code = 6
+
+
+class UnknownTraceError(StoreError):
+    """No recording has that name (`chrono trace list` shows them)."""
+
+    exit_code = 3
+
+
+class DivergenceError(ChronoError):
+    """A replay did not reproduce the recorded run (names where and what differs)."""
+
+    exit_code = 9
+
+
+class BundleError(ChronoError):
+    """A trace bundle file is damaged, truncated, of an unknown format or unsafe."""
+
+    exit_code = 7

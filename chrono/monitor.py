@@ -31,8 +31,11 @@ help              this list"""
 
 
 class Monitor:
-    def __init__(self, open_snapshots: Callable[[], "Snapshots"]):
+    def __init__(self, open_snapshots: Callable[[], "Snapshots"], recorder=None):
+        """`recorder` (a chrono.trace.recorder.Recorder) makes savevm a keyframe
+        and loadvm a logged input of the recording."""
         self._open_snapshots = open_snapshots
+        self._recorder = recorder
         self._snapshots = None
         self._saving = None             # (name, start) of a savevm still committing
 
@@ -41,6 +44,10 @@ class Monitor:
         if self._snapshots is None:
             self._snapshots = self._open_snapshots()
         return self._snapshots
+
+    def settle(self) -> str:
+        """Finish a pending savevm; returns its report (or '')."""
+        return self._finish_pending() if self._snapshots is not None else ""
 
     def close(self) -> str:
         """Finish a pending save and close the store; returns its report."""
@@ -93,7 +100,10 @@ class Monitor:
         # compression and the commit run beside it, and poll() reports.
         check_ref_name(name)
         self._saving = (name, time.perf_counter())
-        self.snapshots.save(name, background=True)
+        if self._recorder is not None:
+            self._recorder.savevm(name)
+        else:
+            self.snapshots.save(name, background=True)
         return MonitorReply()
 
     def poll(self) -> str:
@@ -120,7 +130,10 @@ class Monitor:
 
     def cmd_loadvm(self, name: str) -> MonitorReply:
         start = time.perf_counter()
-        manifest = self.snapshots.load(name)
+        if self._recorder is not None:
+            manifest = self._recorder.loadvm(name)
+        else:
+            manifest = self.snapshots.load(name)
         took = (time.perf_counter() - start) * 1000
         return MonitorReply(f"restored {name} at instruction {manifest.steps} in {took:.1f} ms",
                             "restored")

@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from chrono.core.machine import PAGE_SIZE
 from chrono.errors import ChronoError, SnapshotMismatchError
-from chrono.store.blobs import ZERO_HASH, ZERO_PAGE, copy_pages, encode_blob, encode_pages
+from chrono.store.blobs import ZERO_HASH, ZERO_PAGE, blob_key, copy_pages, encode_blob, encode_pages
 from chrono.store.manifest import DiskTable, Manifest
 from chrono.store.pagetable import PageTable, diff, pages_for
-from chrono.store.store import Store, lease_holder
+from chrono.store.store import Store, Writer, lease_holder
 
 CONFIG_VERSION = 1
 
@@ -120,7 +121,8 @@ class Snapshots:
                 pass                    # gc drops the lease of a process that is gone
 
     # ---- capture --------------------------------------------------------------
-    def save(self, name: str | None = None, background: bool = False) -> str | None:
+    def save(self, name: str | None = None, background: bool = False,
+             also: Callable[[Writer, str], None] | None = None) -> str | None:
         """Capture the guest now and name the snapshot `name`.
 
         The guest only has to be stopped while its dirty pages are copied.
@@ -152,7 +154,7 @@ class Snapshots:
             t1 = time.perf_counter()
             try:
                 sid, added, ram_table, disks, t2 = self._commit(
-                    base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name)
+                    base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name, also)
             except BaseException:
                 # Nothing was saved: what was dirty still is, for the next save.
                 m.ram_dirty[ram_pages] = 1
@@ -175,7 +177,8 @@ class Snapshots:
         pending, self._pending = self._pending, None
         return pending.result() if pending is not None else None
 
-    def _commit(self, base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name):
+    def _commit(self, base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name,
+                also):
         """Encode and commit what save() copied; returns (id, bytes added, tables, time)."""
         m, disk = self.guest.machine, self.guest.disk
 
@@ -211,6 +214,8 @@ class Snapshots:
             sid = w.put_snapshot(manifest)
             if name is not None:
                 w.set_ref(name, sid)
+            if also is not None:
+                also(w, sid)
             w.set_lease(self._lease, sid)
         return sid, added, ram_table, disks, t2
 
@@ -270,6 +275,36 @@ class Snapshots:
             w.set_lease(self._lease, sid)
         return manifest
 
+    # ---- comparing (replay verifies keyframes) -----------------------------------
+    def differences(self, manifest: Manifest) -> "Differences":
+        """How the machine now differs from snapshot `manifest`.
+
+        Only pages that can differ are hashed: those that differ between the
+        baseline and the target, and those written since the baseline.
+        """
+        m, disk = self.guest.machine, self.guest.disk
+        base = self.baseline
+        if base is None:
+            raise ValueError("comparing needs a baseline (save or restore first)")
+        ram = np.union1d(diff(base.ram, manifest.ram, self.store), np.flatnonzero(m.ram_dirty))
+        m.materialize(ram)
+        out = Differences(state=m.save_state() != self.store.get_blob(manifest.state),
+                          ram=_differing(m.ram, ram, manifest.ram, self.store))
+        if disk is not None and manifest.disks:
+            blocks = np.union1d(diff(base.disks[0], manifest.disks[0].table, self.store),
+                                np.flatnonzero(disk.dirty))
+            out.disk = _differing(disk.data, blocks, manifest.disks[0].table, self.store)
+        return out
+
+    def adopt(self, manifest: Manifest) -> None:
+        """The machine equals snapshot `manifest` (checked with differences()):
+        make it the baseline, so later saves and compares start from it."""
+        m, disk = self.guest.machine, self.guest.disk
+        m.clear_ram_dirty()
+        if disk is not None:
+            m.clear_disk_dirty()
+        self.baseline = Baseline(manifest.id, manifest.ram, [d.table for d in manifest.disks])
+
     def _lazy_ram(self, table: PageTable, pages: np.ndarray) -> None:
         m, store = self.guest.machine, self.store
 
@@ -291,6 +326,26 @@ class Snapshots:
             disk.data[start:end] = np.frombuffer(data, dtype=np.uint8)[:end - start]
         if len(blocks):
             disk.written[blocks] = 1        # the overlay now differs from the image there
+
+
+@dataclass
+class Differences:
+    """What differs between a machine and a snapshot."""
+
+    state: bool                                  # CPU/device state bytes
+    ram: list[int]                               # RAM page numbers
+    disk: list[int] = field(default_factory=list)  # disk block numbers
+
+    def __bool__(self) -> bool:
+        return self.state or bool(self.ram) or bool(self.disk)
+
+
+def _differing(buffer: np.ndarray, pages: np.ndarray, table: PageTable, source) -> list[int]:
+    if not len(pages):
+        return []
+    rows = copy_pages(buffer, pages)
+    wanted = table.lookup_many(source, pages)
+    return [int(p) for p, row, key in zip(pages, rows, wanted) if blob_key(row) != key]
 
 
 def guest_from_snapshot(store: Store, name: str):

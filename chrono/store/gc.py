@@ -1,7 +1,8 @@
 """Garbage collection: mark and sweep from the roots.
 
-Roots are the refs (name -> snapshot) plus whatever registered root providers
-return (traces will add theirs with add_root_provider()).  Marking a snapshot
+Roots are the refs (name -> snapshot), every recording's snapshots (its
+keyframes and what its log loads), plus whatever registered root providers
+return.  Event chunks live as long as their recording.  Marking a snapshot
 marks its manifest, its state and device-tree blobs, its leaves, and the pages
 those leaves name.  A parent id is weak: it keeps nothing alive.  Everything
 unmarked -- manifests and blobs -- is deleted.  There are no reference counts
@@ -34,10 +35,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from chrono.errors import StoreCorruptError
+from chrono.errors import StoreCorruptError, StoreError
 from chrono.store.blobs import HASH_SIZE, ZERO_HASH
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import Reader, Store
+from chrono.store.traces import TRACE_ID_BYTES, TraceManifest
 
 
 @dataclass
@@ -70,6 +72,7 @@ class GcReport:
     blobs_kept: int = 0
     blobs_removed: int = 0
     bytes_freed: int = 0            # stored (compressed) bytes of the removed blobs
+    chunks_removed: int = 0         # event chunks of recordings that are gone
     late_roots: int = 0             # roots found only when re-checked in the sweep
     dangling_refs: list[str] = field(default_factory=list)
 
@@ -78,11 +81,24 @@ def _roots(r: Reader, providers: Iterable[RootProvider]) -> Roots:
     roots = Roots()
     for name, sid in r.refs(strict=False, leases=True).items():
         roots.snapshots.add(sid)
+    for trace in _traces(r):
+        roots.snapshots |= trace.snapshot_ids()
     for provider in providers:
         extra = provider(r)
         roots.snapshots |= set(extra.snapshots)
         roots.blobs |= set(extra.blobs)
     return roots
+
+
+def _traces(r: Reader) -> list[TraceManifest]:
+    # A recording that cannot be read would hide which snapshots it keeps.
+    out = []
+    for name, value in r.traces():
+        try:
+            out.append(TraceManifest.decode(value, f"recording {name!r}"))
+        except StoreError as e:
+            raise StoreCorruptError(f"gc stopped, nothing was removed: {e.message}") from None
+    return out
 
 
 class _Marker:
@@ -165,6 +181,11 @@ def gc(store: Store, progress: Callable[[str], None] | None = None,
         for key in doomed:
             w.delete_blob(key)
         report.blobs_removed = len(doomed)
+        live = {t.id_bytes for t in _traces(w)}
+        orphans = [k for k in w.chunk_keys() if k[:TRACE_ID_BYTES] not in live]
+        for key in orphans:
+            w.delete_chunk(key)
+        report.chunks_removed = len(orphans)
         report.dangling_refs = sorted(n for n, sid in w.refs(strict=False).items()
                                       if sid in marker.dangling)
     return report

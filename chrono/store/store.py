@@ -70,6 +70,8 @@ DEFAULT_MAP_SIZE = 1 << 40
 _MIN_MAP_SIZE = 1 << 30
 MAX_DBS = 16
 DATABASES = (b"meta", b"blobs", b"snapshots", b"refs")
+# Added with recordings; a store made before them gets them on first open.
+TRACE_DATABASES = (b"traces", b"events")
 MAX_REF_LENGTH = 128
 _LOCK_WAIT = 30.0
 _LOW_SPACE = 64 << 20      # less free space than this after a failed write: the disk was full
@@ -230,12 +232,32 @@ class Store:
                     f"{self.path} is not a chrono store (an LMDB environment without chrono's "
                     f"format record): name another directory with --store or CHRONO_STORE")
             self._initialize()
+        if not set(TRACE_DATABASES) <= names and b"meta" in names and not self.readonly:
+            self._add_trace_databases()
         try:
             self._meta, self._blobs, self._snapshots, self._refs = (
                 env.open_db(name, create=False) for name in DATABASES)
+            self._traces, self._events = (self._optional_db(name) for name in TRACE_DATABASES)
         except lmdb.NotFoundError:
             raise StoreCorruptError(f"store {self.path} is damaged: a database is missing "
                                     f"(expected {', '.join(n.decode() for n in DATABASES)})") from None
+        except lmdb.Error as e:
+            raise self._translate(e) from None
+
+    def _optional_db(self, name: bytes):
+        """A database an older store may lack (None when read-only and absent)."""
+        try:
+            return self._env.open_db(name, create=False)
+        except lmdb.NotFoundError:
+            if self.readonly:
+                return None
+            raise
+
+    def _add_trace_databases(self) -> None:
+        try:
+            with self._env.begin(write=True) as txn:
+                for name in TRACE_DATABASES:
+                    self._env.open_db(name, txn=txn, create=True)
         except lmdb.Error as e:
             raise self._translate(e) from None
 
@@ -246,7 +268,7 @@ class Store:
             with env.begin(write=True) as txn:
                 if txn.get(b"meta") is not None:      # another process got there first
                     return
-                for name in DATABASES:
+                for name in DATABASES + TRACE_DATABASES:
                     env.open_db(name, txn=txn, create=True)
                 meta = env.open_db(b"meta", txn=txn)
                 records = {"format": str(FORMAT), "features.incompat": "",
@@ -721,6 +743,62 @@ class Reader:
                                    f"(`chrono snap list` shows them)")
 
 
+    # ---- recordings (chrono.trace keeps their format) ---------------------------------
+    def get_trace(self, name: str) -> bytes | None:
+        """The stored manifest of recording `name`, or None."""
+        if self.store._traces is None:
+            return None
+        try:
+            key = name.encode()
+        except UnicodeEncodeError:
+            return None
+        if not key or len(key) > 511:
+            return None
+        value = self._txn.get(key, db=self.store._traces)
+        return None if value is None else bytes(value)
+
+    def traces(self) -> Iterator[tuple[str, bytes]]:
+        """(name, stored manifest) of every recording, in name order."""
+        if self.store._traces is None:
+            return
+        for key, value in self._txn.cursor(db=self.store._traces):
+            yield bytes(key).decode("utf-8", "replace"), bytes(value)
+
+    def chunks(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of event chunks whose key begins with `prefix`, in key
+        order, from the last key <= `start` on (range lookups), or all."""
+        if self.store._events is None:
+            return
+        cursor = self._txn.cursor(db=self.store._events)
+        if start is None:
+            found = cursor.set_range(prefix)
+        else:
+            found = cursor.set_range(start)
+            if not found or bytes(cursor.key()) != start:
+                found = cursor.prev() if found else cursor.last()
+                if not found or not bytes(cursor.key()).startswith(prefix):
+                    found = cursor.set_range(prefix)
+        while found:
+            key = bytes(cursor.key())
+            if not key.startswith(prefix):
+                return
+            yield key, bytes(cursor.value())
+            found = cursor.next()
+
+    def get_chunk(self, key: bytes) -> bytes:
+        value = None if self.store._events is None else self._txn.get(key, db=self.store._events)
+        if value is None:
+            raise StoreCorruptError(f"event chunk {key.hex()} is missing from store {self._where}; "
+                                    f"run `chrono trace verify`")
+        return bytes(value)
+
+    def chunk_keys(self) -> Iterator[bytes]:
+        if self.store._events is None:
+            return
+        for key in self._txn.cursor(db=self.store._events).iternext(values=False):
+            yield bytes(key)
+
+
 class Writer(Reader):
     """Writes inside one write transaction (see Store.writer); reads see them."""
 
@@ -834,3 +912,16 @@ class Writer(Reader):
 
     def delete_blob(self, key: bytes) -> bool:
         return self._txn.delete(key, db=self.store._blobs)
+
+    def put_trace(self, name: str, value: bytes) -> None:
+        check_ref_name(name)
+        self._txn.put(name.encode(), value, db=self.store._traces)
+
+    def delete_trace(self, name: str) -> bool:
+        return self._txn.delete(name.encode(), db=self.store._traces)
+
+    def put_chunk(self, key: bytes, value: bytes) -> None:
+        self._txn.put(key, value, db=self.store._events)
+
+    def delete_chunk(self, key: bytes) -> bool:
+        return self._txn.delete(key, db=self.store._events)

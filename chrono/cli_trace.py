@@ -1,0 +1,157 @@
+"""The `chrono` commands for recordings: record, replay, trace, export, import.
+
+Thin, like chrono.cli: parse options, call chrono.trace, print.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from chrono.cli import finish_run, guest_options, main, start_guest, store_option
+from chrono.errors import UsageError
+
+KEYFRAME_INTERVAL_DEFAULT = 1 << 30     # chrono.trace.recorder.KEYFRAME_INTERVAL (no import: fast --help)
+DIGEST_INTERVAL = 1 << 20
+
+
+@main.command()
+@guest_options
+@click.option("--name", metavar="NAME",
+              help="Name of the recording (default: rec-N, the first free N).")
+@click.option("--keyframe-interval", type=click.IntRange(min=DIGEST_INTERVAL), metavar="N",
+              default=KEYFRAME_INTERVAL_DEFAULT, show_default=True,
+              help="Instructions between keyframe snapshots: shorter makes seeking back "
+                   "faster and the store bigger.")
+@store_option
+@click.pass_context
+def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, max_insns,
+           pace, from_snapshot, name, keyframe_interval, store_path):
+    """Run a guest like `chrono run`, recording it for exact replay.
+
+    Every input the guest gets from the host -- console bytes, entropy, the
+    RTC's wall clock, idle time -- is logged at the instruction where it
+    arrived, and keyframe snapshots are taken every --keyframe-interval
+    instructions, at each savevm and at the end.  `chrono replay NAME` then
+    re-executes the session bit for bit, and `chrono export NAME` makes one
+    file anyone can replay.  The console and the Ctrl-A c monitor work as in
+    `chrono run`.
+    """
+    from chrono.core.console import Console
+    from chrono.core.session import Session
+    from chrono.monitor import Monitor
+    from chrono.store.capture import Snapshots
+    from chrono.store.store import Store
+    from chrono.trace.recorder import Recorder
+    from chrono.trace.catalog import free_name, check_new_name
+
+    started = start_guest(ctx, guest_name, from_snapshot, commit, store_path,
+                          kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
+                          ram_size=ram_size)
+    snapshots = started.snapshots or Snapshots(Store.open(store_path, create=True), started.guest)
+    store = snapshots.store
+    name = check_new_name(store, name) if name else free_name(store)
+    recorder = Recorder(snapshots, name, keyframe_interval, reboot=started.reboot)
+    recorder.start()
+    monitor = Monitor(lambda: snapshots, recorder=recorder)
+    console = Console()
+    outcome = None
+    try:
+        started.announce(console)
+        console.message(f"recording {name} (Ctrl-A x ends it)")
+        session = Session(recorder.proxy, monitor=monitor,
+                          reboot=recorder.reboot if started.reboot else None)
+        outcome = session.run(console, max_steps=max_insns, paced=pace)
+    finally:
+        console.close()
+        report = monitor.settle()
+        if report:
+            console.monitor_output(report)
+        manifest = recorder.finish(outcome.kind if outcome else "interrupted")
+        monitor.close()
+        console.message(_recorded_line(manifest))
+    finish_run(console, outcome, started, commit)
+
+
+def _recorded_line(m) -> str:
+    per_k = m.log_bytes / max(m.length, 1) * 1000
+    return (f"recorded {m.name}: {m.length:,} instructions, {len(m.keyframes)} keyframes, "
+            f"{m.inputs['console']} console bytes, {m.inputs['entropy']} entropy bytes, "
+            f"{m.inputs['skips']} idle skips; log {m.log_bytes:,} bytes "
+            f"({per_k:.3f} per 1,000 instructions). Replay it with `chrono replay {m.name}`")
+
+
+@main.command()
+@click.argument("recording")
+@click.option("--to", "to_position", type=click.IntRange(min=0), metavar="POSITION",
+              help="Stop at instruction POSITION of the recording and leave a snapshot "
+                   "there (named RECORDING@POSITION).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not write the guest's console output.")
+@store_option
+def replay(recording, to_position, quiet, store_path):
+    """Re-execute a recording and check that it matches, bit for bit.
+
+    RECORDING is a name in the store, or a bundle file (FILE.chrono, from
+    `chrono export`).  The guest's console output is written as it was
+    recorded.  The state is checked against the recording's light digests
+    (every 2^20 instructions), its keyframes (every page) and its console
+    output; the first mismatch ends the replay with exit status 9, naming
+    the last instruction that matched and what differs.
+    """
+    from chrono.store.store import Store
+    from chrono.trace.replay import Replayer
+
+    def write(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+    with _opened_recording(recording, store_path, to_position is not None) as (store, name):
+        replayer = Replayer(store, name, output=(lambda b: None) if quiet else write)
+        try:
+            report = replayer.replay(to_position)
+        finally:
+            replayer.close()
+    mips = report.instructions / max(report.seconds, 1e-9) / 1e6
+    if report.snapshot:
+        click.echo(f"replayed {name} to instruction {report.end} ({report.keyframes} keyframes "
+                   f"and {report.digests} digests matched); saved snapshot {report.snapshot}: "
+                   f"`chrono run --from {report.snapshot}` continues from there", err=True)
+    else:
+        click.echo(f"replay of {name} matched the recording: {report.instructions:,} instructions, "
+                   f"{report.keyframes} keyframes and {report.digests} digests verified, console "
+                   f"output identical ({report.output_bytes} bytes); {report.seconds:.2f} s, "
+                   f"{mips:.0f} MIPS", err=True)
+
+
+class _opened_recording:
+    """A recording by name in a store, or from a bundle file (imported into a
+    temporary store, or into the store when something will be saved there)."""
+
+    def __init__(self, recording: str, store_path: Path, keep: bool):
+        self.recording, self.store_path, self.keep = recording, store_path, keep
+        self._tmp = None
+        self.store = None
+
+    def __enter__(self):
+        from chrono.store.store import Store
+        path = Path(self.recording)
+        if self.recording.endswith(".chrono") or (path.is_file()):
+            from chrono.trace.bundle import import_bundle
+            if self.keep:
+                self.store = Store.open(self.store_path, create=True)
+            else:
+                import tempfile
+                self._tmp = tempfile.TemporaryDirectory(prefix="chrono-replay-")
+                self.store = Store.open(self._tmp.name, create=True)
+            name = import_bundle(self.store, path).name
+            return self.store, name
+        self.store = Store.open(self.store_path)
+        return self.store, self.recording
+
+    def __exit__(self, *exc):
+        if self.store is not None:
+            self.store.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()

@@ -1,0 +1,209 @@
+"""The input log of a recording: events, their byte encoding, and chunks.
+
+An event happens at a *position*: the number of instructions the recording
+had executed when it happened (0 = its start).  Positions never go back, even
+when the guest's own instruction counter does (loadvm, reboot).  Several
+events may share a position (a guest in WFI takes input without executing).
+
+Kinds and payloads:
+
+    CONSOLE   bytes put into the UART receive FIFO
+    ENTROPY   bytes handed to the virtio-rng device
+    SKIP      the virtual clock jumped forward by `delta` step units (idle)
+    LOAD      the machine was replaced by snapshot `sid` (loadvm, reboot)
+    KEYFRAME  keyframe number `index` was taken here (its snapshot is in the manifest)
+    DIGEST    a light digest: pc, x1..x31 and a hash of the CPU/device state
+
+Encoding of one event: varint(position - previous position), kind byte,
+payload (varint length + bytes; varint; 32 bytes; varint; 8 + 31*8 + 8
+bytes).  A chunk is a run of events encoded back to back, the first one's
+position relative to the chunk's base position, compressed with zstd.
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+import zstandard
+
+CONSOLE, ENTROPY, SKIP, LOAD, KEYFRAME, DIGEST = 1, 2, 3, 4, 5, 6
+KIND_NAMES = {CONSOLE: "console", ENTROPY: "entropy", SKIP: "skip", LOAD: "load",
+              KEYFRAME: "keyframe", DIGEST: "digest"}
+INPUT_KINDS = (CONSOLE, ENTROPY, SKIP, LOAD)
+
+_DIGEST = struct.Struct("<32Q")      # pc, x1..x31
+DIGEST_SIZE = _DIGEST.size + 8       # + state hash
+MAX_PAYLOAD = 1 << 20                # no single input is bigger (bounds hostile chunks)
+MAX_CHUNK = 16 << 20                 # uncompressed bytes of one chunk, at most
+
+
+class EventFormatError(ValueError):
+    """A chunk does not decode: the caller names the chunk and the store or bundle."""
+
+
+@dataclass(frozen=True)
+class Event:
+    position: int
+    kind: int
+    data: bytes = b""        # CONSOLE, ENTROPY, LOAD (32-byte id), DIGEST
+    value: int = 0           # SKIP delta, KEYFRAME index
+
+    def __str__(self) -> str:
+        name = KIND_NAMES.get(self.kind, str(self.kind))
+        if self.kind in (CONSOLE, ENTROPY):
+            return f"{self.position}: {name} {self.data!r}"
+        if self.kind == LOAD:
+            return f"{self.position}: load {self.data.hex()[:12]}"
+        if self.kind == DIGEST:
+            return f"{self.position}: digest pc={light_pc(self.data):#x}"
+        return f"{self.position}: {name} {self.value}"
+
+
+# ---- light digests -------------------------------------------------------------
+
+def light_digest(machine) -> bytes:
+    """pc, x1..x31 and an 8-byte hash of the whole CPU/device state."""
+    regs = [machine.pc] + [machine.reg(i) for i in range(1, 32)]
+    state = hashlib.blake2b(machine.save_state(), digest_size=8).digest()
+    return _DIGEST.pack(*regs) + state
+
+
+def light_pc(data: bytes) -> int:
+    return _DIGEST.unpack_from(data)[0]
+
+
+ABI_NAMES = ("zero ra sp gp tp t0 t1 t2 s0 s1 a0 a1 a2 a3 a4 a5 a6 a7 "
+             "s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 t3 t4 t5 t6").split()
+
+
+def digest_differences(recorded: bytes, replayed: bytes) -> list[str]:
+    """What differs between two light digests, in words (empty: they are equal)."""
+    a, b = _DIGEST.unpack_from(recorded), _DIGEST.unpack_from(replayed)
+    out = []
+    if a[0] != b[0]:
+        out.append(f"pc {a[0]:#x} recorded, {b[0]:#x} replayed")
+    for i in range(1, 32):
+        if a[i] != b[i]:
+            out.append(f"x{i} ({ABI_NAMES[i]}) {a[i]:#x} recorded, {b[i]:#x} replayed")
+    if not out and recorded[_DIGEST.size:] != replayed[_DIGEST.size:]:
+        out.append("CPU/device state (CSRs, FPU, devices or virtual time) differs; "
+                   "pc and x registers agree")
+    return out
+
+
+# ---- varints ---------------------------------------------------------------------
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_varint(buf: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(buf):
+            raise EventFormatError("ends inside a number")
+        byte = buf[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+        if shift > 63:
+            raise EventFormatError("a number is longer than 64 bits")
+
+
+# ---- chunks ----------------------------------------------------------------------
+
+def encode_events(events: list[Event], base: int) -> bytes:
+    out = bytearray()
+    previous = base
+    for e in events:
+        if e.position < previous:
+            raise ValueError(f"event at {e.position} comes after one at {previous}")
+        out += _varint(e.position - previous)
+        out.append(e.kind)
+        if e.kind in (CONSOLE, ENTROPY):
+            out += _varint(len(e.data)) + e.data
+        elif e.kind in (SKIP, KEYFRAME):
+            out += _varint(e.value)
+        elif e.kind in (LOAD, DIGEST):
+            out += e.data
+        else:
+            raise ValueError(f"unknown event kind {e.kind}")
+        previous = e.position
+    return bytes(out)
+
+
+def decode_events(buf: bytes, base: int) -> list[Event]:
+    events = []
+    at, position = 0, base
+    while at < len(buf):
+        delta, at = _read_varint(buf, at)
+        position += delta
+        if at >= len(buf):
+            raise EventFormatError("ends inside an event")
+        kind = buf[at]
+        at += 1
+        value, data = 0, b""
+        if kind in (CONSOLE, ENTROPY):
+            size, at = _read_varint(buf, at)
+            if size > MAX_PAYLOAD or at + size > len(buf):
+                raise EventFormatError(f"an input of {size} bytes runs past the end")
+            data, at = bytes(buf[at:at + size]), at + size
+        elif kind in (SKIP, KEYFRAME):
+            value, at = _read_varint(buf, at)
+        elif kind in (LOAD, DIGEST):
+            size = 32 if kind == LOAD else DIGEST_SIZE
+            if at + size > len(buf):
+                raise EventFormatError("ends inside an event")
+            data, at = bytes(buf[at:at + size]), at + size
+        else:
+            raise EventFormatError(f"unknown event kind {kind}")
+        events.append(Event(position, kind, data, value))
+    return events
+
+
+_CHUNK_HEAD = struct.Struct("<B32s")        # codec, SHA-256 of the encoded events
+CODEC_ZSTD = 1
+
+
+def pack_chunk(encoded: bytes) -> bytes:
+    """Stored form of a chunk: codec byte, SHA-256 of the content, zstd frame."""
+    frame = zstandard.ZstdCompressor(level=3, write_content_size=True).compress(encoded)
+    return _CHUNK_HEAD.pack(CODEC_ZSTD, hashlib.sha256(encoded).digest()) + frame
+
+
+def unpack_chunk(value: bytes) -> bytes:
+    """The encoded events of a stored chunk, verified (EventFormatError if damaged)."""
+    if len(value) < _CHUNK_HEAD.size:
+        raise EventFormatError("shorter than its header")
+    codec, digest = _CHUNK_HEAD.unpack_from(value)
+    if codec != CODEC_ZSTD:
+        raise EventFormatError(f"unknown codec {codec}")
+    frame = value[_CHUNK_HEAD.size:]
+    try:
+        size = zstandard.frame_content_size(frame)
+        if size < 0 or size > MAX_CHUNK:
+            raise EventFormatError("its zstd header gives no plausible size")
+        encoded = zstandard.ZstdDecompressor().decompress(frame, max_output_size=MAX_CHUNK)
+    except zstandard.ZstdError as e:
+        raise EventFormatError(f"zstd: {e}") from None
+    if hashlib.sha256(encoded).digest() != digest:
+        raise EventFormatError("its content does not match its hash")
+    return encoded
+
+
+def chunk_key(trace_id: bytes, base: int, index: int) -> bytes:
+    """Chunks sort by trace, then position: a range lookup is one cursor seek."""
+    return trace_id + struct.pack(">QI", base, index)
+
+
+def chunk_base(key: bytes) -> tuple[int, int]:
+    """(base position, index) of a chunk key."""
+    return struct.unpack(">QI", key[-12:])

@@ -1,0 +1,218 @@
+"""Recording: run a guest as `chrono run` does, logging every input.
+
+The session loop (chrono.core.session) drives a RecordingMachine instead of
+the machine itself.  It is the machine with the host's four ways into the
+guest intercepted — console bytes, entropy bytes, idle clock jumps, and
+whole-machine replacement (loadvm, reboot) — each logged as an event at the
+position where it happened.  Nothing else the host does changes what the
+guest computes, so these events and the first keyframe determine the run.
+
+Along the way the recorder logs a light digest every DIGEST_INTERVAL
+instructions and takes a keyframe snapshot every `keyframe_interval`
+instructions, at each savevm and at the end.  A keyframe commits in one write
+transaction with the log up to it and the updated trace manifest, so the
+store always holds a consistent, replayable prefix of the recording.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import time
+
+from chrono import version
+from chrono.core.machine import Machine, RunResult
+from chrono.store.capture import Snapshots
+from chrono.store.traces import TRACE_ID_BYTES, Keyframe, TraceManifest
+from chrono.trace.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
+                                 chunk_key, encode_events, light_digest, pack_chunk)
+
+DIGEST_INTERVAL = 1 << 20           # instructions between light digests
+KEYFRAME_INTERVAL = 1 << 30         # default instructions between keyframes (see docs/trace.md)
+FLUSH_BYTES = 256 << 10             # encoded log bytes that make a chunk between keyframes
+
+
+class Recorder:
+    """Records one guest (a chrono.core.launch.Guest) into a store under `name`."""
+
+    def __init__(self, snapshots: Snapshots, name: str,
+                 keyframe_interval: int = KEYFRAME_INTERVAL, reboot=None):
+        self.snapshots = snapshots
+        self.store = snapshots.store
+        self.guest = snapshots.guest
+        self.machine: Machine = self.guest.machine
+        self.name = name
+        self.keyframe_interval = keyframe_interval
+        self._reboot = reboot
+        self.offset = self.machine.steps          # guest steps at position 0
+        self.pending: list[Event] = []
+        self.pending_bytes = 0
+        self.chunk_index = 0
+        self.output = hashlib.sha256()
+        self.manifest = TraceManifest(
+            id=os.urandom(TRACE_ID_BYTES).hex(), name=name, created=time.time(),
+            chrono_version=version(), config=snapshots.config,
+            rtc_epoch_ns=self.machine.rtc_epoch_ns, digest_interval=DIGEST_INTERVAL,
+            keyframe_interval=keyframe_interval)
+        self.next_digest = DIGEST_INTERVAL
+        self.next_keyframe = keyframe_interval
+        self.proxy = RecordingMachine(self)
+
+    # ---- positions and the log ---------------------------------------------------
+    @property
+    def position(self) -> int:
+        return self.machine.steps - self.offset
+
+    def log(self, kind: int, data: bytes = b"", value: int = 0) -> None:
+        self.pending.append(Event(self.position, kind, data, value))
+        self.pending_bytes += len(data) + 4
+        self.manifest.events += 1
+        counts = self.manifest.inputs
+        if kind == CONSOLE:
+            counts["console"] += len(data)
+        elif kind == ENTROPY:
+            counts["entropy"] += len(data)
+        elif kind == SKIP:
+            counts["skips"] += 1
+        elif kind == LOAD:
+            counts["loads"] += 1
+
+    def _take_chunk(self) -> tuple[bytes, bytes] | None:
+        """The pending events as a stored chunk (key, value), or None."""
+        if not self.pending:
+            return None
+        base = self.pending[0].position
+        value = pack_chunk(encode_events(self.pending, base))
+        key = chunk_key(self.manifest.id_bytes, base, self.chunk_index)
+        self.chunk_index += 1
+        self.pending, self.pending_bytes = [], 0
+        self.manifest.chunks += 1
+        self.manifest.log_bytes += len(value)
+        return key, value
+
+    def _commit_point(self):
+        """What a commit must write now: the chunk so far and a frozen manifest."""
+        self.snapshots.wait()               # keyframes land in order
+        chunk = self._take_chunk()
+        self.manifest.end_position = self.position
+        self.manifest.end_vclock = self.machine.vclock
+        return chunk, copy.deepcopy(self.manifest)
+
+    def _writer_for(self, chunk, frozen: TraceManifest, keyframe: Keyframe | None):
+        def write(w, sid: str | None = None) -> None:
+            if keyframe is not None:
+                keyframe.snapshot = sid
+                frozen.keyframes.append(keyframe)
+                self.manifest.keyframes.append(copy.copy(keyframe))
+            if chunk is not None:
+                w.put_chunk(*chunk)
+            w.put_trace(self.name, frozen.encode())
+        return write
+
+    def flush(self) -> None:
+        """Commit the log so far (without a keyframe)."""
+        chunk, frozen = self._commit_point()
+        with self.store.writer() as w:
+            self._writer_for(chunk, frozen, None)(w)
+
+    # ---- keyframes -----------------------------------------------------------------
+    def start(self) -> None:
+        """Keyframe 0: the state the recording starts from."""
+        self.keyframe()
+        self.snapshots.wait()
+
+    def keyframe(self, name: str | None = None, background: bool = True) -> None:
+        """A keyframe snapshot here (named `name`: a savevm)."""
+        self.snapshots.wait()
+        self.log(KEYFRAME, value=len(self.manifest.keyframes))
+        chunk, frozen = self._commit_point()
+        m = self.machine
+        keyframe = Keyframe(self.position, m.steps, m.vclock, "")
+        self.snapshots.save(name, background=background,
+                            also=self._writer_for(chunk, frozen, keyframe))
+        self.next_keyframe = self.position + self.keyframe_interval
+        self.next_digest = self.position + DIGEST_INTERVAL
+
+    def finish(self, outcome: str) -> TraceManifest:
+        """The final keyframe; the manifest says the recording is complete."""
+        self.snapshots.wait()
+        self.manifest.complete = True
+        self.manifest.outcome = outcome
+        self.manifest.output_sha256 = self.output.hexdigest()
+        self.keyframe(background=False)
+        return self.manifest
+
+    # ---- what the host does to the guest --------------------------------------------
+    def run(self, budget: int) -> RunResult:
+        limit = min(self.next_digest, self.next_keyframe) - self.position
+        result = self.machine.run(min(budget, max(limit, 1)))
+        position = self.position
+        if position >= self.next_keyframe:
+            self.keyframe()
+        elif position >= self.next_digest:
+            self.log(DIGEST, light_digest(self.machine))
+            self.next_digest = position + DIGEST_INTERVAL
+            if self.pending_bytes >= FLUSH_BYTES:
+                self.flush()
+        return result
+
+    def console_write(self, data: bytes) -> int:
+        taken = self.machine.console_write(data)
+        if taken:
+            self.log(CONSOLE, bytes(data[:taken]))
+        return taken
+
+    def console_read(self) -> bytes:
+        out = self.machine.console_read()
+        self.output.update(out)
+        self.manifest.output_bytes += len(out)
+        return out
+
+    def entropy_write(self, data: bytes) -> int:
+        taken = self.machine.entropy_write(data)
+        if taken:
+            self.log(ENTROPY, bytes(data[:taken]))
+        return taken
+
+    def skip_to(self, vclock: int) -> None:
+        delta = vclock - self.machine.vclock
+        if delta > 0:
+            self.machine.skip_to(vclock)
+            self.log(SKIP, value=delta)
+
+    def replaced(self, sid: str) -> None:
+        """The machine was replaced by snapshot `sid` (loadvm, reboot); the
+        caller has set the offset so the position carries on."""
+        self.log(LOAD, bytes.fromhex(sid))
+        if sid not in self.manifest.loads:
+            self.manifest.loads.append(sid)
+        self.flush()                    # the loaded snapshot gets its root now
+
+    def loadvm(self, name: str):
+        position = self.position
+        manifest = self.snapshots.load(name)
+        self.offset = self.machine.steps - position
+        self.replaced(manifest.id)
+        return manifest
+
+    def savevm(self, name: str) -> None:
+        self.keyframe(name)
+
+    def reboot(self) -> None:
+        position = self.position
+        self._reboot()
+        self.offset = self.machine.steps - position
+        self.replaced(self.snapshots.save())
+
+
+class RecordingMachine:
+    """The machine as the session loop sees it while recording (see module doc)."""
+
+    def __init__(self, recorder: Recorder):
+        self._recorder = recorder
+        self._machine = recorder.machine
+        for method in ("run", "console_write", "console_read", "entropy_write", "skip_to"):
+            setattr(self, method, getattr(recorder, method))
+
+    def __getattr__(self, name):
+        return getattr(self._machine, name)

@@ -1,0 +1,223 @@
+"""Replay: re-execute a recording from its first keyframe and prove it exact.
+
+The replayer restores the first keyframe into a fresh machine, then runs
+from event to event as fast as the core goes, handing the guest each logged
+input at its position.  It checks what the recording kept along the way:
+
+- a light digest (pc, x registers, hash of the CPU/device state) every
+  digest interval: a divergence is narrowed to one interval;
+- each keyframe in full: CPU/device state, every RAM page and disk block
+  that could differ (hashed and compared with the keyframe's page tables);
+- the console output: the same bytes (length and SHA-256) as recorded.
+
+The first check that fails raises DivergenceError naming the last position
+that matched, the first that did not, and what differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from chrono.core.machine import Stop
+from chrono.errors import DivergenceError, StoreCorruptError, UsageError
+from chrono.store.capture import guest_from_snapshot
+from chrono.store.store import Store
+from chrono.store.traces import TraceManifest, read_trace
+from chrono.trace.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
+                                 EventFormatError, chunk_base, decode_events, digest_differences,
+                                 light_digest, unpack_chunk)
+
+RUNNING_STOPS = (Stop.BUDGET, Stop.OUTPUT, Stop.INPUT, Stop.ENTROPY) if hasattr(Stop, "ENTROPY") \
+    else (Stop.BUDGET, Stop.OUTPUT, Stop.INPUT)
+
+
+@dataclass
+class ReplayReport:
+    name: str
+    start: int                  # first position replayed
+    end: int                    # position reached
+    keyframes: int = 0          # verified in full
+    digests: int = 0            # light digests verified
+    inputs: int = 0             # events delivered
+    output_bytes: int = 0
+    output_matches: bool | None = None   # None: stopped early (--to), not compared
+    seconds: float = 0.0
+    snapshot: str | None = None          # --to: the snapshot left there
+
+    @property
+    def instructions(self) -> int:
+        return self.end - self.start
+
+
+def trace_events(store: Store, manifest: TraceManifest, start: int | None = None) -> Iterator[Event]:
+    """The recording's events in order (from the chunk holding `start` on, when given)."""
+    prefix = manifest.id_bytes
+    begin = None if start is None else prefix + start.to_bytes(8, "big") + bytes(4)
+    with store.reader() as r:
+        keys = [key for key, _ in r.chunks(prefix, begin)]
+    for key in keys:
+        with store.reader() as r:
+            value = r.get_chunk(key)
+        base, index = chunk_base(key)
+        try:
+            events = decode_events(unpack_chunk(value), base)
+        except EventFormatError as e:
+            raise StoreCorruptError(f"recording {manifest.name!r} in store {store.path} is damaged: "
+                                    f"event chunk {index} ({e}); run `chrono trace verify`") from None
+        for event in events:
+            if start is None or event.position >= start:
+                yield event
+
+
+class Replayer:
+    """Replays recording `name` from `store`; console output goes to `output`."""
+
+    def __init__(self, store: Store, name: str, output: Callable[[bytes], None] = lambda b: None):
+        self.store = store
+        with store.reader() as r:
+            self.manifest = read_trace(r, name)
+        self.name = name
+        self.output = output
+        first = self.manifest.keyframes[0]
+        self.guest, self.snapshots = guest_from_snapshot(store, first.snapshot)
+        self.machine = self.guest.machine
+        self.offset = self.machine.steps - first.position
+        self.verified_at = first.position       # last position known to match
+        self.output_hash = hashlib.sha256()
+        self.report = ReplayReport(name, first.position, first.position)
+
+    @property
+    def position(self) -> int:
+        return self.machine.steps - self.offset
+
+    def close(self) -> None:
+        self.snapshots.close()
+
+    # ---- divergence ------------------------------------------------------------------
+    def _diverged(self, what: str) -> DivergenceError:
+        return DivergenceError(
+            f"replay of {self.name!r} diverged: it matched the recording up to instruction "
+            f"{self.verified_at}, and at instruction {self.position} {what}")
+
+    # ---- running -----------------------------------------------------------------------
+    def _drain(self) -> None:
+        out = self.machine.console_read()
+        if out:
+            self.output_hash.update(out)
+            self.report.output_bytes += len(out)
+            self.output(out)
+        self.machine.console_returned()     # given back bytes: the log has their re-delivery
+
+    def run_to(self, target: int) -> None:
+        """Run until position `target` (the recording says the guest gets there)."""
+        m = self.machine
+        while self.position < target:
+            result = m.run(target - self.position)
+            self._drain()
+            if result.reason in RUNNING_STOPS or self.position >= target:
+                continue
+            if result.reason == Stop.IDLE:
+                if result.executed == 0:
+                    raise self._diverged(
+                        f"the guest waits for an interrupt (pc {m.pc:#x}) while the recording "
+                        f"ran on to instruction {target}")
+                continue
+            raise self._diverged(f"the guest stopped ({result.reason.name.lower()}, pc "
+                                 f"{m.pc:#x}) while the recording ran on to instruction {target}")
+
+    def apply(self, event: Event) -> None:
+        m = self.machine
+        kind = event.kind
+        if kind == CONSOLE:
+            taken = m.console_write(event.data)
+            if taken != len(event.data):
+                raise self._diverged(f"the guest took {taken} of {len(event.data)} console bytes")
+            self.report.inputs += 1
+        elif kind == ENTROPY:
+            taken = m.entropy_write(event.data)
+            if taken != len(event.data):
+                raise self._diverged(f"the guest took {taken} of {len(event.data)} entropy bytes")
+            self.report.inputs += 1
+        elif kind == SKIP:
+            m.skip_to(m.vclock + event.value)
+            self.report.inputs += 1
+        elif kind == LOAD:
+            position = self.position
+            self.snapshots.load(event.data.hex())
+            self.offset = m.steps - position
+            self.report.inputs += 1
+        elif kind == DIGEST:
+            differences = digest_differences(event.data, light_digest(m))
+            if differences:
+                raise self._diverged("; ".join(differences))
+            self.verified_at = self.position
+            self.report.digests += 1
+        elif kind == KEYFRAME:
+            self._check_keyframe(event.value)
+
+    def _check_keyframe(self, index: int) -> None:
+        keyframes = self.manifest.keyframes
+        if index >= len(keyframes):
+            if not self.manifest.complete and index == len(keyframes):
+                return      # taken as the recording was cut short: never committed
+            raise StoreCorruptError(f"recording {self.name!r} logs keyframe {index}, but its "
+                                    f"manifest lists {len(keyframes)}; run `chrono trace verify`")
+        keyframe = keyframes[index]
+        if index == 0:
+            return          # where we started from
+        m = self.machine
+        target = self.store.get_snapshot(keyframe.snapshot)
+        differences = self.snapshots.differences(target)
+        what = []
+        if m.vclock != keyframe.vclock:
+            what.append(f"virtual time {keyframe.vclock} recorded, {m.vclock} replayed")
+        if differences.state:
+            what.append("CPU/device state differs")
+        if differences.ram:
+            what.append(f"RAM pages differ ({_pages(differences.ram)})")
+        if differences.disk:
+            what.append(f"disk blocks differ ({_pages(differences.disk)})")
+        if what:
+            raise self._diverged(f"keyframe {index}: " + "; ".join(what))
+        self.snapshots.adopt(target)
+        self.verified_at = self.position
+        self.report.keyframes += 1
+
+    def replay(self, to: int | None = None, snapshot_name: str | None = None) -> ReplayReport:
+        """Replay to the end (or to position `to`, leaving a snapshot there)."""
+        manifest = self.manifest
+        end = manifest.end_position if manifest.complete else manifest.keyframes[-1].position
+        if to is not None and not manifest.start_position <= to <= end:
+            raise UsageError(f"--to {to} is outside recording {self.name!r} (instructions "
+                             f"{manifest.start_position} to {end})")
+        stop = end if to is None else to
+        started = time.perf_counter()
+        for event in trace_events(self.store, manifest):
+            if event.position > stop:
+                break
+            if event.position == stop and to is not None and event.kind != DIGEST:
+                break       # --to: the state as the guest reached it, before inputs there
+            self.run_to(event.position)
+            self.apply(event)
+        self.run_to(stop)
+        self._drain()
+        self.report.end = self.position
+        if to is None:
+            self.report.output_matches = (self.output_hash.hexdigest() == manifest.output_sha256)
+            if manifest.complete and not self.report.output_matches:
+                raise self._diverged(
+                    f"the console output differs ({self.report.output_bytes} bytes replayed, "
+                    f"{manifest.output_bytes} recorded)")
+        else:
+            name = snapshot_name or f"{self.name}@{to}"
+            self.report.snapshot = name
+            self.snapshots.save(name)
+        self.report.seconds = time.perf_counter() - started
+        return self.report
+
+
+def _pages(numbers: list[int], shown: int = 8) -> str:
+    text = ", ".join(str(n) for n in numbers[:shown])
+    return text + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")
