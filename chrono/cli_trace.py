@@ -155,3 +155,58 @@ class _opened_recording:
             self.store.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+@main.group("trace")
+def trace_group():
+    """List, inspect, remove and check recordings (`chrono record` makes them)."""
+
+
+@trace_group.command("list")
+@store_option
+def trace_list(store_path):
+    """Every recording: length, virtual time, keyframes, inputs, log size."""
+    from chrono.render_store import console
+    from chrono.render_traces import traces_table
+    from chrono.store.store import Store
+    from chrono.trace.catalog import list_traces
+
+    with Store(store_path, readonly=True) as store:
+        rows = list_traces(store)
+    if not rows:
+        click.echo(f"no recordings in store {store_path}")
+        return
+    console().print(traces_table(rows, store_path))
+
+
+@trace_group.command("info")
+@click.argument("name")
+@store_option
+def trace_info(name, store_path):
+    """Everything about one recording."""
+    from chrono.render_store import console
+    from chrono.render_traces import trace_table
+    from chrono.store.gc import reachable
+    from chrono.store.store import Store
+    from chrono.store.traces import read_trace
+
+    with Store(store_path, readonly=True) as store, store.reader() as r:
+        manifest = read_trace(r, name)
+        blobs = reachable(r, manifest.snapshot_ids())
+        stored = sum(len(r.get_raw(key) or b"") for key in blobs)
+    console().print(trace_table(manifest, stored, len(blobs)))
+
+
+@trace_group.command("rm")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@store_option
+def trace_rm(names, store_path):
+    """Remove recordings; `chrono store gc` then frees their snapshots."""
+    from chrono.store.store import Store
+    from chrono.trace.catalog import remove_trace
+
+    with Store(store_path) as store:
+        for name in names:
+            remove_trace(store, name)
+            click.echo(f"removed recording {name}")
+    click.echo("run `chrono store gc` to free the space of its keyframes")

@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from chrono.errors import StoreCorruptError, StoreError
+from chrono.errors import StoreCorruptError, StoreError, UnknownSnapshotError
 from chrono.store.blobs import HASH_SIZE, ZERO_HASH
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import Reader, Store
@@ -134,6 +134,17 @@ class _Marker:
             raise StoreCorruptError(f"gc stopped, nothing was removed: {e.message}") from None
         self.blobs.add(leaf)
         self.blobs.update(row.tobytes() for row in rows[rows.any(axis=1)])
+
+
+def reachable(r: Reader, snapshot_ids: Iterable[str]) -> set[bytes]:
+    """Every blob the snapshots need (state, device tree, leaves, pages).
+    UnknownSnapshotError names a snapshot that is not in the store."""
+    marker = _Marker()
+    marker.mark(r, snapshot_ids)
+    if marker.dangling:
+        raise UnknownSnapshotError(f"snapshot {sorted(marker.dangling)[0]} is not in store "
+                                   f"{r.store.path}; run `chrono store verify`")
+    return marker.blobs
 
 
 def gc(store: Store, progress: Callable[[str], None] | None = None,
