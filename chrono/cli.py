@@ -465,4 +465,7 @@ def snap_diff(a, b, store_path):
 from chrono import cli_trace  # noqa: E402,F401  (registers record, replay, trace...)
 
 if __name__ == "__main__":
-    main()
+    # `python -m chrono.cli`: run the imported module's group, which the
+    # command modules above registered with (not this __main__ copy's).
+    from chrono.cli import main as _main
+    _main()

@@ -12,10 +12,11 @@ Kinds and payloads:
     SKIP      the virtual clock jumped forward by `delta` step units (idle)
     LOAD      the machine was replaced by snapshot `sid` (loadvm, reboot)
     KEYFRAME  keyframe number `index` was taken here (its snapshot is in the manifest)
-    DIGEST    a light digest: pc, x1..x31 and a hash of the CPU/device state
+    DIGEST    a light digest: pc, x1..x31, a hash of the CPU/device state and
+              one of all console output so far
 
 Encoding of one event: varint(position - previous position), kind byte,
-payload (varint length + bytes; varint; 32 bytes; varint; 8 + 31*8 + 8
+payload (varint length + bytes; varint; 32 bytes; varint; 8 + 31*8 + 16
 bytes).  A chunk is a run of events encoded back to back, the first one's
 position relative to the chunk's base position, compressed with zstd.
 """
@@ -33,7 +34,7 @@ KIND_NAMES = {CONSOLE: "console", ENTROPY: "entropy", SKIP: "skip", LOAD: "load"
 INPUT_KINDS = (CONSOLE, ENTROPY, SKIP, LOAD)
 
 _DIGEST = struct.Struct("<32Q")      # pc, x1..x31
-DIGEST_SIZE = _DIGEST.size + 8       # + state hash
+DIGEST_SIZE = _DIGEST.size + 16      # + state hash + output hash
 MAX_PAYLOAD = 1 << 20                # no single input is bigger (bounds hostile chunks)
 MAX_CHUNK = 16 << 20                 # uncompressed bytes of one chunk, at most
 
@@ -62,11 +63,12 @@ class Event:
 
 # ---- light digests -------------------------------------------------------------
 
-def light_digest(machine) -> bytes:
-    """pc, x1..x31 and an 8-byte hash of the whole CPU/device state."""
+def light_digest(machine, output) -> bytes:
+    """pc, x1..x31, an 8-byte hash of the whole CPU/device state, and the
+    first 8 bytes of `output` (a hashlib object fed all console output)."""
     regs = [machine.pc] + [machine.reg(i) for i in range(1, 32)]
     state = hashlib.blake2b(machine.save_state(), digest_size=8).digest()
-    return _DIGEST.pack(*regs) + state
+    return _DIGEST.pack(*regs) + state + output.digest()[:8]
 
 
 def light_pc(data: bytes) -> int:
@@ -86,7 +88,10 @@ def digest_differences(recorded: bytes, replayed: bytes) -> list[str]:
     for i in range(1, 32):
         if a[i] != b[i]:
             out.append(f"x{i} ({ABI_NAMES[i]}) {a[i]:#x} recorded, {b[i]:#x} replayed")
-    if not out and recorded[_DIGEST.size:] != replayed[_DIGEST.size:]:
+    state = slice(_DIGEST.size, _DIGEST.size + 8)
+    if recorded[_DIGEST.size + 8:] != replayed[_DIGEST.size + 8:]:
+        out.append("the console output so far differs")
+    if not out and recorded[state] != replayed[state]:
         out.append("CPU/device state (CSRs, FPU, devices or virtual time) differs; "
                    "pc and x registers agree")
     return out

@@ -48,7 +48,8 @@ class Recorder:
         self.pending: list[Event] = []
         self.pending_bytes = 0
         self.chunk_index = 0
-        self.output = hashlib.sha256()
+        self.output = hashlib.sha256()          # all console output so far
+        self.unread: list[bytes] = []           # taken from the machine, not yet by the session
         self.manifest = TraceManifest(
             id=os.urandom(TRACE_ID_BYTES).hex(), name=name, created=time.time(),
             chrono_version=version(), config=snapshots.config,
@@ -117,9 +118,17 @@ class Recorder:
 
     # ---- keyframes -----------------------------------------------------------------
     def start(self) -> None:
-        """Keyframe 0: the state the recording starts from."""
-        self.keyframe()
-        self.snapshots.wait()
+        """Keyframe 0: the state the recording starts from (the snapshot it was
+        restored from, if nothing ran since: `record --from`)."""
+        base, m, disk = self.snapshots.baseline, self.machine, self.guest.disk
+        if base is None or m.ram_dirty.any() or (disk is not None and disk.dirty.any()):
+            self.keyframe()
+            self.snapshots.wait()
+            return
+        self.log(KEYFRAME, value=0)
+        chunk, frozen = self._commit_point()
+        with self.store.writer() as w:
+            self._writer_for(chunk, frozen, Keyframe(0, m.steps, m.vclock, ""))(w, base.snapshot_id)
 
     def keyframe(self, name: str | None = None, background: bool = True) -> None:
         """A keyframe snapshot here (named `name`: a savevm)."""
@@ -146,11 +155,12 @@ class Recorder:
     def run(self, budget: int) -> RunResult:
         limit = min(self.next_digest, self.next_keyframe) - self.position
         result = self.machine.run(min(budget, max(limit, 1)))
+        self._take_output()
         position = self.position
         if position >= self.next_keyframe:
             self.keyframe()
         elif position >= self.next_digest:
-            self.log(DIGEST, light_digest(self.machine))
+            self.log(DIGEST, light_digest(self.machine, self.output))
             self.next_digest = position + DIGEST_INTERVAL
             if self.pending_bytes >= FLUSH_BYTES:
                 self.flush()
@@ -162,10 +172,18 @@ class Recorder:
             self.log(CONSOLE, bytes(data[:taken]))
         return taken
 
-    def console_read(self) -> bytes:
+    def _take_output(self) -> None:
+        # Taken at once, so the output hash at a position covers exactly what
+        # the guest printed up to it (replay drains the same way).
         out = self.machine.console_read()
-        self.output.update(out)
-        self.manifest.output_bytes += len(out)
+        if out:
+            self.output.update(out)
+            self.manifest.output_bytes += len(out)
+            self.unread.append(out)
+
+    def console_read(self) -> bytes:
+        self._take_output()
+        out, self.unread = b"".join(self.unread), []
         return out
 
     def entropy_write(self, data: bytes) -> int:

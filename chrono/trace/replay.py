@@ -149,7 +149,7 @@ class Replayer:
             self.offset = m.steps - position
             self.report.inputs += 1
         elif kind == DIGEST:
-            differences = digest_differences(event.data, light_digest(m))
+            differences = digest_differences(event.data, light_digest(m, self.output_hash))
             if differences:
                 raise self._diverged("; ".join(differences))
             self.verified_at = self.position

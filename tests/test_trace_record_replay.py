@@ -1,0 +1,165 @@
+"""`chrono record` and `chrono replay` on the demo guest, through the real command line.
+
+A scripted session is recorded, then replayed in a new process: the console
+output must be the same bytes and every digest and keyframe must match.  A
+replay whose log was altered must fail, naming a window that holds the change.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from chrono.store import Store, snapshot_diff
+from chrono.trace.recorder import DIGEST_INTERVAL
+from tracehelp import DIVERGED, MON, alter_console_input, chrono, trace_manifest
+
+SESSION = "write a hello\nsync\nbench 3\nls\ncat a\npoweroff\n"
+KEYFRAMES = 4_000_000          # small, so a short session has several
+
+
+def record(tmp_path, script=SESSION, *args, name="t"):
+    proc = chrono(tmp_path, "record", "--store", tmp_path / "store", "--name", name,
+                  "--keyframe-interval", KEYFRAMES, *args, script=script)
+    assert proc.returncode == 0, proc.stderr
+    assert f"recorded {name}:" in proc.stderr
+    return proc
+
+
+def replay(tmp_path, name="t", *args):
+    return chrono(tmp_path, "replay", "--store", tmp_path / "store", name, *args)
+
+
+def test_replay_writes_the_same_output_and_verifies_everything(tmp_path):
+    recorded = record(tmp_path)
+    assert "hello" in recorded.stdout and "checksum" in recorded.stdout
+    replayed = replay(tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == recorded.stdout
+    m = trace_manifest(tmp_path / "store", "t")
+    assert m.complete and m.outcome == "poweroff"
+    assert len(m.keyframes) >= 5                    # 0, every 4M, and the end
+    match = re.search(r"matched the recording: ([\d,]+) instructions, (\d+) keyframes and "
+                      r"(\d+) digests verified, console output identical \((\d+) bytes\)",
+                      replayed.stderr)
+    assert match, replayed.stderr
+    assert int(match[1].replace(",", "")) == m.length
+    assert int(match[2]) == len(m.keyframes) - 1    # all but the one it starts from
+    assert int(match[3]) >= m.length // DIGEST_INTERVAL - len(m.keyframes)
+    assert int(match[4]) == m.output_bytes == len(recorded.stdout.replace("\n", "\r\n"))
+
+
+def test_an_altered_input_is_reported_as_a_divergence_right_after_it(tmp_path):
+    record(tmp_path)
+    position = alter_console_input(tmp_path / "store", "t", b"hello", b"jello")
+    replayed = replay(tmp_path)
+    assert replayed.returncode == 9, replayed.stderr
+    match = DIVERGED.search(replayed.stderr)
+    assert match, replayed.stderr
+    matched, differs = int(match[1]), int(match[2])
+    assert matched <= position < differs <= position + DIGEST_INTERVAL
+    assert "console output" in match[3]
+    assert "jello" in replayed.stdout              # it did replay the altered byte
+
+
+def test_replay_to_a_position_leaves_a_snapshot_that_runs(tmp_path):
+    record(tmp_path)
+    m = trace_manifest(tmp_path / "store", "t")
+    keyframe = m.keyframes[2]
+    replayed = replay(tmp_path, "t", "--to", keyframe.position)
+    assert replayed.returncode == 0, replayed.stderr
+    name = f"t@{keyframe.position}"
+    assert f"saved snapshot {name}" in replayed.stderr
+    with Store(tmp_path / "store", readonly=True) as store, store.reader() as r:
+        here, recorded = r.snapshot(name), r.get_snapshot(keyframe.snapshot)
+        assert (here.steps, here.vclock) == (recorded.steps, recorded.vclock)
+        d = snapshot_diff(r, here, recorded)
+        assert not d.state and len(d.ram) == 0 and all(len(b) == 0 for b in d.disks)
+    resumed = chrono(tmp_path, "run", "--store", tmp_path / "store", "--from", name,
+                     script="cat a\npoweroff\n")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "hello" in resumed.stdout
+
+
+def test_replay_to_a_position_outside_the_recording_is_refused(tmp_path):
+    record(tmp_path)
+    m = trace_manifest(tmp_path / "store", "t")
+    replayed = replay(tmp_path, "t", "--to", m.end_position + 1)
+    assert replayed.returncode == 2
+    assert "outside recording 't'" in replayed.stderr
+
+
+def test_savevm_and_loadvm_while_recording_replay_exactly(tmp_path):
+    script = (f"write a one\nsync\n{MON}savevm s1\n{MON}write b two\nsync\nls\n"
+              f"{MON}loadvm s1\n{MON}ls\nwrite c three\nsync\nls\npoweroff\n")
+    recorded = record(tmp_path, script)
+    assert "restored s1" in recorded.stdout
+    m = trace_manifest(tmp_path / "store", "t")
+    with Store(tmp_path / "store", readonly=True) as store:
+        s1 = store.resolve("s1")
+    assert s1 in {k.snapshot for k in m.keyframes}      # savevm is a keyframe
+    assert m.loads == [s1] and m.inputs["loads"] == 1
+    replayed = replay(tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "console output identical" in replayed.stderr
+    last_ls = replayed.stdout.split("write c three")[-1]
+    assert re.findall(r"^\s+\d+\s+(\w)$", last_ls, re.M) == ["a", "c"]   # b was undone
+
+
+def test_record_from_a_snapshot(tmp_path):
+    saved = chrono(tmp_path, "run", "--store", tmp_path / "store",
+                   script=f"write a hello\nsync\n{MON}savevm booted\nquit\n")
+    assert saved.returncode == 0, saved.stderr
+    recorded = record(tmp_path, "cat a\nbench 1\npoweroff\n", "--from", "booted")
+    assert "hello" in recorded.stdout
+    m = trace_manifest(tmp_path / "store", "t")
+    with Store(tmp_path / "store", readonly=True) as store:
+        assert m.keyframes[0].snapshot == store.resolve("booted")
+    replayed = replay(tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == recorded.stdout
+
+
+def test_gc_keeps_a_recording_and_frees_it_once_removed(tmp_path):
+    record(tmp_path)
+    store = tmp_path / "store"
+    gc = chrono(tmp_path, "store", "gc", "--store", store)
+    assert gc.returncode == 0 and "removed 0 snapshots" in gc.stderr + gc.stdout
+    assert replay(tmp_path).returncode == 0
+    assert chrono(tmp_path, "trace", "rm", "--store", store, "t").returncode == 0
+    gc = chrono(tmp_path, "store", "gc", "--store", store)
+    assert re.search(r"removed [1-9]\d* snapshots", gc.stdout), gc.stdout
+    with Store(store, readonly=True) as s, s.reader() as r:
+        assert r.snapshot_ids() == [] and list(r.chunk_keys()) == []
+    gone = replay(tmp_path)
+    assert gone.returncode == 3 and "no recording named 't'" in gone.stderr
+
+
+def test_record_refuses_a_name_in_use_and_a_bad_name(tmp_path):
+    record(tmp_path)
+    again = chrono(tmp_path, "record", "--store", tmp_path / "store", "--name", "t",
+                   script="poweroff\n")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = chrono(tmp_path, "record", "--store", tmp_path / "store", "--name", "a/b",
+                 script="poweroff\n")
+    assert bad.returncode == 2 and "cannot name" in bad.stderr
+
+
+def test_trace_list_and_info_describe_the_recording(tmp_path):
+    record(tmp_path)
+    listed = chrono(tmp_path, "trace", "list", "--store", tmp_path / "store")
+    assert listed.returncode == 0 and re.search(r"\bt\b.*poweroff", listed.stdout)
+    info = chrono(tmp_path, "trace", "info", "--store", tmp_path / "store", "t")
+    m = trace_manifest(tmp_path / "store", "t")
+    assert f"{m.length:,}" in info.stdout
+    assert "console bytes" in info.stdout and "keyframes" in info.stdout
+
+
+@pytest.mark.parametrize("interval", [DIGEST_INTERVAL, 3 * DIGEST_INTERVAL])
+def test_keyframe_interval_is_honoured(tmp_path, interval):
+    proc = chrono(tmp_path, "record", "--store", tmp_path / "store", "--name", "k",
+                  "--keyframe-interval", interval, script="bench 2\npoweroff\n")
+    assert proc.returncode == 0, proc.stderr
+    m = trace_manifest(tmp_path / "store", "k")
+    inner = [k.position for k in m.keyframes[1:-1]]
+    assert inner and all(b - a == interval for a, b in zip([0] + inner, inner))
