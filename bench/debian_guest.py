@@ -122,16 +122,18 @@ class QemuDebian:
     human monitor on a unix socket."""
 
     def __init__(self, spec, disk: Path, disk_format: str = "raw", monitor: Path | None = None,
-                 extra: list[str] = ()):
+                 extra: list[str] = (), drives: list[str] | None = None):
+        """`drives` replaces the default -drive/-device pair (e.g. for blkreplay)."""
         qemu = shutil.which("qemu-system-riscv64")
         if qemu is None:
             raise FileNotFoundError("qemu-system-riscv64 not found (apt-get install qemu-system-misc)")
         cmd = [qemu, "-M", "virt", "-m", f"{spec.ram_size >> 20}M", "-nographic",
                "-bios", str(spec.bios), "-kernel", str(spec.kernel),
                "-initrd", str(spec.initrd), "-append", spec.append,
-               "-global", "virtio-mmio.force-legacy=false",
-               "-drive", f"file={disk},format={disk_format},if=none,id=d0",
-               "-device", "virtio-blk-device,drive=d0"]
+               "-global", "virtio-mmio.force-legacy=false"]
+        cmd += drives if drives is not None else [
+            "-drive", f"file={disk},format={disk_format},if=none,id=d0",
+            "-device", "virtio-blk-device,drive=d0"]
         if monitor is not None:
             cmd += ["-monitor", f"unix:{monitor},server,nowait"]
         cmd += list(extra)
