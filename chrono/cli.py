@@ -35,7 +35,7 @@ class ChronoGroup(click.Group):
 @click.group(cls=ChronoGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="chrono")
 def main():
-    """chrono: run RISC-V guests on a deterministic emulator.
+    """chrono: run, snapshot, record and replay RISC-V guests on a deterministic emulator.
 
     chrono runs a RISC-V RV64 computer (a board compatible with QEMU's
     `virt` machine) on its own emulator core.  Everything the guest sees
@@ -54,6 +54,8 @@ def main():
       chrono guest fetch debian  build a Debian riscv64 guest; then `chrono run debian`
       Ctrl-A c, savevm NAME      save the running machine at the (chrono) monitor
       chrono run --from NAME     start from that snapshot in milliseconds
+      chrono record --name bug   run and record every input; then
+      chrono replay bug          re-execute it bit for bit, verified
     """
 
 
