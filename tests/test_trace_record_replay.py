@@ -7,6 +7,7 @@ replay whose log was altered must fail, naming a window that holds the change.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -166,3 +167,26 @@ def test_keyframe_interval_is_honoured(tmp_path, interval):
     m = trace_manifest(tmp_path / "store", "k")
     inner = [k.position for k in m.keyframes[1:-1]]
     assert inner and all(b - a == interval for a, b in zip([0] + inner, inner))
+
+
+def test_an_interactive_recording_at_a_terminal_replays(tmp_path):
+    """Typed at a real terminal (paced, keys as they come), ended with Ctrl-A x."""
+    from test_console_tty import Terminal
+    store = tmp_path / "store"
+    t = Terminal(["record", "--store", str(store), "--name", "live"])
+    try:
+        t.expect(b"demo> ")
+        for line in (b"write a typed\r", b"uptime\r", b"cat a\r"):
+            t.type(line)
+            time.sleep(0.3)             # a person types: the guest idles in between
+        t.expect(b"typed\r\ndemo> ")
+        t.type(b"\x01x")
+        t.expect(b"recorded live:")
+        assert t.proc.wait(timeout=20) == 0
+    finally:
+        t.close()
+    m = trace_manifest(store, "live")
+    assert m.outcome == "quit" and m.inputs["console"] >= 30
+    replayed = replay(tmp_path, "live")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "typed" in replayed.stdout and "console output identical" in replayed.stderr
