@@ -118,6 +118,11 @@ def replay(recording, to_position, quiet, store_path):
         click.echo(f"replayed {name} to instruction {report.end} ({report.keyframes} keyframes "
                    f"and {report.digests} digests matched); saved snapshot {report.snapshot}: "
                    f"`chrono run --from {report.snapshot}` continues from there", err=True)
+    elif not report.complete:
+        click.echo(f"recording {name} was cut short (its recorder stopped without finishing); "
+                   f"replayed to its last keyframe, which matched: {report.instructions:,} "
+                   f"instructions, {report.keyframes} keyframes and {report.digests} digests "
+                   f"verified; {report.seconds:.2f} s", err=True)
     else:
         click.echo(f"replay of {name} matched the recording: {report.instructions:,} instructions, "
                    f"{report.keyframes} keyframes and {report.digests} digests verified, console "

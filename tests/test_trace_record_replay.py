@@ -190,3 +190,38 @@ def test_an_interactive_recording_at_a_terminal_replays(tmp_path):
     replayed = replay(tmp_path, "live")
     assert replayed.returncode == 0, replayed.stderr
     assert "typed" in replayed.stdout and "console output identical" in replayed.stderr
+
+
+def test_a_killed_recording_keeps_a_replayable_prefix(tmp_path):
+    """SIGKILL in the middle: the store verifies, and the recording replays to
+    its last committed keyframe."""
+    import signal
+    import subprocess
+    import sys
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "chrono.cli", "record", "--store", str(store),
+                             "--name", "cut", "--keyframe-interval", str(1 << 24)],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=tmp_path)
+    proc.stdin.write(b"write a before\nsync\nbench 400\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:      # until a few keyframes are committed
+        time.sleep(0.3)
+        try:
+            if len(trace_manifest(store, "cut").keyframes) >= 4:
+                break
+        except Exception:                   # noqa: BLE001 - not created yet
+            continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    verified = chrono(tmp_path, "store", "verify", "--store", store)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    m = trace_manifest(store, "cut")
+    assert not m.complete and len(m.keyframes) >= 4
+    listed = chrono(tmp_path, "trace", "list", "--store", store)
+    assert "cut short" in listed.stdout
+    replayed = replay(tmp_path, "cut")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "was cut short" in replayed.stderr
+    assert f"{m.keyframes[-1].position - m.start_position:,} instructions" in replayed.stderr

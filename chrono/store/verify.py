@@ -21,7 +21,7 @@ from chrono.errors import ChronoError, StoreCorruptError
 from chrono.store.blobs import (CODEC_RAW, CODEC_ZSTD, HASH_SIZE, PAGE_SIZE, ZERO_HASH,
                                 decode_blob, stored_size)
 from chrono.store.pagetable import LEAF_PAGES
-from chrono.store.store import Store, check_ref_name
+from chrono.store.store import LEASE_PREFIX, Store, check_ref_name
 
 Progress = Callable[[str, int, int], None]     # (phase, done, total)
 _BATCH = 512
@@ -176,7 +176,10 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
                 report.refs += 1
                 name = bytes(key).decode("utf-8", "replace")
                 try:
-                    check_ref_name(name)
+                    # A lease (a running guest's hold on its snapshot) has a
+                    # name no user ref can have; a dead one is dropped by gc.
+                    if not name.startswith(LEASE_PREFIX):
+                        check_ref_name(name)
                 except ChronoError as e:
                     problems.append(Problem("ref", repr(name), e.message))
                 if len(value) != HASH_SIZE:

@@ -45,6 +45,7 @@ class ReplayReport:
     output_matches: bool | None = None   # None: stopped early (--to), not compared
     seconds: float = 0.0
     snapshot: str | None = None          # --to: the snapshot left there
+    complete: bool = True                # False: the recording was cut short (to its last keyframe)
 
     @property
     def instructions(self) -> int:
@@ -193,6 +194,7 @@ class Replayer:
             raise UsageError(f"--to {to} is outside recording {self.name!r} (instructions "
                              f"{manifest.start_position} to {end})")
         stop = end if to is None else to
+        self.report.complete = manifest.complete
         started = time.perf_counter()
         for event in trace_events(self.store, manifest):
             if event.position > stop:
