@@ -72,7 +72,8 @@ struct plic_state {
     uint32_t threshold[PLIC_CONTEXTS];
 };
 
-struct virtio_blk_state {
+/* One virtio-mmio device's transport state with its single queue (see virtio.h). */
+struct virtio_state {
     uint32_t status;
     uint32_t device_features_sel;
     uint32_t driver_features_sel;
@@ -83,7 +84,7 @@ struct virtio_blk_state {
     uint32_t interrupt_status;
     uint32_t config_generation;
     uint64_t desc_addr, avail_addr, used_addr;
-    uint16_t last_avail_idx;
+    uint16_t last_avail_idx;        /* next avail entry to consume; used.idx equals it */
     uint16_t pad[3];
 };
 
