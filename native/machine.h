@@ -26,6 +26,7 @@ struct machine {
     struct clint_state clint;
     struct plic_state plic;
     struct virtio_state vblk;
+    struct virtio_state vrng;
 
     /* Host-side resources and caches: never saved. */
     struct tlb tlb;

@@ -1,8 +1,8 @@
 /* virtio.h: what the virtio-mmio transport (virtio_mmio.c) shares with the
- * devices behind it (virtio_blk.c).  References are to the
+ * devices behind it (virtio_blk.c, virtio_rng.c).  References are to the
  * virtio 1.2 spec: 2.1 status, 2.7 split virtqueues, 4.2 MMIO.
  *
- * A device has one queue (queue 0) and its transport state in a struct
+ * Each device has one queue (queue 0) and its transport state in a struct
  * virtio_state inside struct machine.  Everything the guest hands us (ring
  * addresses, indices, descriptor chains) is untrusted: the helpers below go
  * through phys_read/phys_write (bounds-checked, DMA writes marked dirty) and
@@ -18,7 +18,7 @@
 /* A device behind a virtio-mmio slot. */
 struct virtio_dev {
     int slot;                           /* base VIRTIO_BASE + slot * 0x1000, PLIC source 1 + slot */
-    uint32_t device_id;                 /* 5.x: 2 = block */
+    uint32_t device_id;                 /* 5.x: 2 = block, 4 = entropy */
     uint64_t features;                  /* offered; always includes VERSION_1 */
     struct virtio_state *(*state)(struct machine *m);
     bool (*present)(struct machine *m); /* NULL: always there */
@@ -28,7 +28,7 @@ struct virtio_dev {
     uint64_t (*config_read)(struct machine *m, uint64_t offset, int size);
 };
 
-extern const struct virtio_dev virtio_blk_dev;
+extern const struct virtio_dev virtio_blk_dev, virtio_rng_dev;
 
 /* A descriptor chain split into the device-readable and device-writable
  * byte streams (devices never care where descriptor borders fall). */

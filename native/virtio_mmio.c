@@ -1,11 +1,12 @@
 /* virtio_mmio.c: eight virtio-mmio transport slots (version 2 register
  * layout, virtio 1.2 section 4.2) and the split-virtqueue helpers the devices
- * share (2.7).  Slot VIRTIO_BLK_SLOT holds the block device (virtio_blk.c)
- * while a disk is attached; the others answer as empty placeholders
- * (DeviceID 0).
+ * share (2.7).  Slot VIRTIO_RNG_SLOT holds the entropy device (virtio_rng.c),
+ * slot VIRTIO_BLK_SLOT the block device (virtio_blk.c) while a disk is
+ * attached; the others answer as empty placeholders (DeviceID 0).
  *
- * Requests are served synchronously inside the QueueNotify write, so the
- * result depends only on guest actions (deterministic). */
+ * Requests are served synchronously inside the QueueNotify write (or, for
+ * the entropy device, when the host supplies bytes), so the result depends
+ * only on guest actions and logged inputs (deterministic). */
 #include <string.h>
 #include "virtio.h"
 
@@ -49,6 +50,7 @@ struct vring_desc {
 };
 
 static const struct virtio_dev *const slot_devices[VIRTIO_SLOTS] = {
+    [VIRTIO_RNG_SLOT] = &virtio_rng_dev,
     [VIRTIO_BLK_SLOT] = &virtio_blk_dev,
 };
 
