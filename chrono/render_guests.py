@@ -63,6 +63,9 @@ def guests_table(guests: list[CachedGuest]) -> Table:
         if guest.manifest is not None:
             versions = Text("\n".join(f"{name} {version}"
                                       for name, version in guest.manifest.packages.items()))
+            if guest.outdated:
+                versions.append(f"\nbuilt by another chrono: `chrono guest fetch {guest.name}` "
+                                "rebuilds it", style="yellow")
         else:
             versions = Text(guest.problem, style="red")
         table.add_row(guest.name, decimal(guest.size), versions, Text(str(guest.path)))

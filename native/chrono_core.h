@@ -18,7 +18,10 @@ enum chrono_stop {
     CHRONO_STOP_IDLE = 5,        /* hart in WFI with nothing pending; see result.deadline */
     CHRONO_STOP_OUTPUT = 6,      /* console output buffer needs draining */
     CHRONO_STOP_INPUT = 7,       /* guest drained the UART receive FIFO while input_waiting */
-    CHRONO_STOP_FATAL = 8        /* the emulator cannot continue; see machine_error() */
+    CHRONO_STOP_FATAL = 8,       /* the emulator cannot continue; see machine_error() */
+    CHRONO_STOP_ENTROPY = 9      /* the guest asked the entropy device (virtio-rng) for bytes
+                                  * that only the host can give: code = bytes wanted now,
+                                  * as machine_entropy_wanted(); answer with machine_entropy_write() */
 };
 
 struct chrono_config {
@@ -31,7 +34,7 @@ struct chrono_config {
 struct chrono_result {
     int reason;                 /* enum chrono_stop */
     uint64_t executed;          /* steps executed by this call */
-    uint64_t code;              /* poweroff / HTIF exit code */
+    uint64_t code;              /* poweroff / HTIF exit code; ENTROPY: bytes wanted */
     uint64_t deadline;          /* for IDLE: virtual clock of the next timer event, or UINT64_MAX */
 };
 
@@ -102,6 +105,18 @@ size_t machine_console_returned(struct machine *m, uint8_t *buf, size_t len);
 /* Tell the core that host input is queued, so it stops with CHRONO_STOP_INPUT
  * when the guest empties the receive FIFO. */
 void machine_set_input_waiting(struct machine *m, int waiting);
+
+/* Entropy (virtio-rng in virtio-mmio slot 6): the device's only source is
+ * the host.  wanted = the writable space of the requests the guest has made
+ * available and the host has not filled yet, capped at 4096 (0 = none); it
+ * reads guest state and changes nothing.  write fills those requests in ring
+ * order with up to len bytes (the last one it touches may be filled partly:
+ * its used length says how much), completes them in the used ring, raises the
+ * interrupt unless the driver suppressed it, and returns the bytes consumed;
+ * the rest stay the host's.  len = 0 changes nothing.  The outcome depends
+ * only on guest state and the bytes given: a logged input. */
+size_t machine_entropy_wanted(struct machine *m);
+size_t machine_entropy_write(struct machine *m, const uint8_t *buf, size_t len);
 
 /* Complete CPU + device state as bytes (no host pointers inside). */
 size_t machine_state_size(struct machine *m);

@@ -24,6 +24,7 @@ struct machine;
 #define VIRTIO_SLOT_SIZE 0x1000ull
 #define VIRTIO_SLOTS 8
 #define VIRTIO_BLK_SLOT 7               /* where QEMU puts its first device */
+#define VIRTIO_RNG_SLOT 6               /* always present: entropy from the host */
 #define RAM_BASE 0x80000000ull
 
 #define PLIC_SOURCES 32                 /* source 0 is reserved */
@@ -72,7 +73,9 @@ struct plic_state {
     uint32_t threshold[PLIC_CONTEXTS];
 };
 
-struct virtio_blk_state {
+/* One virtio-mmio device's transport state with its single queue (the
+ * block and entropy devices have one each; see virtio.h). */
+struct virtio_state {
     uint32_t status;
     uint32_t device_features_sel;
     uint32_t driver_features_sel;
@@ -83,8 +86,9 @@ struct virtio_blk_state {
     uint32_t interrupt_status;
     uint32_t config_generation;
     uint64_t desc_addr, avail_addr, used_addr;
-    uint16_t last_avail_idx;
-    uint16_t pad[3];
+    uint16_t last_avail_idx;        /* next avail entry to consume; used.idx equals it */
+    uint16_t notified_avail_idx;    /* virtio-rng: avail.idx as read at the last QueueNotify */
+    uint16_t pad[2];
 };
 
 /* Line-level interrupt input to the PLIC from a device (irq 1..31). */
@@ -103,9 +107,10 @@ void rtc_tick(struct machine *m);
 uint64_t rtc_alarm_vclock(struct machine *m);
 void plic_reset(struct machine *m);
 void virtio_blk_reset(struct machine *m);
+void virtio_rng_reset(struct machine *m);
 
 /* The bus table (bus.c registers these in address order). */
 extern const struct mmio_device test_device, goldfish_rtc_device, clint_device, plic_device, uart_device,
-    virtio_mmio_device;          /* all 8 virtio-mmio slots; the block device is in slot 7 */
+    virtio_mmio_device;          /* all 8 virtio-mmio slots: entropy in slot 6, block in slot 7 */
 
 #endif

@@ -25,7 +25,8 @@ struct machine {
     struct rtc_state rtc;
     struct clint_state clint;
     struct plic_state plic;
-    struct virtio_blk_state vblk;
+    struct virtio_state vblk;
+    struct virtio_state vrng;
 
     /* Host-side resources and caches: never saved. */
     struct tlb tlb;

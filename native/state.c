@@ -1,7 +1,8 @@
 /* state.c: the complete CPU + device state as bytes.
  *
  * Layout: a header (magic "CHRS", format version, then the byte size of each
- * part) followed by the parts in order: hart, uart, rtc, clint, plic, virtio-blk.
+ * part) followed by the parts in order: hart, uart, rtc, clint, plic, virtio-blk,
+ * virtio-rng.
  * Every part is a plain struct without host pointers, so a state saved by one
  * process loads in another built from the same sources; the sizes in the
  * header make a state from a different build fail loudly instead of loading
@@ -12,8 +13,8 @@
 #include "machine.h"
 
 #define STATE_MAGIC 0x53524843u     /* "CHRS" */
-#define STATE_VERSION 2u     /* 2: goldfish RTC */
-#define STATE_PARTS 6
+#define STATE_VERSION 3u     /* 2: goldfish RTC, 3: virtio-rng */
+#define STATE_PARTS 7
 
 struct state_header {
     uint32_t magic, version;
@@ -31,6 +32,7 @@ static void state_parts(struct machine *m, struct state_part parts[STATE_PARTS])
     parts[3] = (struct state_part){ &m->clint, sizeof m->clint };
     parts[4] = (struct state_part){ &m->plic, sizeof m->plic };
     parts[5] = (struct state_part){ &m->vblk, sizeof m->vblk };
+    parts[6] = (struct state_part){ &m->vrng, sizeof m->vrng };
 }
 
 size_t machine_state_size(struct machine *m)

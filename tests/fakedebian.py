@@ -18,10 +18,12 @@ VERSIONS = {KERNEL_PKG: "6.0.0-1", "busybox-static": "1:1.0-1", "opensbi": "1.0-
 FAKE_BUSYBOX = b"\x7fELF fake busybox"
 FAKE_FIRMWARE = b"fake opensbi fw_jump"
 
-# name -> (folder under kernel/, depends=) shaped like Debian 13's real modules.
+# file name (less .ko.xz) -> (folder under kernel/, depends=) shaped like Debian 13's
+# real modules; some file names have a dash where the module name has _, as there.
 MODULES = {
     "virtio_mmio": ("drivers/virtio", ""),
     "virtio_blk": ("drivers/block", ""),
+    "virtio-rng": ("drivers/char/hw_random", ""),
     "crc32c_generic": ("crypto", ""),
     "ext4": ("fs/ext4", "jbd2,mbcache,crc16"),
     "jbd2": ("fs/jbd2", ""),
@@ -74,8 +76,8 @@ def build_debs(folder: Path, modules: dict = MODULES) -> Path:
     for name, (sub, depends) in modules.items():
         d = kernel / "usr/lib/modules" / RELEASE / "kernel" / sub
         d.mkdir(parents=True, exist_ok=True)
-        (d / f"{name}.ko.xz").write_bytes(lzma.compress(module_elf(name, depends),
-                                                          format=lzma.FORMAT_XZ))
+        elf = module_elf(name.replace("-", "_"), depends)
+        (d / f"{name}.ko.xz").write_bytes(lzma.compress(elf, format=lzma.FORMAT_XZ))
     busybox = work / "busybox-static" / "usr/bin"
     busybox.mkdir(parents=True)
     (busybox / "busybox").write_bytes(FAKE_BUSYBOX)

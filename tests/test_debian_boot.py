@@ -2,9 +2,9 @@
 
 `chrono run debian --disk COPY --commit` with a piped script: the guest's own
 tools report what chrono's board gives it (riscv64, rv64imafdc, ext4 on /mnt,
-the wall clock, timers, floating point in busybox awk), a file written and
-synced in the guest survives `poweroff` and --commit, and the host's e2fsprogs
-find the committed image clean.  A second boot from that image reads the file
+the wall clock, timers, floating point in busybox awk, /dev/hwrng fed by the
+virtio entropy device), a file written and synced in the guest survives
+`poweroff` and --commit, and the host's e2fsprogs find the committed image clean.  A second boot from that image reads the file
 back and drives the monitor from the script (savevm at the prompt, a command,
 loadvm); `run --from` then brings the saved machine back in a new process.
 
@@ -67,6 +67,8 @@ def committed_boot(debian, xdg_cache, tmp_path_factory):
         "cat /proc/uptime; sleep 1 && echo slept; cat /proc/uptime",
         PI_AWK,
         "echo written-in-the-guest > /mnt/proof.txt && sync && cat /mnt/proof.txt",
+        "cat /sys/class/misc/hw_random/rng_current",
+        "head -c 16 /dev/hwrng | od -x; head -c 16 /dev/hwrng | od -x",
     ]
     script = LEAD + "".join(wrapped(i, c) for i, c in enumerate(commands, 1)) + "poweroff\n"
     before = time.time()
@@ -127,6 +129,20 @@ def test_file_written_in_the_guest_is_committed_to_a_clean_image(committed_boot)
     pristine = subprocess.run(["debugfs", "-R", "cat /proof.txt", committed_boot["pristine"]],
                               capture_output=True, text=True, env=HOST_TOOLS)
     assert pristine.stdout == ""
+
+
+def test_the_entropy_device_drives_dev_hwrng(committed_boot):
+    """virtio_rng is loaded, is the kernel's current hardware RNG, and /dev/hwrng
+    gives bytes (the host's: two reads differ)."""
+    out = committed_boot["out"]
+    assert framed(out, 8).strip() == "virtio_rng.0"
+    dumps = framed(out, 9).strip().split("\n")
+    assert len(dumps) == 4 and dumps[1].strip() == dumps[3].strip() == "0000020", dumps
+    first, second = dumps[0].split(), dumps[2].split()
+    for words in (first, second):
+        assert words[0] == "0000000" and len(words) == 9, words
+        assert all(re.fullmatch(r"[0-9a-f]{4}", w) for w in words[1:]), words
+    assert first[1:] != second[1:]
 
 
 @pytest.fixture(scope="module")

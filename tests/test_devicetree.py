@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from chrono.core import board
 from chrono.core.board import BoardConfig, MiB
 from chrono.core.devicetree import build_device_tree
 from chrono.core.fdt import DeviceTree, Node, cells64, encode_property, parse_dtb
@@ -237,6 +238,18 @@ def test_uart_and_all_eight_virtio_slots_interrupt_through_the_plic(tree):
     assert tree.find("/soc/virtio_mmio@10008000").u32("interrupts") == 8     # the disk's slot
 
 
+def test_the_entropy_device_slot_is_described_with_or_without_a_disk():
+    """virtio-rng is always on the board, in slot 6: its node is there whatever the config."""
+    assert board.virtio_slot_base(board.VIRTIO_RNG_SLOT) == 0x1000_7000
+    for has_disk in (False, True):
+        tree = parse_dtb(build_device_tree(BoardConfig(64 * MiB, has_disk=has_disk)))
+        node = tree.find("/soc/virtio_mmio@10007000")
+        assert node is not None and node.string("compatible") == "virtio,mmio"
+        assert node.u64s("reg") == (0x1000_7000, 0x1000)
+        assert node.u32("interrupts") == board.virtio_slot_irq(board.VIRTIO_RNG_SLOT) == 7
+        assert tree.by_phandle(node.u32("interrupt-parent")) is tree.find("/soc/plic@c000000")
+
+
 def test_test_device_backs_poweroff_and_reboot(tree):
     test = tree.find("/soc/test@100000")
     assert test.strings("compatible") == ["sifive,test1", "sifive,test0", "syscon"]
@@ -271,7 +284,8 @@ def test_dtc_reads_the_tree_and_sees_the_devices(cfg, tmp_path):
     for expected in ('compatible = "riscv-virtio";', 'model = "chrono,virt";',
                      'stdout-path = "/soc/serial@10000000";', 'riscv,isa = "rv64imafdc_zicntr_zicsr_zifencei_sstc";',
                      'mmu-type = "riscv,sv48";', "clint@2000000 {", "plic@c000000 {", "serial@10000000 {",
-                     "virtio_mmio@10001000 {", "virtio_mmio@10008000 {", "test@100000 {",
+                     "virtio_mmio@10001000 {", "virtio_mmio@10007000 {", "virtio_mmio@10008000 {",
+                     "test@100000 {",
                      "poweroff {", "reboot {", "riscv,ndev = <0x1f>;", "timebase-frequency = <0x989680>;",
                      "linux,initrd-start = <0x00 0x88200000>;", "interrupts-extended = <0x02 0x0b 0x02 0x09>;"):
         assert expected in text, expected

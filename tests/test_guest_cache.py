@@ -189,3 +189,31 @@ def test_disabled_stanzas_and_no_configuration_give_no_mirror(tmp_path):
     (tmp_path / "sources.list.d" / "a.sources").write_text(
         "Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: trixie\n")
     assert system_mirror(tmp_path) is None
+
+
+def test_a_guest_built_by_another_recipe_version_is_rebuilt_by_fetch(tmp_path, monkeypatch):
+    """The recipe's version is kept in guest.json; a cached guest from an older recipe
+    (e.g. an initramfs without a module the board now needs) is not reused."""
+    def build(out, scratch, apt_root, mirror, progress):
+        for file in ("fw_jump.bin", "Image", "initrd.cpio.gz", "disk.img"):
+            (out / file).write_bytes(b"new")
+        return GuestManifest(name="debian", description="", firmware="fw_jump.bin",
+                             kernel="Image", initrd="initrd.cpio.gz", disk="disk.img",
+                             append="", ram="256M", ready_marker="", packages={"p": "3"})
+
+    folder = write_fake_guest(tmp_path)                 # written without a recipe version
+    data = json.loads((folder / MANIFEST_NAME).read_text())
+    del data["recipe"]
+    (folder / MANIFEST_NAME).write_text(json.dumps(data))
+    assert GuestManifest.load(folder).recipe == 1
+    monkeypatch.setitem(catalog.RECIPES, "debian", catalog.Recipe("debian", "", "", build, 2))
+    result = fetch_guest("debian", root=tmp_path)
+    assert not result.reused and GuestManifest.load(folder).recipe == 2
+    assert GuestManifest.load(folder).packages == {"p": "3"}
+    monkeypatch.setitem(catalog.RECIPES, "debian", catalog.Recipe("debian", "", "", failing_build, 2))
+    assert fetch_guest("debian", root=tmp_path).reused
+
+
+def test_the_debian_recipe_version_covers_the_entropy_driver():
+    from chrono.guests import debian
+    assert "virtio_rng" in debian.MODULES and catalog.RECIPES["debian"].version == debian.RECIPE_VERSION >= 2

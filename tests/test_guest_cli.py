@@ -111,3 +111,10 @@ def test_run_without_a_guest_still_uses_the_options_alone(cache_dir, launched):
     invoke("run", "--ram", "64M")
     (spec,) = launched
     assert spec.is_demo and spec.ram_size == 64 << 20 and spec.disk is None
+
+
+def test_list_marks_a_guest_built_by_another_recipe_version(cache_dir):
+    write_fake_guest(cache_dir)                         # recipe 1: before virtio-rng
+    proc = chrono("guest", "list", cache_dir=cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "built by another chrono" in proc.stdout and "rebuilds it" in proc.stdout

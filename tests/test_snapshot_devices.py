@@ -13,6 +13,8 @@ non-trivial state, then stops at `snap_point` (a breakpoint) in S-mode:
   interrupt enabled;
 - virtio-blk: VERSION_1 negotiated, one queue configured, two requests done
   (last_avail_idx = 2), an interrupt not acknowledged;
+- virtio-rng: VERSION_1 negotiated, one request answered by the host, a second
+  one notified and not answered yet (the host leaves that stop unanswered);
 - the hart: S-mode with satp = Sv39 (identity gigapages), SSIP/MSIP/MEIP
   pending but masked, an LR reservation held.
 
@@ -39,7 +41,7 @@ from chrono.core.launch import GuestSpec, launch
 from chrono.core.machine import Stop
 from chrono.store import Store
 from chrono.store.capture import Snapshots
-from snapshot_driver import EPOCH, Driver, digest_dict
+from snapshot_driver import EPOCH, Driver, digest_dict, fixed_entropy
 
 CHILD = Path(__file__).parent / "snapshot_driver.py"
 RAM = 16 << 20
@@ -96,6 +98,7 @@ C = r"""
 #define PLIC 0x0c000000ul
 #define RTC 0x00101000ul
 #define BLK 0x10008000ul                /* virtio-mmio slot 7: PLIC source 8 */
+#define RNG 0x10007000ul                /* virtio-mmio slot 6: PLIC source 7 */
 
 #define R8(a) (*(volatile uint8_t *)(uintptr_t)(a))
 #define R32(a) (*(volatile uint32_t *)(uintptr_t)(a))
@@ -130,6 +133,8 @@ static volatile struct vq vq __attribute__((aligned(4096)));
 static volatile struct { uint32_t type, reserved; uint64_t sector; } hdr[2];
 static volatile uint8_t status[2];
 static volatile uint8_t buf[4][512] __attribute__((aligned(512)));
+static volatile struct vq rq __attribute__((aligned(4096)));     /* the rng's queue */
+static volatile uint8_t rbuf[2][64];
 static uint64_t pt[512] __attribute__((aligned(4096)));
 
 static uint32_t blk_request(int chain, uint32_t type, uint64_t sector, volatile uint8_t *data)
@@ -149,6 +154,18 @@ static uint32_t blk_request(int chain, uint32_t type, uint64_t sector, volatile 
     R32(BLK + 0x50) = 0;                /* QueueNotify: served synchronously */
     __sync_synchronize();
     return status[chain];
+}
+
+/* virtio-rng: one writable buffer per request, at heads 0 and 1. */
+static void rng_request(int n, uint32_t len)
+{
+    rq.desc[n] = (struct desc){ (uintptr_t)rbuf[n], len, 2, 0 };
+    rq.avail_ring[rq.avail_idx % 8] = n;
+    __sync_synchronize();
+    rq.avail_idx = rq.avail_idx + 1;
+    __sync_synchronize();
+    R32(RNG + 0x50) = 0;                /* QueueNotify: the host answers, or not */
+    __sync_synchronize();
 }
 
 static uint64_t sum(volatile uint8_t *p, int n)
@@ -221,6 +238,21 @@ void setup(void)
     before[2] = blk_request(0, 1, 3, buf[0]);                   /* write sector 3 */
     before[3] = blk_request(1, 0, 3, buf[1]) << 8 | vq.used_idx; /* read it back */
 
+    /* virtio-rng: VERSION_1 only, queue 0 of 8, a request answered, one pending */
+    R32(RNG + 0x70) = 0;
+    R32(RNG + 0x70) = 3;
+    R32(RNG + 0x24) = 1;
+    R32(RNG + 0x20) = 1;
+    R32(RNG + 0x70) = 11;
+    R32(RNG + 0x38) = 8;
+    R32(RNG + 0x80) = (uint32_t)(uintptr_t)rq.desc;
+    R32(RNG + 0x90) = (uint32_t)(uintptr_t)&rq.avail_flags;
+    R32(RNG + 0xa0) = (uint32_t)(uintptr_t)&rq.used_flags;
+    R32(RNG + 0x44) = 1;
+    R32(RNG + 0x70) = 15;
+    rng_request(0, 64);
+    rng_request(1, 48);
+
     /* hart: SSIP pending (delegated, masked by sstatus.SIE), MSIP and MEIP pending
      * (mie masks them), counters for S-mode, Sv39 identity paging. */
     CSRW(mcounteren, 7);
@@ -290,6 +322,11 @@ void after(uint64_t sc)
     put(sum(buf[1], 512));                      /* sector 3, read before the snapshot */
     put(sum(buf[3], 512) == sum(buf[2], 512)); put(R32(BLK + 0x60));
 
+    /* virtio-rng: the pending request was answered as the run resumed */
+    put(R32(RNG + 0x70)); put(R32(RNG + 0x60)); put(rq.used_idx);
+    put(rq.used_ring[0].len); put(rq.used_ring[1].id); put(rq.used_ring[1].len);
+    put(sum(rbuf[0], 64)); put(sum(rbuf[1], 64));
+
     /* RTC */
     put(R32(RTC + 0x08)); put(R32(RTC + 0x0c)); put(R32(RTC + 0x18)); put(R32(RTC + 0x10));
     uint32_t lo = R32(RTC + 0x00);
@@ -334,6 +371,8 @@ NAMES = (
     "blk_status_rewritten", "blk_isr_acked", "blk_write_status", "blk_used_idx_3",
     "blk_no_replay", "blk_read_status", "blk_used_idx_4", "blk_sector_3", "blk_read_back",
     "blk_isr_end",
+    "rng_status", "rng_isr", "rng_used_idx", "rng_len_0", "rng_id_1", "rng_len_1",
+    "rng_buffer_0", "rng_buffer_1",
     "rtc_alarm_low", "rtc_alarm_high", "rtc_alarm_armed", "rtc_irq_enabled", "rtc_time",
     "ssip_cause", "ssip_count", "sip_after_ssip",
     "alarm_polls", "plic_pending_alarm", "sip_alarm", "plic_claim_s", "plic_pending_end",
@@ -366,6 +405,11 @@ class DeviceGuest:
         self.m = self.guest.machine
         self.sym = self.guest.boot.symbols
         self.m.add_breakpoint(self.sym["snap_point"])
+        r = self.m.run(1_000_000)
+        assert r.reason == Stop.ENTROPY and r.code == 64, r         # the first rng request
+        assert self.m.entropy_write(fixed_entropy(64)) == 64
+        r = self.m.run(1_000_000)
+        assert r.reason == Stop.ENTROPY and r.code == 48, r         # the second: left unanswered
         r = self.m.run(1_000_000)
         assert r.reason == Stop.BREAKPOINT and self.m.pc == self.sym["snap_point"], (
             r, hex(self.m.pc), u64s(self.m, self.sym["trap_record"], 5))
@@ -408,6 +452,7 @@ def test_the_guest_puts_every_device_in_a_non_trivial_state(saved):
     before = u64s(dg.m, dg.sym["before"], 4)
     assert before[0] == 10                                      # the UART claim
     assert before[2] == 0 and before[3] == 2                    # two requests, status OK
+    assert dg.m.entropy_wanted() == 48                          # the rng request pending
     _, r, _ = dg.finish(dg.m, "uninterrupted")
     assert r["sc"] == 0 and r["resv_word"] == 0x1234 + 0x77
     assert r["sip"] & MIP_SSIP and r["satp"] >> 60 == 8
@@ -432,6 +477,10 @@ def test_the_guest_puts_every_device_in_a_non_trivial_state(saved):
     assert r["alarm_polls"] > 1000
     assert r["plic_pending_alarm"] & (1 << 11) and r["sip_alarm"] & MIP_SEIP
     assert r["plic_claim_s"] == 11
+    assert (r["rng_status"], r["rng_isr"], r["rng_used_idx"]) == (15, 1, 2)
+    assert (r["rng_len_0"], r["rng_id_1"], r["rng_len_1"]) == (64, 1, 48)
+    assert r["rng_buffer_0"] == fnv(fixed_entropy(64))
+    assert r["rng_buffer_1"] == fnv(fixed_entropy(48) + bytes(16))
 
 
 def assert_same(got, expected, where):

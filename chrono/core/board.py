@@ -52,6 +52,8 @@ VIRTIO_SLOT_SIZE = 0x1000
 VIRTIO_SLOTS = 8
 # QEMU fills virtio-mmio slots from the top: its first device lands in slot 7.
 VIRTIO_BLK_SLOT = 7
+# The entropy device (virtio-rng), always present: its bytes come from the host.
+VIRTIO_RNG_SLOT = 6
 
 RAM_BASE = 0x8000_0000
 

@@ -131,7 +131,9 @@ def _add_soc(tree: DeviceTree, intc: int) -> int:
     # All eight slots, empty ones included (an empty slot reads device id 0 and
     # drivers skip it), highest first as QEMU lists them: Linux registers
     # virtio-mmio devices in tree order, so with several devices the names
-    # (vda, vdb...) come out as they do under QEMU.
+    # (vda, vdb...) come out as they do under QEMU.  A slot's node is the same
+    # whatever sits in it (the driver reads the device id): the disk in
+    # VIRTIO_BLK_SLOT, the entropy device in VIRTIO_RNG_SLOT.
     for slot in reversed(range(board.VIRTIO_SLOTS)):
         base = board.virtio_slot_base(slot)
         virtio = soc.add(f"virtio_mmio@{base:x}")

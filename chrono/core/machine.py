@@ -31,6 +31,7 @@ class Stop(enum.IntEnum):
     OUTPUT = lib.CHRONO_STOP_OUTPUT
     INPUT = lib.CHRONO_STOP_INPUT
     FATAL = lib.CHRONO_STOP_FATAL
+    ENTROPY = lib.CHRONO_STOP_ENTROPY     # the guest wants entropy: code = bytes wanted
 
 
 NO_DEADLINE = (1 << 64) - 1
@@ -52,7 +53,7 @@ def chrono_provide_page(ctx, page_index):
 class RunResult:
     reason: Stop
     executed: int           # steps executed by this call
-    code: int = 0           # poweroff / HTIF exit code
+    code: int = 0           # poweroff / HTIF exit code; ENTROPY: bytes wanted
     deadline: int = NO_DEADLINE  # IDLE: virtual clock of the next timer event
 
     @property
@@ -268,6 +269,19 @@ class Machine:
 
     def set_input_waiting(self, waiting: bool) -> None:
         lib.machine_set_input_waiting(self._m, 1 if waiting else 0)
+
+    # ---- entropy (virtio-rng) ------------------------------------------------------
+    def entropy_wanted(self) -> int:
+        """Bytes the guest's pending entropy requests can take now (at most 4096;
+        0 = none).  Only reads guest state."""
+        return lib.machine_entropy_wanted(self._m)
+
+    def entropy_write(self, data: bytes) -> int:
+        """Fill the guest's pending entropy requests, in order, with up to
+        len(data) bytes; returns how many it took (the rest are the caller's).
+        The only way host randomness enters the guest: an input to log."""
+        data = bytes(data)
+        return lib.machine_entropy_write(self._m, data, len(data))
 
     # ---- state ----------------------------------------------------------------
     def save_state(self) -> bytes:

@@ -11,6 +11,13 @@ means:
   (paced);
 - no deadline and no input can ever come (input ended): stop.
 
+When the guest asks its entropy device (virtio-rng) for bytes, the run stops
+(Stop.ENTROPY) and the loop answers at once with bytes from os.urandom (or the
+session's `entropy` source, for tests), through Machine.entropy_write: the one
+place host randomness enters the guest (record/replay logs that call).  A
+machine restored from a state saved between such a request and its answer is
+served the same way when the loop resumes.
+
 Pacing keeps virtual time from running ahead of the host clock, so that a
 guest's `sleep 1` takes about a second at an interactive console.  It only
 ever adds host sleeps; what the guest computes is the same either way.
@@ -29,6 +36,7 @@ fires a timer early: time only jumps as far as the quiet point.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -77,8 +85,10 @@ class Pacer:
 
 class Session:
     def __init__(self, machine: Machine, reboot: Callable[[], None] | None = None,
-                 monitor: Callable[[str], MonitorReply] | None = None):
+                 monitor: Callable[[str], MonitorReply] | None = None,
+                 entropy: Callable[[int], bytes] = os.urandom):
         self.machine = machine
+        self.entropy = entropy                  # n -> n bytes for the guest's virtio-rng
         self.reboot = reboot
         self.monitor = monitor
         self.pending: deque[Event] = deque()    # guest bytes and scripted commands, in order
@@ -147,6 +157,15 @@ class Session:
             if console.in_monitor:
                 console.monitor_prompt()
 
+    def _supply_entropy(self, wanted: int) -> None:
+        """Answer the guest's entropy requests with host randomness.  More than
+        one call when the guest asked for more than one answer carries (4 KiB)."""
+        m = self.machine
+        while wanted > 0:
+            if m.entropy_write(self.entropy(wanted)) == 0:
+                break                       # cannot happen while bytes are wanted; never spin
+            wanted = m.entropy_wanted()
+
     def _queued_bytes(self) -> int:
         return sum(len(e) for e in self.pending if isinstance(e, bytes))
 
@@ -172,6 +191,7 @@ class Session:
         def outcome(kind, code=0, detail=""):
             return Outcome(kind, code, m.steps - start, detail)
 
+        self._supply_entropy(m.entropy_wanted())    # a request pending in a restored state
         while True:
             self._take_input(console, 0)
             if settled or self.stopped:
@@ -180,6 +200,7 @@ class Session:
                 return outcome("quit")
             if self._restored:                  # loadvm: virtual time moved
                 self._restored = False
+                self._supply_entropy(m.entropy_wanted())
                 pacer = Pacer(m) if pacer is not None else None
             if self.stopped:
                 if console.eof and not self.pending:
@@ -217,6 +238,9 @@ class Session:
                     m.skip_to(min(result.deadline, quiet_at))
                     continue
 
+            if result.reason == Stop.ENTROPY:
+                self._supply_entropy(result.code)
+                continue
             if result.reason == Stop.POWEROFF:
                 return outcome("poweroff", result.code)
             if result.reason == Stop.HTIF_EXIT:

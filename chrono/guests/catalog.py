@@ -20,11 +20,13 @@ class Recipe:
     download_hint: str
     # (out, scratch, apt_root, mirror, progress) -> manifest
     build: Callable[[Path, Path, Path, str | None, ProgressFn], GuestManifest]
+    # What build() makes; a cached guest built by another version is rebuilt.
+    version: int = 1
 
 
 RECIPES = {
     debian.NAME: Recipe(debian.NAME, debian.DESCRIPTION, "about 115 MB of Debian packages",
-                        debian.build),
+                        debian.build, debian.RECIPE_VERSION),
 }
 
 
@@ -43,6 +45,7 @@ class CachedGuest:
     size: int                           # bytes on disk
     manifest: GuestManifest | None      # None when the folder is damaged
     problem: str = ""
+    outdated: bool = False              # built by another version of its recipe: fetch rebuilds it
 
 
 def recipe(name: str, root: Path | None = None) -> Recipe:
@@ -55,18 +58,21 @@ def recipe(name: str, root: Path | None = None) -> Recipe:
 def fetch_guest(name: str, *, force: bool = False, mirror: str | None = None,
                 root: Path | None = None, progress: ProgressFn = silent) -> FetchResult:
     """Build guest ``name`` into the cache, unless a usable one is there already
-    (``force`` rebuilds).  The previous guest stays in place until the new one is
-    complete."""
+    (``force`` rebuilds, and so does a guest an older or newer recipe built).  The
+    previous guest stays in place until the new one is complete."""
     r = recipe(name)
     root = root or cache.cache_root()
     target = cache.guests_dir(root) / name
     if not force:
         try:
-            return FetchResult(name, target, GuestManifest.load(target), reused=True)
+            manifest = GuestManifest.load(target)
+            if manifest.recipe == r.version:
+                return FetchResult(name, target, manifest, reused=True)
         except ImageError:
             pass                        # absent or damaged: build it
     with cache.building(target) as (out, scratch):
         manifest = r.build(out, scratch, cache.apt_dir(root), mirror, progress)
+        manifest.recipe = r.version
         manifest.save(out)
     return FetchResult(name, target, manifest, reused=False)
 
@@ -84,7 +90,10 @@ def list_guests(root: Path | None = None) -> list[CachedGuest]:
             manifest, problem = GuestManifest.load(path), ""
         except ChronoError as e:
             manifest, problem = None, e.message
-        guests.append(CachedGuest(path.name, path, cache.allocated_size(path), manifest, problem))
+        outdated = (manifest is not None and path.name in RECIPES
+                    and manifest.recipe != RECIPES[path.name].version)
+        guests.append(CachedGuest(path.name, path, cache.allocated_size(path), manifest, problem,
+                                  outdated))
     return guests
 
 

@@ -5,6 +5,7 @@ blank ext4 disk, assembled from Debian 13 (trixie) packages.
     Image            the kernel (boot/vmlinux-* of linux-image-*: despite the name, a
                      flat RISC-V Image, not an ELF)
     initrd.cpio.gz   busybox (busybox-static) + the modules that mount ext4 on virtio
+                     and drive the entropy device (virtio-rng: /dev/hwrng)
     disk.img         256 MiB sparse ext4, mounted by /init on /mnt
     guest.json       the manifest
 
@@ -36,13 +37,18 @@ OPENSBI_PKG = "opensbi"
 
 FIRMWARE_PATH = "usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
 BUSYBOX_PATH = "usr/bin/busybox"
-# What mounting ext4 on a virtio disk needs, in the order we want it; dependencies
-# come from each module's .modinfo.  crc32c_generic is not among ext4's depends=:
-# ext4 asks for the crc32c algorithm at mount time through request_module (its
-# .modinfo only has `softdep=pre: crypto-crc32c`), which finds nothing in an
-# initramfs without modprobe and modules.dep, and mkfs.ext4's default
-# metadata_csum needs it.  So it is loaded explicitly, before ext4.
-MODULES = ("virtio_mmio", "virtio_blk", "crc32c_generic", "ext4")
+# What the board's virtio devices need, in the order we want it; dependencies
+# come from each module's .modinfo.  virtio_rng drives the entropy device (the
+# kernel feeds its random pool from it; HW_RANDOM itself is built in).  For ext4
+# on the virtio disk: crc32c_generic is not among ext4's depends=: ext4 asks for
+# the crc32c algorithm at mount time through request_module (its .modinfo only
+# has `softdep=pre: crypto-crc32c`), which finds nothing in an initramfs without
+# modprobe and modules.dep, and mkfs.ext4's default metadata_csum needs it.  So
+# it is loaded explicitly, before ext4.
+MODULES = ("virtio_mmio", "virtio_blk", "virtio_rng", "crc32c_generic", "ext4")
+# Bump when what build() makes changes (modules, /init, disk layout): `chrono
+# guest fetch` rebuilds a cached guest made by another version.  2: virtio_rng.
+RECIPE_VERSION = 2
 
 APPEND = "console=ttyS0 rdinit=/init"
 RAM = "256M"

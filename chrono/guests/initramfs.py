@@ -1,5 +1,6 @@
 """The Debian guest's initramfs: busybox, a few kernel modules and an /init script
-that mounts the virtio disk and leaves the user at a shell.
+that loads them (the virtio disk and entropy drivers), mounts the virtio disk and
+leaves the user at a shell.
 
 Layout of the (gzip-compressed newc) archive:
 
@@ -24,7 +25,7 @@ MOUNT_POINT = "/mnt"
 
 _INIT = """\
 #!/bin/busybox sh
-# chrono's Debian guest: load the disk modules, mount the disk, give a shell.
+# chrono's Debian guest: load the virtio modules, mount the disk, give a shell.
 /bin/busybox --install -s /bin
 export PATH=/bin HOME=/root ENV=/etc/shrc
 mount -t proc proc /proc

@@ -11,8 +11,13 @@ and how to boot it.  File names are relative to that folder, so it can be moved.
       "ram": "256M",
       "ready_marker": "chrono-debian: shell ready",
       "packages": {"linux-image-...": "6.12.117-1", "busybox-static": "...", ...},
-      "built": "2026-11-26T10:22:00Z"
+      "built": "2026-11-26T10:22:00Z",
+      "recipe": 2
     }
+
+``recipe`` is the version of the recipe that built the guest (absent in manifests
+written before it existed: 1); `chrono guest fetch` rebuilds a guest whose recipe
+version is not the current one.
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ class GuestManifest:
     packages: dict[str, str] = field(default_factory=dict)
     built: str = ""
     format: int = FORMAT
+    recipe: int = 1
 
     def save(self, directory: Path) -> None:
         """Written last during a build; the write goes through a temporary name."""

@@ -1,0 +1,275 @@
+"""Time travel over a recording: go to any position, step and continue both ways.
+
+The state *at position P* is the machine after P instructions of the
+recording, before the inputs logged at P (they reach the guest before the
+next instruction).  Every move is exact replay: going back restores the
+nearest checkpoint at or before the target and runs forward to it, so the
+state anywhere equals the recorded run's (keyframes and digests are checked
+on the way, as in a replay).
+
+Checkpoints are the recording's keyframes plus temporary snapshots the
+timeline takes as it moves forward: sparse (every COARSE instructions) on
+long runs, dense (every FINE) over the last stretch before where a seek
+lands, which is where a user steps back and forth.  They are unnamed
+snapshots in the store (`chrono store gc` removes them later); one that is
+gone is simply skipped.
+
+Continuing forward stops at a breakpoint (before its instruction executes)
+or at either end.  Continuing in reverse replays the previous checkpoint
+interval, remembers the last breakpoint hit before the current position, and
+goes there; with no hit it looks one interval further back, down to the start.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from chrono.core.machine import Stop
+from chrono.errors import StoreError, UsageError
+from chrono.store.store import Store
+from chrono.trace.events import INPUT_KINDS, KEYFRAME
+from chrono.trace.replay import RUNNING_STOPS, Replayer, trace_events
+
+COARSE = 1 << 26            # temporary checkpoints on long forward runs (~0.3 s of replay)
+FINE = 1 << 22              # ... and over the last COARSE before a seek target (~20 ms)
+
+
+@dataclass
+class Checkpoint:
+    position: int
+    event_index: int        # the first event not yet applied in that state
+    snapshot: str
+    temporary: bool = False
+
+
+@dataclass(frozen=True)
+class Halt:
+    """Where a move ended and why."""
+
+    reason: str             # "step", "seek", "breakpoint", "begin", "end"
+    position: int
+    pc: int
+
+
+class Timeline:
+    """Recording `name` in `store`, opened at its first position."""
+
+    def __init__(self, store: Store, name: str):
+        self.replayer = Replayer(store, name)
+        self.store = store
+        self.machine = self.replayer.machine
+        self.manifest = self.replayer.manifest
+        self.events = list(trace_events(store, self.manifest))
+        self.event_positions = [e.position for e in self.events]
+        self.checkpoints = self._keyframe_checkpoints()
+        first = self.checkpoints[0]
+        self.next_event = first.event_index
+        self.breakpoints: set[int] = set()
+        self.start = self.manifest.start_position
+        self.end = (self.manifest.end_position if self.manifest.complete
+                    else self.manifest.keyframes[-1].position)
+
+    def close(self) -> None:
+        self.replayer.close()
+
+    @property
+    def position(self) -> int:
+        return self.replayer.position
+
+    @property
+    def pc(self) -> int:
+        return self.machine.pc
+
+    # ---- checkpoints -------------------------------------------------------------
+    def _keyframe_checkpoints(self) -> list[Checkpoint]:
+        """The recording's keyframes whose state is "at" their position (no input
+        was delivered at that position before the keyframe was taken)."""
+        out = []
+        keyframes = self.manifest.keyframes
+        inputs_here, here = False, None
+        for index, event in enumerate(self.events):
+            if event.position != here:
+                here, inputs_here = event.position, False
+            if event.kind in INPUT_KINDS:
+                inputs_here = True
+            elif event.kind == KEYFRAME and event.value < len(keyframes) and not inputs_here:
+                k = keyframes[event.value]
+                out.append(Checkpoint(k.position, index + 1, k.snapshot))
+        if not out or out[0].position != keyframes[0].position:
+            out.insert(0, Checkpoint(keyframes[0].position, 0, keyframes[0].snapshot))
+        return out
+
+    def _checkpoint_before(self, position: int, strictly: bool = False) -> Checkpoint | None:
+        usable = [c for c in self.checkpoints
+                  if (c.position < position if strictly else c.position <= position)]
+        return max(usable, key=lambda c: (c.position, c.event_index)) if usable else None
+
+    def _restore(self, checkpoint: Checkpoint) -> bool:
+        r = self.replayer
+        try:
+            r.snapshots.load(checkpoint.snapshot)
+        except StoreError:
+            if not checkpoint.temporary:
+                raise
+            self.checkpoints.remove(checkpoint)     # removed by a gc meanwhile
+            return False
+        r.offset = self.machine.steps - checkpoint.position
+        r.verified_at = checkpoint.position
+        self.next_event = checkpoint.event_index
+        return True
+
+    def _take_checkpoint(self) -> None:
+        if any(c.position == self.position for c in self.checkpoints):
+            return
+        sid = self.replayer.snapshots.save()
+        self.checkpoints.append(Checkpoint(self.position, self.next_event, sid, temporary=True))
+
+    # ---- moving forward ----------------------------------------------------------
+    def _forward(self, target: int, stop_at_breakpoints: bool = False, dense_from: int | None = None
+                 ) -> Halt | None:
+        """Run to `target` (clamped to the end).  With stop_at_breakpoints, stops
+        at the first breakpoint after the current position and returns its Halt.
+        Temporary checkpoints: every COARSE, and every FINE from `dense_from` on."""
+        target = min(target, self.end)
+        origin = self.position
+        m, r = self.machine, self.replayer
+        while True:
+            position = self.position
+            if (stop_at_breakpoints and position != origin and self.breakpoints
+                    and m.pc in self.breakpoints):
+                return Halt("breakpoint", position, m.pc)
+            if position >= target:
+                return None
+            self._maybe_checkpoint(position, dense_from)
+            while (self.next_event < len(self.events)
+                   and self.events[self.next_event].position == position):
+                r.apply(self.events[self.next_event])
+                self.next_event += 1
+            goal = min(target, self._next_checkpoint_position(position, dense_from))
+            if self.next_event < len(self.events):
+                goal = min(goal, self.events[self.next_event].position)
+            if goal > position:
+                halt = self._run(goal, stop_at_breakpoints, origin)
+                if halt is not None:
+                    return halt
+
+    def _run(self, goal: int, stop_at_breakpoints: bool, origin: int) -> Halt | None:
+        """Run to `goal` with no event in between; a breakpoint may stop it.
+        (The core never stops at the pc a run call starts on: check it here.)"""
+        m, r = self.machine, self.replayer
+        first = True
+        while self.position < goal:
+            if (stop_at_breakpoints and not first and self.position != origin
+                    and m.pc in self.breakpoints):
+                return Halt("breakpoint", self.position, m.pc)
+            first = False
+            result = m.run(goal - self.position)
+            r._drain()
+            if result.reason == Stop.BREAKPOINT:
+                if stop_at_breakpoints:
+                    return Halt("breakpoint", self.position, m.pc)
+                self._step_over_breakpoint()
+                continue
+            if result.reason in RUNNING_STOPS or self.position >= goal:
+                continue
+            if result.reason == Stop.IDLE and result.executed:
+                continue
+            raise r._diverged(f"the guest stopped ({result.reason.name.lower()}, pc {m.pc:#x}) "
+                              f"while the recording ran on to instruction {goal}")
+        return None
+
+    def _step_over_breakpoint(self) -> None:
+        m = self.machine
+        pc = m.pc
+        m.remove_breakpoint(pc)
+        try:
+            m.run(1)
+            self.replayer._drain()
+        finally:
+            m.add_breakpoint(pc)
+
+    def _maybe_checkpoint(self, position: int, dense_from: int | None) -> None:
+        spacing = FINE if dense_from is not None and position >= dense_from else COARSE
+        if position % spacing == 0 and position != self.start:
+            self._take_checkpoint()
+
+    @staticmethod
+    def _next_checkpoint_position(position: int, dense_from: int | None) -> int:
+        spacing = FINE if dense_from is not None and position + FINE > dense_from else COARSE
+        return (position // spacing + 1) * spacing
+
+    # ---- the moves ---------------------------------------------------------------
+    def seek(self, position: int) -> Halt:
+        """Go to `position` (clamped to the recording)."""
+        position = max(self.start, min(position, self.end))
+        if position != self.position:
+            checkpoint = self._checkpoint_before(position)
+            if position < self.position or (checkpoint.position > self.position
+                                            and position - self.position > FINE):
+                while not self._restore(checkpoint):
+                    checkpoint = self._checkpoint_before(position)
+            self._forward(position, dense_from=max(self.position, position - COARSE))
+        return Halt("seek", self.position, self.pc)
+
+    def step(self, count: int = 1) -> Halt:
+        """Forward `count` instructions (stops at the end)."""
+        if self.position >= self.end:
+            return Halt("end", self.position, self.pc)
+        self._forward(self.position + count)
+        return Halt("end" if self.position >= self.end else "step", self.position, self.pc)
+
+    def step_back(self, count: int = 1) -> Halt:
+        """Back `count` instructions (stops at the start)."""
+        if self.position <= self.start:
+            return Halt("begin", self.position, self.pc)
+        self.seek(self.position - count)
+        return Halt("begin" if self.position <= self.start else "step", self.position, self.pc)
+
+    def cont(self) -> Halt:
+        """Forward to the next breakpoint, or the end."""
+        halt = self._forward(self.end, stop_at_breakpoints=True)
+        return halt or Halt("end", self.position, self.pc)
+
+    def reverse_cont(self) -> Halt:
+        """Back to the last breakpoint hit before here, or the start."""
+        here = self.position
+        upper = here
+        while True:
+            checkpoint = self._checkpoint_before(upper, strictly=True)
+            if checkpoint is None:
+                self.seek(self.start)
+                return Halt("begin", self.position, self.pc)
+            hits = self._hits_between(checkpoint, upper)
+            if hits:
+                self.seek(hits[-1])
+                return Halt("breakpoint", self.position, self.pc)
+            upper = checkpoint.position
+
+    def _hits_between(self, checkpoint: Checkpoint, upper: int) -> list[int]:
+        """Positions in [checkpoint, upper) where the pc is at a breakpoint."""
+        if not self.breakpoints:
+            return []
+        while not self._restore(checkpoint):
+            checkpoint = self._checkpoint_before(upper, strictly=True)
+        hits = [self.position] if self.pc in self.breakpoints else []
+        while self.position < upper:
+            halt = self._forward(upper, stop_at_breakpoints=True)
+            if halt is None:
+                break
+            hits.append(halt.position)
+        return [h for h in hits if h < upper]
+
+    # ---- breakpoints ---------------------------------------------------------------
+    def add_breakpoint(self, pc: int) -> None:
+        self.machine.add_breakpoint(pc)
+        self.breakpoints.add(pc)
+
+    def remove_breakpoint(self, pc: int) -> None:
+        self.machine.remove_breakpoint(pc)
+        self.breakpoints.discard(pc)
+
+
+def open_timeline(store: Store, name: str) -> Timeline:
+    if not name:
+        raise UsageError("name a recording (`chrono trace list` shows them)")
+    return Timeline(store, name)
