@@ -44,6 +44,7 @@ def test_the_recorded_session_ran_the_commands(recorded):
     assert m.complete and m.outcome == "poweroff"
     assert m.length > 1_000_000_000 and len(m.keyframes) >= 3
     assert m.inputs["console"] >= len(SCRIPT) - len(LEAD)
+    assert m.inputs["entropy"] > 0              # the kernel seeds itself from virtio-rng
     # The log stays tiny: at most 1 byte per 1,000 instructions (measured ~0.3).
     assert m.log_bytes * 1000 < m.length
 
