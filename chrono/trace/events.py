@@ -13,7 +13,7 @@ Kinds and payloads:
     LOAD      the machine was replaced by snapshot `sid` (loadvm, reboot)
     KEYFRAME  keyframe number `index` was taken here (its snapshot is in the manifest)
     DIGEST    a light digest: pc, x1..x31, a hash of the CPU/device state and
-              one of all console output so far
+              one of the console output since the last digest or keyframe
 
 Encoding of one event: varint(position - previous position), kind byte,
 payload (varint length + bytes; varint; 32 bytes; varint; 8 + 31*8 + 16
@@ -65,7 +65,8 @@ class Event:
 
 def light_digest(machine, output) -> bytes:
     """pc, x1..x31, an 8-byte hash of the whole CPU/device state, and the
-    first 8 bytes of `output` (a hashlib object fed all console output)."""
+    first 8 bytes of `output` (a hashlib object fed the console output since
+    the last digest or keyframe: replay can start at any keyframe)."""
     regs = [machine.pc] + [machine.reg(i) for i in range(1, 32)]
     state = hashlib.blake2b(machine.save_state(), digest_size=8).digest()
     return _DIGEST.pack(*regs) + state + output.digest()[:8]
@@ -90,7 +91,7 @@ def digest_differences(recorded: bytes, replayed: bytes) -> list[str]:
             out.append(f"x{i} ({ABI_NAMES[i]}) {a[i]:#x} recorded, {b[i]:#x} replayed")
     state = slice(_DIGEST.size, _DIGEST.size + 8)
     if recorded[_DIGEST.size + 8:] != replayed[_DIGEST.size + 8:]:
-        out.append("the console output so far differs")
+        out.append("the console output differs")
     if not out and recorded[state] != replayed[state]:
         out.append("CPU/device state (CSRs, FPU, devices or virtual time) differs; "
                    "pc and x registers agree")

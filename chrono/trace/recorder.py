@@ -49,6 +49,7 @@ class Recorder:
         self.pending_bytes = 0
         self.chunk_index = 0
         self.output = hashlib.sha256()          # all console output so far
+        self.window = hashlib.sha256()          # ... since the last digest or keyframe
         self.unread: list[bytes] = []           # taken from the machine, not yet by the session
         self.manifest = TraceManifest(
             id=os.urandom(TRACE_ID_BYTES).hex(), name=name, created=time.time(),
@@ -126,6 +127,7 @@ class Recorder:
             self.snapshots.wait()
             return
         self.log(KEYFRAME, value=0)
+        self.window = hashlib.sha256()
         chunk, frozen = self._commit_point()
         with self.store.writer() as w:
             self._writer_for(chunk, frozen, Keyframe(0, m.steps, m.vclock, ""))(w, base.snapshot_id)
@@ -134,6 +136,7 @@ class Recorder:
         """A keyframe snapshot here (named `name`: a savevm)."""
         self.snapshots.wait()
         self.log(KEYFRAME, value=len(self.manifest.keyframes))
+        self.window = hashlib.sha256()
         chunk, frozen = self._commit_point()
         m = self.machine
         keyframe = Keyframe(self.position, m.steps, m.vclock, "")
@@ -160,7 +163,8 @@ class Recorder:
         if position >= self.next_keyframe:
             self.keyframe()
         elif position >= self.next_digest:
-            self.log(DIGEST, light_digest(self.machine, self.output))
+            self.log(DIGEST, light_digest(self.machine, self.window))
+            self.window = hashlib.sha256()
             self.next_digest = position + DIGEST_INTERVAL
             if self.pending_bytes >= FLUSH_BYTES:
                 self.flush()
@@ -178,6 +182,7 @@ class Recorder:
         out = self.machine.console_read()
         if out:
             self.output.update(out)
+            self.window.update(out)
             self.manifest.output_bytes += len(out)
             self.unread.append(out)
 

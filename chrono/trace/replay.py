@@ -86,7 +86,8 @@ class Replayer:
         self.machine = self.guest.machine
         self.offset = self.machine.steps - first.position
         self.verified_at = first.position       # last position known to match
-        self.output_hash = hashlib.sha256()
+        self.output_hash = hashlib.sha256()     # all output replayed
+        self.window = hashlib.sha256()          # ... since the last digest or keyframe
         self.report = ReplayReport(name, first.position, first.position)
 
     @property
@@ -107,6 +108,7 @@ class Replayer:
         out = self.machine.console_read()
         if out:
             self.output_hash.update(out)
+            self.window.update(out)
             self.report.output_bytes += len(out)
             self.output(out)
         self.machine.console_returned()     # given back bytes: the log has their re-delivery
@@ -148,13 +150,15 @@ class Replayer:
             self.offset = m.steps - position
             self.report.inputs += 1
         elif kind == DIGEST:
-            differences = digest_differences(event.data, light_digest(m, self.output_hash))
+            differences = digest_differences(event.data, light_digest(m, self.window))
             if differences:
                 raise self._diverged("; ".join(differences))
+            self.window = hashlib.sha256()
             self.verified_at = self.position
             self.report.digests += 1
         elif kind == KEYFRAME:
             self._check_keyframe(event.value)
+            self.window = hashlib.sha256()
 
     def _check_keyframe(self, index: int) -> None:
         keyframes = self.manifest.keyframes

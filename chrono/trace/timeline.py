@@ -21,8 +21,8 @@ goes there; with no hit it looks one interval further back, down to the start.
 """
 from __future__ import annotations
 
-import bisect
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 from chrono.core.machine import Stop
 from chrono.errors import StoreError, UsageError
@@ -40,6 +40,9 @@ class Checkpoint:
     event_index: int        # the first event not yet applied in that state
     snapshot: str
     temporary: bool = False
+    # The console output since the last digest: the next digest checks it.
+    # Keyframes reset it (empty); a temporary checkpoint keeps a copy.
+    window: "hashlib._Hash" = field(default_factory=hashlib.sha256)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Timeline:
             return False
         r.offset = self.machine.steps - checkpoint.position
         r.verified_at = checkpoint.position
+        r.window = checkpoint.window.copy()
         self.next_event = checkpoint.event_index
         return True
 
@@ -122,7 +126,8 @@ class Timeline:
         if any(c.position == self.position for c in self.checkpoints):
             return
         sid = self.replayer.snapshots.save()
-        self.checkpoints.append(Checkpoint(self.position, self.next_event, sid, temporary=True))
+        self.checkpoints.append(Checkpoint(self.position, self.next_event, sid, temporary=True,
+                                           window=self.replayer.window.copy()))
 
     # ---- moving forward ----------------------------------------------------------
     def _forward(self, target: int, stop_at_breakpoints: bool = False, dense_from: int | None = None

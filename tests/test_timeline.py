@@ -1,0 +1,117 @@
+"""Time travel over a demo-guest recording (chrono.trace.timeline).
+
+The reference for "the state at position P" is a plain forward replay from
+the recording's start to P; every move of the timeline — seeks back and
+forth, reverse steps, reverse-continue to a breakpoint — must land on exactly
+that state (full digest: CPU/devices, RAM, disk).
+"""
+from __future__ import annotations
+
+import pytest
+
+from chrono.core.digest import state_digest
+from chrono.store import Store
+from chrono.trace import timeline as timeline_module
+from chrono.trace.timeline import Timeline
+from tracehelp import chrono
+
+KPUTC = 0x80000000          # replaced by the symbol's address in the fixture
+SESSION = "write a hello\nsync\nbench 2\ncat a\nls\npoweroff\n"
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    work = tmp_path_factory.mktemp("timeline")
+    proc = chrono(work, "record", "--store", work / "store", "--name", "t",
+                  "--keyframe-interval", 8_000_000, script=SESSION)
+    assert proc.returncode == 0, proc.stderr
+    return work / "store"
+
+
+@pytest.fixture
+def timeline(recording, monkeypatch):
+    # Small checkpoint spacings, so a short recording exercises them.
+    monkeypatch.setattr(timeline_module, "COARSE", 1 << 21)
+    monkeypatch.setattr(timeline_module, "FINE", 1 << 17)
+    store = Store(recording)
+    t = Timeline(store, "t")
+    yield t
+    t.close()
+    store.close()
+
+
+def reference(store, position: int) -> str:
+    """The state at `position` by plain forward replay."""
+    t = Timeline(store, "t")
+    try:
+        t._forward(position)
+        assert t.position == position
+        return state_digest(t.machine).combined
+    finally:
+        t.close()
+
+
+def kputc_address() -> int:
+    import subprocess
+    from chrono.core.launch import demo_guest_path
+    out = subprocess.run(["riscv64-unknown-elf-nm", str(demo_guest_path())], capture_output=True,
+                         text=True, check=True).stdout
+    return next(int(line.split()[0], 16) for line in out.splitlines() if line.endswith(" kputc"))
+
+
+def test_seeking_back_and_forth_lands_on_the_recorded_state(timeline, recording):
+    end = timeline.end
+    targets = [end // 2, end // 5, end - 3, 12_345, end // 2 + 1, end // 2]
+    for target in targets:
+        timeline.seek(target)
+        assert timeline.position == target
+    assert state_digest(timeline.machine).combined == reference(timeline.store, end // 2)
+    assert any(c.temporary for c in timeline.checkpoints)
+
+
+def test_reverse_steps_are_exact(timeline, recording):
+    middle = timeline.end // 3
+    timeline.seek(middle)
+    for _ in range(5):
+        halt = timeline.step_back()
+        assert halt.reason == "step"
+    assert timeline.position == middle - 5
+    assert state_digest(timeline.machine).combined == reference(timeline.store, middle - 5)
+    timeline.step(2)
+    assert timeline.position == middle - 3
+    assert state_digest(timeline.machine).combined == reference(timeline.store, middle - 3)
+
+
+def test_the_ends_are_reported(timeline):
+    timeline.seek(timeline.start + 1)
+    assert timeline.step_back().reason == "begin"
+    assert timeline.step_back().reason == "begin"
+    timeline.seek(timeline.end)
+    assert timeline.step().reason == "end"
+    assert timeline.cont().reason == "end"
+
+
+def test_continue_and_reverse_continue_stop_at_breakpoints(timeline):
+    kputc = kputc_address()
+    timeline.add_breakpoint(kputc)
+    hits = []
+    halt = timeline.cont()
+    while halt.reason == "breakpoint":
+        assert halt.pc == kputc
+        hits.append(halt.position)
+        halt = timeline.cont()
+    assert halt.reason == "end" and len(hits) >= 10     # every kputc call
+    # From the end, reverse-continue finds the same hits, last first.
+    back = []
+    for _ in range(3):
+        halt = timeline.reverse_cont()
+        assert halt.reason == "breakpoint" and halt.pc == kputc
+        back.append(halt.position)
+    assert back == hits[-1:-4:-1]
+    # And from the middle, across a checkpoint interval boundary.
+    timeline.seek(hits[len(hits) // 2] + 1)
+    assert timeline.reverse_cont().position == hits[len(hits) // 2]
+    timeline.remove_breakpoint(kputc)
+    timeline.seek(hits[0] + 10)
+    assert timeline.reverse_cont().reason == "begin"
+    assert timeline.position == timeline.start
