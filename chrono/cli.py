@@ -465,4 +465,7 @@ def snap_diff(a, b, store_path):
 from chrono import cli_trace  # noqa: E402,F401  (registers record, replay, trace...)
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m chrono.cli`, this file is __main__, not chrono.cli, whose `main`
+    # is the one the import above gave the recording commands: use that one.
+    from chrono.cli import main as registered
+    registered()
