@@ -110,7 +110,8 @@ def replay(recording, to_position, quiet, store_path):
     with _opened_recording(recording, store_path, to_position is not None) as (store, name):
         replayer = Replayer(store, name, output=(lambda b: None) if quiet else write)
         try:
-            report = replayer.replay(to_position)
+            report = replayer.replay(to_position, snapshot_name=(
+                None if to_position is None else f"{name}@{to_position}"))
         finally:
             replayer.close()
     mips = report.instructions / max(report.seconds, 1e-9) / 1e6
