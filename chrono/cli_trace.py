@@ -198,6 +198,41 @@ def trace_info(name, store_path):
     console().print(trace_table(manifest, stored, len(blobs)))
 
 
+@trace_group.command("verify")
+@click.argument("names", nargs=-1, metavar="[NAME...]")
+@store_option
+def trace_verify(names, store_path):
+    """Check recordings (all of them by default): log, keyframes, snapshots, pages.
+
+    Every event chunk must decode and agree with the recording's manifest,
+    and every keyframe and loaded snapshot must be in the store with every
+    blob it needs sound.  Changes nothing.  Exit status 0 when every
+    recording is sound, 7 when something is damaged (one line per problem).
+    """
+    from chrono.errors import StoreCorruptError
+    from chrono.store.store import Store
+    from chrono.trace.verify import verify_traces
+
+    with Store(store_path, readonly=True) as store:
+        reports = verify_traces(store, list(names) or None)
+    if not reports:
+        click.echo(f"no recordings in store {store_path}")
+        return
+    for report in reports:
+        for problem in report.problems:
+            click.echo(f"recording {report.name}: {problem}")
+        if report.ok:
+            m = report.manifest
+            click.echo(f"recording {report.name} is sound: {m.chunks} event chunks, {m.events} "
+                       f"events, {len(m.keyframes)} keyframes, {report.snapshots} snapshots, "
+                       f"{report.blobs} blobs")
+    damaged = [r for r in reports if not r.ok]
+    if damaged:
+        problems = sum(len(r.problems) for r in damaged)
+        raise StoreCorruptError(f"{len(damaged)} of {len(reports)} recordings in store "
+                                f"{store_path} are damaged ({problems} problems)")
+
+
 @trace_group.command("rm")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @store_option
