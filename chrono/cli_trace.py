@@ -1,4 +1,4 @@
-"""The `chrono` commands for recordings: record, replay, trace, export, import.
+"""The `chrono` commands for recordings: record, replay, export, import, trace.
 
 Thin, like chrono.cli: parse options, call chrono.trace, print.
 """
@@ -124,6 +124,70 @@ def replay(recording, to_position, quiet, store_path):
                    f"{report.keyframes} keyframes and {report.digests} digests verified, console "
                    f"output identical ({report.output_bytes} bytes); {report.seconds:.2f} s, "
                    f"{mips:.0f} MIPS", err=True)
+
+
+@main.command("export")
+@click.argument("recording")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), metavar="FILE",
+              help="The bundle file to write (e.g. NAME.chrono); replaced if it exists.")
+@click.option("--from", "start", type=click.IntRange(min=0), metavar="POSITION",
+              help="Trim: start at the last keyframe at or before instruction POSITION.")
+@click.option("--to", "end", type=click.IntRange(min=0), metavar="POSITION",
+              help="Trim: end at instruction POSITION (a keyframe is made there by replaying).")
+@store_option
+def export(recording, output, start, end, store_path):
+    """Write a recording as one portable bundle file.
+
+    The bundle holds the recording's log, its keyframe and loaded snapshots
+    and every page they need, with a checksum over the whole; `chrono replay
+    FILE` replays it anywhere, `chrono import FILE` adds it to a store.  With
+    --from/--to it holds only that window of the recording: it starts at a
+    keyframe, and the window is replayed (and verified) while exporting to
+    make a keyframe at its end, so the bundle replays as exactly as the
+    original.
+    """
+    from chrono.render_store import size
+    from chrono.store.store import Store
+    from chrono.trace.bundle import export_bundle
+
+    trimmed = start is not None or end is not None
+    with Store(store_path, readonly=not trimmed) as store:
+        info = export_bundle(store, recording, output, start, end)
+    window = f"; asked for {start if start is not None else 'the start'} to " \
+             f"{end if end is not None else 'the end'}" if trimmed else ""
+    click.echo(f"wrote {info.path}: {size(info.bytes)} ({info.bytes:,} bytes), recording "
+               f"{info.name}, {info.instructions:,} instructions (positions {info.start:,} to "
+               f"{info.end:,}{window}), {info.keyframes} keyframes, {info.snapshots} snapshots, "
+               f"{info.blobs} blobs. Replay it with `chrono replay {info.path}`")
+
+
+@main.command("import")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--name", metavar="NAME", help="Name of the recording in the store "
+              "(default: the name it was recorded under).")
+@store_option
+def import_(bundle, name, store_path):
+    """Add the recording in a bundle file (from `chrono export`) to the store.
+
+    Everything in the file is checked before anything is written: its
+    checksum and format, every page against its hash, every snapshot against
+    its id, the event log against the recording's manifest.  A damaged or
+    unsafe bundle is refused with exit status 7, and the store is unchanged.
+    """
+    from chrono.store.store import Store
+    from chrono.trace.bundle import import_bundle
+
+    with Store(store_path, create=True) as store:
+        with store.reader() as r:
+            before = {n for n, _ in r.traces()}
+        m = import_bundle(store, bundle, name)
+    if m.name in before:
+        click.echo(f"recording {m.name} from {bundle} is in store {store_path} already "
+                   f"(identical); nothing was imported")
+        return
+    click.echo(f"imported recording {m.name} from {bundle}: {m.length:,} instructions, "
+               f"{len(m.keyframes)} keyframes, {m.events} events. Replay it with "
+               f"`chrono replay {m.name}`")
 
 
 class _opened_recording:
