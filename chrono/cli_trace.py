@@ -1,4 +1,4 @@
-"""The `chrono` commands for recordings: record, replay, trace, export, import.
+"""The `chrono` commands for recordings: record, replay, export, import, trace.
 
 Thin, like chrono.cli: parse options, call chrono.trace, print.
 """
@@ -110,7 +110,8 @@ def replay(recording, to_position, quiet, store_path):
     with _opened_recording(recording, store_path, to_position is not None) as (store, name):
         replayer = Replayer(store, name, output=(lambda b: None) if quiet else write)
         try:
-            report = replayer.replay(to_position)
+            report = replayer.replay(to_position, snapshot_name=(
+                None if to_position is None else f"{name}@{to_position}"))
         finally:
             replayer.close()
     mips = report.instructions / max(report.seconds, 1e-9) / 1e6
@@ -128,6 +129,70 @@ def replay(recording, to_position, quiet, store_path):
                    f"{report.keyframes} keyframes and {report.digests} digests verified, console "
                    f"output identical ({report.output_bytes} bytes); {report.seconds:.2f} s, "
                    f"{mips:.0f} MIPS", err=True)
+
+
+@main.command("export")
+@click.argument("recording")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), metavar="FILE",
+              help="The bundle file to write (e.g. NAME.chrono); replaced if it exists.")
+@click.option("--from", "start", type=click.IntRange(min=0), metavar="POSITION",
+              help="Trim: start at the last keyframe at or before instruction POSITION.")
+@click.option("--to", "end", type=click.IntRange(min=0), metavar="POSITION",
+              help="Trim: end at instruction POSITION (a keyframe is made there by replaying).")
+@store_option
+def export(recording, output, start, end, store_path):
+    """Write a recording as one portable bundle file.
+
+    The bundle holds the recording's log, its keyframe and loaded snapshots
+    and every page they need, with a checksum over the whole; `chrono replay
+    FILE` replays it anywhere, `chrono import FILE` adds it to a store.  With
+    --from/--to it holds only that window of the recording: it starts at a
+    keyframe, and the window is replayed (and verified) while exporting to
+    make a keyframe at its end, so the bundle replays as exactly as the
+    original.
+    """
+    from chrono.render_store import size
+    from chrono.store.store import Store
+    from chrono.trace.bundle import export_bundle
+
+    trimmed = start is not None or end is not None
+    with Store(store_path, readonly=not trimmed) as store:
+        info = export_bundle(store, recording, output, start, end)
+    window = f"; asked for {start if start is not None else 'the start'} to " \
+             f"{end if end is not None else 'the end'}" if trimmed else ""
+    click.echo(f"wrote {info.path}: {size(info.bytes)} ({info.bytes:,} bytes), recording "
+               f"{info.name}, {info.instructions:,} instructions (positions {info.start:,} to "
+               f"{info.end:,}{window}), {info.keyframes} keyframes, {info.snapshots} snapshots, "
+               f"{info.blobs} blobs. Replay it with `chrono replay {info.path}`")
+
+
+@main.command("import")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--name", metavar="NAME", help="Name of the recording in the store "
+              "(default: the name it was recorded under).")
+@store_option
+def import_(bundle, name, store_path):
+    """Add the recording in a bundle file (from `chrono export`) to the store.
+
+    Everything in the file is checked before anything is written: its
+    checksum and format, every page against its hash, every snapshot against
+    its id, the event log against the recording's manifest.  A damaged or
+    unsafe bundle is refused with exit status 7, and the store is unchanged.
+    """
+    from chrono.store.store import Store
+    from chrono.trace.bundle import import_bundle
+
+    with Store(store_path, create=True) as store:
+        with store.reader() as r:
+            before = {n for n, _ in r.traces()}
+        m = import_bundle(store, bundle, name)
+    if m.name in before:
+        click.echo(f"recording {m.name} from {bundle} is in store {store_path} already "
+                   f"(identical); nothing was imported")
+        return
+    click.echo(f"imported recording {m.name} from {bundle}: {m.length:,} instructions, "
+               f"{len(m.keyframes)} keyframes, {m.events} events. Replay it with "
+               f"`chrono replay {m.name}`")
 
 
 class _opened_recording:
@@ -200,6 +265,41 @@ def trace_info(name, store_path):
         blobs = reachable(r, manifest.snapshot_ids())
         stored = sum(len(r.get_raw(key) or b"") for key in blobs)
     console().print(trace_table(manifest, stored, len(blobs)))
+
+
+@trace_group.command("verify")
+@click.argument("names", nargs=-1, metavar="[NAME...]")
+@store_option
+def trace_verify(names, store_path):
+    """Check recordings (all of them by default): log, keyframes, snapshots, pages.
+
+    Every event chunk must decode and agree with the recording's manifest,
+    and every keyframe and loaded snapshot must be in the store with every
+    blob it needs sound.  Changes nothing.  Exit status 0 when every
+    recording is sound, 7 when something is damaged (one line per problem).
+    """
+    from chrono.errors import StoreCorruptError
+    from chrono.store.store import Store
+    from chrono.trace.verify import verify_traces
+
+    with Store(store_path, readonly=True) as store:
+        reports = verify_traces(store, list(names) or None)
+    if not reports:
+        click.echo(f"no recordings in store {store_path}")
+        return
+    for report in reports:
+        for problem in report.problems:
+            click.echo(f"recording {report.name}: {problem}")
+        if report.ok:
+            m = report.manifest
+            click.echo(f"recording {report.name} is sound: {m.chunks} event chunks, {m.events} "
+                       f"events, {len(m.keyframes)} keyframes, {report.snapshots} snapshots, "
+                       f"{report.blobs} blobs")
+    damaged = [r for r in reports if not r.ok]
+    if damaged:
+        problems = sum(len(r.problems) for r in damaged)
+        raise StoreCorruptError(f"{len(damaged)} of {len(reports)} recordings in store "
+                                f"{store_path} are damaged ({problems} problems)")
 
 
 @trace_group.command("rm")

@@ -85,6 +85,15 @@ def default_store_path() -> Path:
 
 def check_ref_name(name: str) -> str:
     """Return `name` if it can name a snapshot, else raise RefNameError saying why."""
+    problem = ref_name_problem(name)
+    if problem:
+        raise RefNameError(f"{name!r} cannot name a snapshot: {problem} (use up to "
+                           f"{MAX_REF_LENGTH} letters, digits and punctuation other than '/')")
+    return name
+
+
+def ref_name_problem(name) -> str | None:
+    """Why `name` cannot name a snapshot or a recording (None: it can)."""
     problem = None
     if not isinstance(name, str) or not name:
         problem = "it is empty"
@@ -99,10 +108,7 @@ def check_ref_name(name: str) -> str:
         problem = "it begins or ends with white space"
     elif name.startswith("-"):
         problem = "it begins with '-'"
-    if problem:
-        raise RefNameError(f"{name!r} cannot name a snapshot: {problem} (use up to "
-                           f"{MAX_REF_LENGTH} letters, digits and punctuation other than '/')")
-    return name
+    return problem
 
 
 def _is_hex(text: str) -> bool:

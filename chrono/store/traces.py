@@ -28,6 +28,14 @@ TRACE_FORMAT = 1
 TRACE_ID_BYTES = 16
 
 
+class TraceFormatError(ValueError):
+    """A manifest of a trace format this chrono does not read."""
+
+    def __init__(self, format):
+        super().__init__(f"trace format {format!r}")
+        self.format = format
+
+
 @dataclass
 class Keyframe:
     position: int
@@ -94,19 +102,40 @@ class TraceManifest:
             raise StoreCorruptError(f"{where} is damaged (its manifest does not match its "
                                     f"checksum); run `chrono trace verify`")
         try:
+            return cls._from_json(text)
+        except TraceFormatError as e:
+            raise StoreFormatError(f"{where} has trace format {e.format!r}; this chrono reads "
+                                   f"format {TRACE_FORMAT}: use a chrono that reads it") from None
+        except ValueError as e:
+            raise StoreCorruptError(f"{where} is damaged (its manifest is malformed: {e}); "
+                                    f"remove it with `chrono trace rm`") from None
+
+    @classmethod
+    def parse(cls, value: bytes) -> "TraceManifest":
+        """Parse and check a manifest from anywhere (a bundle): ValueError saying
+        what is wrong, TraceFormatError for a format this chrono does not read."""
+        digest, text = value[:32], value[32:]
+        if hashlib.sha256(text).digest() != digest:
+            raise ValueError("it does not match its checksum")
+        return cls._from_json(text)
+
+    @classmethod
+    def _from_json(cls, text: bytes) -> "TraceManifest":
+        try:
             raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
             if raw.get("format") != TRACE_FORMAT:
-                raise StoreFormatError(f"{where} has trace format {raw.get('format')!r}; this "
-                                       f"chrono reads format {TRACE_FORMAT}: use a chrono that "
-                                       f"reads it")
+                raise TraceFormatError(raw.get("format"))
             raw["keyframes"] = [Keyframe(**k) for k in raw["keyframes"]]
             manifest = cls(**raw)
             manifest.check()
-        except StoreFormatError:
+        except TraceFormatError:
             raise
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         except (ValueError, TypeError, KeyError, AttributeError) as e:
-            raise StoreCorruptError(f"{where} is damaged (its manifest is malformed: {e}); "
-                                    f"remove it with `chrono trace rm`") from None
+            raise ValueError(str(e)) from None
         return manifest
 
     def check(self) -> None:
@@ -116,9 +145,18 @@ class TraceManifest:
                 self.keyframe_interval, self.rtc_epoch_ns)
         if not all(isinstance(v, int) and v >= 0 for v in ints):
             raise ValueError("a count or position is not a non-negative integer")
-        if not (isinstance(self.id, str) and len(self.id) == 2 * TRACE_ID_BYTES):
+        if not _is_hex(self.id, 2 * TRACE_ID_BYTES):
             raise ValueError("bad id")
-        bytes.fromhex(self.id)
+        if not (isinstance(self.name, str) and isinstance(self.chrono_version, str)
+                and isinstance(self.outcome, str) and isinstance(self.complete, bool)
+                and isinstance(self.created, (int, float)) and _is_hex(self.output_sha256, 64)):
+            raise ValueError("a name, version, outcome, flag, time or hash has the wrong type")
+        if not isinstance(self.keyframes, list) or not isinstance(self.loads, list):
+            raise ValueError("keyframes or loads are not lists")
+        if self.origin is not None and not (
+                isinstance(self.origin, dict) and isinstance(self.origin.get("trace"), str)
+                and all(isinstance(self.origin.get(k), int) for k in ("from", "to"))):
+            raise ValueError("bad origin")
         if not self.keyframes:
             raise ValueError("no keyframes")
         previous = self.start_position
@@ -140,9 +178,14 @@ class TraceManifest:
 
 
 def _check_sid(sid) -> None:
-    if not (isinstance(sid, str) and len(sid) == 64):
+    if not _is_hex(sid, 64):
         raise ValueError("bad snapshot id")
-    bytes.fromhex(sid)
+
+
+def _is_hex(text, length: int) -> bool:
+    """`text` is `length` lowercase hex digits (bytes.fromhex alone allows spaces)."""
+    return (isinstance(text, str) and len(text) == length
+            and all(c in "0123456789abcdef" for c in text))
 
 
 def read_trace(reader, name: str) -> TraceManifest:

@@ -43,8 +43,10 @@ class ReplayReport:
     inputs: int = 0             # events delivered
     output_bytes: int = 0
     output_matches: bool | None = None   # None: stopped early (--to), not compared
+    output_sha256: str = ""              # of the console output replayed
     seconds: float = 0.0
-    snapshot: str | None = None          # --to: the snapshot left there
+    snapshot: str | None = None          # --to: the name of the snapshot left there
+    snapshot_id: str | None = None       # --to: its id
     complete: bool = True                # False: the recording was cut short (to its last keyframe)
 
     @property
@@ -73,15 +75,24 @@ def trace_events(store: Store, manifest: TraceManifest, start: int | None = None
 
 
 class Replayer:
-    """Replays recording `name` from `store`; console output goes to `output`."""
+    """Replays recording `name` from `store`; console output goes to `output`.
 
-    def __init__(self, store: Store, name: str, output: Callable[[bytes], None] = lambda b: None):
+    `start` is the keyframe it starts from (0: the beginning; a later one
+    replays a window, as `chrono export --from` does).
+    """
+
+    def __init__(self, store: Store, name: str, output: Callable[[bytes], None] = lambda b: None,
+                 start: int = 0):
         self.store = store
         with store.reader() as r:
             self.manifest = read_trace(r, name)
         self.name = name
         self.output = output
-        first = self.manifest.keyframes[0]
+        if not 0 <= start < len(self.manifest.keyframes):
+            raise UsageError(f"recording {name!r} has no keyframe {start} "
+                             f"(it has {len(self.manifest.keyframes)})")
+        self.start = start
+        first = self.manifest.keyframes[start]
         self.guest, self.snapshots = guest_from_snapshot(store, first.snapshot)
         self.machine = self.guest.machine
         self.offset = self.machine.steps - first.position
@@ -188,26 +199,49 @@ class Replayer:
         self.verified_at = self.position
         self.report.keyframes += 1
 
-    def replay(self, to: int | None = None, snapshot_name: str | None = None) -> ReplayReport:
-        """Replay to the end (or to position `to`, leaving a snapshot there)."""
+    def events(self) -> Iterator[Event]:
+        """The events to replay: those after the start keyframe's own event (the
+        ones before it at its position are already in its snapshot)."""
+        first = self.manifest.keyframes[self.start]
+        started = False
+        for event in trace_events(self.store, self.manifest, first.position):
+            if started:
+                yield event
+            elif event.kind == KEYFRAME and event.value == self.start:
+                started = True
+            elif event.position > first.position:
+                break
+        if not started:
+            raise StoreCorruptError(f"recording {self.name!r} in store {self.store.path} is "
+                                    f"damaged: its log does not have keyframe {self.start}; "
+                                    f"run `chrono trace verify`")
+
+    def replay(self, to: int | None = None, snapshot_name: str | None = None,
+               applied: Callable[[Event], None] | None = None) -> ReplayReport:
+        """Replay to the end, or to position `to`, leaving a snapshot there
+        (named `snapshot_name` if given).  `applied(event)` sees each event replayed."""
         manifest = self.manifest
+        begin = manifest.keyframes[self.start].position
         end = manifest.end_position if manifest.complete else manifest.keyframes[-1].position
-        if to is not None and not manifest.start_position <= to <= end:
+        if to is not None and not begin <= to <= end:
             raise UsageError(f"--to {to} is outside recording {self.name!r} (instructions "
-                             f"{manifest.start_position} to {end})")
+                             f"{begin} to {end})")
         stop = end if to is None else to
         self.report.complete = manifest.complete
         started = time.perf_counter()
-        for event in trace_events(self.store, manifest):
+        for event in self.events():
             if event.position > stop:
                 break
             if event.position == stop and to is not None and event.kind != DIGEST:
                 break       # --to: the state as the guest reached it, before inputs there
             self.run_to(event.position)
             self.apply(event)
+            if applied is not None:
+                applied(event)
         self.run_to(stop)
         self._drain()
         self.report.end = self.position
+        self.report.output_sha256 = self.output_hash.hexdigest()
         if to is None:
             self.report.output_matches = (self.output_hash.hexdigest() == manifest.output_sha256)
             if manifest.complete and not self.report.output_matches:
@@ -215,9 +249,8 @@ class Replayer:
                     f"the console output differs ({self.report.output_bytes} bytes replayed, "
                     f"{manifest.output_bytes} recorded)")
         else:
-            name = snapshot_name or f"{self.name}@{to}"
-            self.report.snapshot = name
-            self.snapshots.save(name)
+            self.report.snapshot = snapshot_name
+            self.report.snapshot_id = self.snapshots.save(snapshot_name)
         self.report.seconds = time.perf_counter() - started
         return self.report
 
