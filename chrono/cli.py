@@ -310,7 +310,8 @@ def store_stats(store_path):
 @store_group.command("verify")
 @store_option
 def store_verify(store_path):
-    """Check every blob's hash and codec, every snapshot's references and every ref.
+    """Check every blob's hash and codec, every snapshot's references, every ref
+    and every recording's log.
 
     Changes nothing.  Exit status 0 when the store is sound, 7 when something
     is damaged (each problem is listed with the name of the damaged object).
@@ -318,17 +319,22 @@ def store_verify(store_path):
     from chrono.errors import StoreCorruptError
     from chrono.render_store import console, problems_table, verify_progress
     from chrono.store import Store, verify
+    from chrono.store.verify import Problem
+    from chrono.trace.verify import verify_traces
 
     out = console()
     with Store(store_path, readonly=True) as store, verify_progress(out) as progress:
         report = verify(store, progress)
+        traces = verify_traces(store)
+    report.problems += [Problem("recording", t.name, p) for t in traces for p in t.problems]
     if report.problems:
         out.print(problems_table(report))
         first = report.problems[0]
         raise StoreCorruptError(f"store {store_path} is damaged: {len(report.problems)} problems, "
                                 f"the first: {first}")
     click.echo(f"store {store_path} is sound: {report.blobs} blobs, {report.snapshots} snapshots "
-               f"({report.pages} page references), {report.refs} names checked")
+               f"({report.pages} page references), {report.refs} names, {len(traces)} "
+               f"recordings checked")
 
 
 @store_group.command("gc")

@@ -71,3 +71,18 @@ def test_a_changed_typed_byte_is_caught_right_after_it(recorded, tmp_path):
     # may hold it in a buffer for a while before it changes anything checked).
     assert matched < differs <= matched + DIGEST_INTERVAL
     assert position < differs <= position + 16 * DIGEST_INTERVAL
+
+
+def test_its_bundle_replays_bit_exactly_in_a_fresh_store(recorded, tmp_path):
+    work = recorded["work"]
+    bundle = tmp_path / "deb.chrono"
+    exported = chrono(work, "export", "--store", work / "store", "deb", "-o", bundle,
+                      timeout=TIMEOUT)
+    assert exported.returncode == 0, exported.stderr
+    fresh = tmp_path / "fresh"
+    imported = chrono(tmp_path, "import", "--store", fresh, bundle, timeout=TIMEOUT)
+    assert imported.returncode == 0, imported.stderr
+    replayed = chrono(tmp_path, "replay", "--store", fresh, "deb", timeout=TIMEOUT)
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    assert replayed.stdout == recorded["proc"].stdout
+    assert "matched the recording" in replayed.stderr

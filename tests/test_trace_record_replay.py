@@ -225,3 +225,18 @@ def test_a_killed_recording_keeps_a_replayable_prefix(tmp_path):
     assert replayed.returncode == 0, replayed.stderr
     assert "was cut short" in replayed.stderr
     assert f"{m.keyframes[-1].position - m.start_position:,} instructions" in replayed.stderr
+
+
+def test_store_verify_checks_recordings_too(tmp_path):
+    record(tmp_path)
+    store = tmp_path / "store"
+    sound = chrono(tmp_path, "store", "verify", "--store", store)
+    assert sound.returncode == 0 and "1 recordings checked" in sound.stdout
+    # Damage one event chunk's content (its checksum no longer matches).
+    trace_id = trace_manifest(store, "t").id_bytes
+    with Store(store) as s, s.writer() as w:
+        key, value = next(iter(w.chunks(trace_id)))
+        w.put_chunk(key, value[:-3] + bytes(3))
+    damaged = chrono(tmp_path, "store", "verify", "--store", store)
+    assert damaged.returncode == 7
+    assert "recording" in damaged.stdout and "chunk" in damaged.stdout

@@ -29,7 +29,7 @@ _BATCH = 512
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str           # "store", "blob", "snapshot" or "ref"
+    kind: str           # "store", "blob", "snapshot", "ref" or "recording"
     name: str           # what is damaged: a key, an id, a ref name
     message: str
 
