@@ -6,7 +6,7 @@ shell marker, runs a few typed commands and powers off.
 
 chrono runs it in-process, unpaced, twice: plainly (Session on the machine)
 and recorded (Session on the recorder, keyframes at the default interval),
-with the same RTC epoch and disk.  Reported: wall time of each and the
+with the same RTC epoch, disk and entropy bytes.  Reported: wall time of each and the
 overhead; the log's bytes per 1,000 instructions (the boot is almost all
 of the session); keyframes; the store's size; the bundle's size (when
 `chrono export` exists); and `chrono replay`'s time and speed.
@@ -23,6 +23,7 @@ same workload (QEMU does not print its own count).
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import sys
 import tempfile
@@ -59,18 +60,19 @@ def chrono_session(spec, folder: Path, recorded: bool):
     stdin = open(folder / "script", "rb")
     out = open(folder / ("recorded.out" if recorded else "plain.out"), "wb")
     console = Console(stdin=stdin, stdout=out)
+    entropy = random.Random(7).randbytes      # the same "host randomness" in both runs
     t0 = time.perf_counter()
     recorder = None
     if recorded:
         store = Store.open(folder / "store", create=True)
         recorder = Recorder(Snapshots(store, guest), "bench", reboot=guest.reboot)
         recorder.start()
-        Session(recorder.proxy, reboot=recorder.reboot).run(console, paced=False)
+        Session(recorder.proxy, reboot=recorder.reboot, entropy=entropy).run(console, paced=False)
         recorder.finish("poweroff")
         recorder.snapshots.close()
         store.close()
     else:
-        Session(guest.machine, reboot=guest.reboot).run(console, paced=False)
+        Session(guest.machine, reboot=guest.reboot, entropy=entropy).run(console, paced=False)
     seconds = time.perf_counter() - t0
     out.close()
     stdin.close()

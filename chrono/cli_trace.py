@@ -315,3 +315,45 @@ def trace_rm(names, store_path):
             remove_trace(store, name)
             click.echo(f"removed recording {name}")
     click.echo("run `chrono store gc` to free the space of its keyframes")
+
+
+@main.command()
+@click.argument("recording")
+@click.option("--port", type=click.IntRange(0, 65535), default=1234, show_default=True,
+              help="TCP port for gdb (0: any free port; the one chosen is printed).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Only loopback by default: anyone who can "
+                   "connect controls the debugger.")
+@store_option
+def debug(recording, port, host, store_path):
+    """Debug a recording with gdb, forwards and backwards in time.
+
+    Opens RECORDING (a name, or a FILE.chrono bundle) at its first instruction
+    and waits for one gdb connection:
+
+    \b
+      gdb-multiarch -ex 'target remote :1234'
+
+    stepi, continue, breakpoints, and reverse-stepi / reverse-continue work
+    anywhere in the recording; every position is exact replay.  `monitor
+    help` lists chrono's own commands (when, goto POSITION, savevm NAME, phys).
+    """
+    from chrono.gdb.stub import GdbStub, listen
+    from chrono.gdb.targets import ReplayTarget
+    from chrono.trace.timeline import Timeline
+
+    with _opened_recording(recording, store_path, False) as (store, name):
+        timeline = Timeline(store, name)
+        try:
+            server = listen(host, port)
+            chosen = server.getsockname()[1]
+            click.echo(f"recording {name}: {timeline.end - timeline.start:,} instructions; "
+                       f"waiting for gdb on {host}:{chosen}\n"
+                       f"  gdb-multiarch -ex 'target remote {host}:{chosen}'", err=True)
+            connection, peer = server.accept()
+            server.close()
+            click.echo(f"gdb connected from {peer[0]}", err=True)
+            GdbStub(ReplayTarget(timeline)).serve(connection)
+            connection.close()
+        finally:
+            timeline.close()

@@ -86,7 +86,7 @@ void machine_skip_to(struct machine *m, uint64_t vclock);
 int machine_add_breakpoint(struct machine *m, uint64_t pc);
 int machine_remove_breakpoint(struct machine *m, uint64_t pc);
 
-/* Registers: 0-31 = x0..x31, 32 = pc, 33 = privilege level. */
+/* Registers: 0-31 = x0..x31, 32 = pc, 33 = privilege level, 34-65 = f0..f31 (raw bits). */
 uint64_t machine_get_reg(struct machine *m, int idx);
 void machine_set_reg(struct machine *m, int idx, uint64_t value);
 /* Debugger view of a CSR; returns 0 and stores the value, -1 if it does not exist. */

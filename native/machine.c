@@ -265,6 +265,7 @@ uint64_t machine_get_reg(struct machine *m, int idx)
     if (idx >= 0 && idx < 32) return m->hart.x[idx];
     if (idx == 32) return m->hart.pc;
     if (idx == 33) return m->hart.priv;
+    if (idx >= 34 && idx < 66) return m->hart.f[idx - 34];
     return 0;
 }
 
@@ -275,12 +276,19 @@ void machine_set_reg(struct machine *m, int idx, uint64_t value)
     else if (idx == 33 && (value == PRV_U || value == PRV_S || value == PRV_M)) {
         m->hart.priv = (uint8_t)value;
         tlb_flush(m);
-    }
+    } else if (idx >= 34 && idx < 66) m->hart.f[idx - 34] = value;
 }
 
 int machine_get_csr(struct machine *m, int csr, uint64_t *value)
 {
-    /* A debugger sees every CSR as M-mode would. */
+    /* A debugger sees every CSR as M-mode would, and the FP CSRs even while
+     * mstatus.FS is Off (when an instruction could not read them). */
+    uint32_t fcsr = m->hart.fcsr;
+    switch (csr) {
+    case 0x001: *value = fcsr & 0x1f; return 0;
+    case 0x002: *value = (fcsr >> 5) & 7; return 0;
+    case 0x003: *value = fcsr & 0xff; return 0;
+    }
     uint8_t priv = m->hart.priv;
     m->hart.priv = PRV_M;
     bool ok = csr_read(m, csr, value);

@@ -64,6 +64,7 @@ class RunResult:
 # Register numbering of machine_get_reg / machine_set_reg.
 REG_PC = 32
 REG_PRIV = 33
+REG_F0 = 34             # f0..f31 follow, raw 64-bit contents
 
 
 class Machine:

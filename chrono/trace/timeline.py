@@ -30,6 +30,7 @@ from chrono.store.store import Store
 from chrono.trace.events import INPUT_KINDS, KEYFRAME
 from chrono.trace.replay import RUNNING_STOPS, Replayer, trace_events
 
+SLICE = 1 << 22             # steps per run call while an interrupt may come (~20 ms)
 COARSE = 1 << 26            # temporary checkpoints on long forward runs (~0.3 s of replay)
 FINE = 1 << 22              # ... and over the last COARSE before a seek target (~20 ms)
 
@@ -49,7 +50,7 @@ class Checkpoint:
 class Halt:
     """Where a move ended and why."""
 
-    reason: str             # "step", "seek", "breakpoint", "begin", "end"
+    reason: str             # "step", "seek", "breakpoint", "begin", "end", "interrupt"
     position: int
     pc: int
 
@@ -68,6 +69,7 @@ class Timeline:
         first = self.checkpoints[0]
         self.next_event = first.event_index
         self.breakpoints: set[int] = set()
+        self.interrupted = lambda: False       # polled while running (gdb's Ctrl-C)
         self.start = self.manifest.start_position
         self.end = (self.manifest.end_position if self.manifest.complete
                     else self.manifest.keyframes[-1].position)
@@ -168,7 +170,9 @@ class Timeline:
                     and m.pc in self.breakpoints):
                 return Halt("breakpoint", self.position, m.pc)
             first = False
-            result = m.run(goal - self.position)
+            if stop_at_breakpoints and self.interrupted():
+                return Halt("interrupt", self.position, m.pc)
+            result = m.run(min(goal - self.position, SLICE))
             r._drain()
             if result.reason == Stop.BREAKPOINT:
                 if stop_at_breakpoints:

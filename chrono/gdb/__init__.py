@@ -1,0 +1,1 @@
+"""A gdb remote stub (RSP over TCP) for recordings (`chrono debug`) and live guests."""

@@ -1,0 +1,115 @@
+"""`chrono debug` driven by the real gdb-multiarch, in batch mode.
+
+A demo-guest recording is opened; gdb connects over TCP and uses stepi,
+reverse-stepi, breakpoints with continue and reverse-continue, x/ and info
+registers.  What gdb prints is checked against the recording itself
+(positions from `monitor when`, registers against a timeline at the same
+position).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from chrono.core.launch import demo_guest_path
+from tracehelp import chrono
+
+GDB = shutil.which("gdb-multiarch")
+pytestmark = pytest.mark.skipif(GDB is None, reason="needs gdb-multiarch (apt install gdb-multiarch)")
+SESSION = "write a hello\nsync\nbench 2\ncat a\nls\npoweroff\n"
+WHEN = re.compile(r"position (\d+) of (\d+)\.\.(\d+), pc (0x[0-9a-f]+)")
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    work = tmp_path_factory.mktemp("gdb")
+    proc = chrono(work, "record", "--store", work / "store", "--name", "g",
+                  "--keyframe-interval", 4_000_000, script=SESSION)
+    assert proc.returncode == 0, proc.stderr
+    return work
+
+
+def gdb(work, *commands, elf=True) -> str:
+    """Run gdb-multiarch in batch mode against `chrono debug g`; its output."""
+    server = subprocess.Popen([sys.executable, "-m", "chrono.cli", "debug", "--store",
+                               str(work / "store"), "--port", "0", "g"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=work, text=True)
+    try:
+        banner = server.stderr.readline()           # "... waiting for gdb on HOST:PORT"
+        found = re.search(r"waiting for gdb on ([\d.]+):(\d+)", banner)
+        assert found, banner + server.stderr.read()
+        args = [GDB, "-batch", "-nx"] + ([str(demo_guest_path())] if elf else [])
+        args += ["-ex", "set architecture riscv:rv64",
+                 "-ex", f"target remote {found[1]}:{found[2]}"]
+        for c in commands:
+            args += ["-ex", c]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert server.wait(timeout=60) == 0, server.stderr.read()
+        return out.stdout + out.stderr
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def positions(out: str) -> list[int]:
+    return [int(m[1]) for m in WHEN.finditer(out)]
+
+
+def test_stepi_and_reverse_stepi(recording):
+    out = gdb(recording, "stepi", "stepi", "stepi", "monitor when", "info registers pc",
+              "reverse-stepi", "reverse-stepi", "monitor when", "info registers pc",
+              "x/2xw 0x80000000")
+    assert positions(out) == [3, 1]
+    pcs = re.findall(r"^pc\s+(0x[0-9a-f]+)", out, re.M)
+    assert len(pcs) == 2 and int(pcs[1], 16) == 0x80000004
+    words = re.search(r"0x80000000 <_start>:\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)", out)
+    elf = demo_guest_path().read_bytes()
+    assert words, out
+    assert bytes.fromhex(words[1][2:])[::-1] in elf        # the code, as loaded
+
+
+def test_break_continue_and_reverse_continue(recording):
+    out = gdb(recording, "break kputc", "continue", "monitor when", "continue", "monitor when",
+              "continue", "monitor when", "reverse-continue", "monitor when",
+              "info registers a0")
+    first, second, third, back = positions(out)
+    assert first < second < third and back == second
+    assert out.count("Breakpoint 1, ") == 4
+    assert re.search(r"^a0\s+0x[0-9a-f]+", out, re.M)
+
+
+def test_reverse_continue_reaches_the_start_and_continue_the_end(recording):
+    out = gdb(recording, "stepi 1000", "reverse-continue", "monitor when", "continue",
+              "monitor when")
+    start, end = positions(out)
+    assert start == 0 and end > 1_000_000
+    assert out.count("No more reverse-execution history") == 2
+
+
+def test_info_registers_shows_the_recorded_state(recording):
+    out = gdb(recording, "monitor goto 500000", "maintenance flush register-cache",
+              "info registers pc sp a0 priv mstatus",
+              "info registers fcsr")
+    from chrono.store import Store
+    from chrono.trace.timeline import Timeline
+    with Store(recording / "store") as store:
+        t = Timeline(store, "g")
+        t.seek(500_000)
+        pc, sp, a0, priv = t.pc, t.machine.reg(2), t.machine.reg(10), t.machine.priv
+        mstatus = t.machine.csr(0x300)
+        t.close()
+    def reg(name):
+        return int(re.search(rf"^{name}\s+(0x[0-9a-f]+)", out, re.M)[1], 16)
+    assert (reg("pc"), reg("sp"), reg("a0"), reg("mstatus")) == (pc, sp, a0, mstatus)
+    assert re.search(r"^priv\s+0x3", out, re.M) and priv == 3
+    assert re.search(r"^fcsr\s+0x0", out, re.M)
+
+
+def test_a_recording_cannot_be_written_to(recording):
+    out = gdb(recording, "set var $a0 = 5", "set {int}0x80000000 = 1", "info registers a0")
+    assert "a0             0x0" in out or re.search(r"^a0\s+0x0\s", out, re.M)
