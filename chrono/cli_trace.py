@@ -39,30 +39,39 @@ def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size
     file anyone can replay.  The console and the Ctrl-A c monitor work as in
     `chrono run`.
     """
-    from chrono.core.console import Console
-    from chrono.core.session import Session
-    from chrono.monitor import Monitor
     from chrono.store.capture import Snapshots
     from chrono.store.store import Store
-    from chrono.trace.recorder import Recorder
-    from chrono.trace.catalog import free_name, check_new_name
 
     started = start_guest(ctx, guest_name, from_snapshot, commit, store_path,
                           kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
                           ram_size=ram_size)
     snapshots = started.snapshots or Snapshots(Store.open(store_path, create=True), started.guest)
+    outcome = record_session(snapshots, name, keyframe_interval, started.reboot, max_insns, pace,
+                             announce=started.announce)
+    finish_run(_Messages(), outcome, started, commit)
+
+
+def record_session(snapshots, name, keyframe_interval, reboot, max_insns, pace,
+                   announce=lambda console: None, parent: dict | None = None):
+    """Record the guest of `snapshots` at the console until it ends; the outcome."""
+    from chrono.core.console import Console
+    from chrono.core.session import Session
+    from chrono.monitor import Monitor
+    from chrono.trace.catalog import check_new_name, free_name
+    from chrono.trace.recorder import Recorder
+
     store = snapshots.store
     name = check_new_name(store, name) if name else free_name(store)
-    recorder = Recorder(snapshots, name, keyframe_interval, reboot=started.reboot)
+    recorder = Recorder(snapshots, name, keyframe_interval, reboot=reboot, parent=parent)
     recorder.start()
     monitor = Monitor(lambda: snapshots, recorder=recorder)
     console = Console()
     outcome = None
     try:
-        started.announce(console)
+        announce(console)
         console.message(f"recording {name} (Ctrl-A x ends it)")
         session = Session(recorder.proxy, monitor=monitor,
-                          reboot=recorder.reboot if started.reboot else None)
+                          reboot=recorder.reboot if reboot else None)
         outcome = session.run(console, max_steps=max_insns, paced=pace)
     finally:
         console.close()
@@ -72,7 +81,15 @@ def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size
         manifest = recorder.finish(outcome.kind if outcome else "interrupted")
         monitor.close()
         console.message(_recorded_line(manifest))
-    finish_run(console, outcome, started, commit)
+    return outcome
+
+
+class _Messages:
+    """finish_run's console: only its message() is used after the session."""
+
+    @staticmethod
+    def message(text: str) -> None:
+        click.echo(f"chrono: {text}", err=True)
 
 
 def _recorded_line(m) -> str:
@@ -89,8 +106,15 @@ def _recorded_line(m) -> str:
               help="Stop at instruction POSITION of the recording and leave a snapshot "
                    "there (named RECORDING@POSITION).")
 @click.option("--quiet", "-q", is_flag=True, help="Do not write the guest's console output.")
+@click.option("--live", is_flag=True,
+              help="At --to POSITION, leave the recording and go on live at the console, "
+                   "recording a new branch from there (see --name).")
+@click.option("--name", "branch", metavar="NAME",
+              help="With --live: the new branch's name (default: rec-N).")
+@click.option("--keyframe-interval", type=click.IntRange(min=DIGEST_INTERVAL), metavar="N",
+              default=KEYFRAME_INTERVAL_DEFAULT, help="With --live: as for `chrono record`.")
 @store_option
-def replay(recording, to_position, quiet, store_path):
+def replay(recording, to_position, quiet, live, branch, keyframe_interval, store_path):
     """Re-execute a recording and check that it matches, bit for bit.
 
     RECORDING is a name in the store, or a bundle file (FILE.chrono, from
@@ -99,9 +123,18 @@ def replay(recording, to_position, quiet, store_path):
     (every 2^20 instructions), its keyframes (every page) and its console
     output; the first mismatch ends the replay with exit status 9, naming
     the last instruction that matched and what differs.
+
+    With --to POSITION --live, the replay stops there and the guest goes on
+    live: new console input, recorded as a new branch whose first keyframe
+    is the state at POSITION (it shares every page with the original).
+    `chrono trace list` shows branches under the recording they left.
     """
-    from chrono.store.store import Store
     from chrono.trace.replay import Replayer
+
+    if (live or branch) and to_position is None:
+        raise UsageError("--live and --name need --to POSITION: where to leave the recording")
+    if branch and not live:
+        raise UsageError("--name names the branch --live records; add --live")
 
     def write(data: bytes) -> None:
         sys.stdout.buffer.write(data)
@@ -111,7 +144,14 @@ def replay(recording, to_position, quiet, store_path):
         replayer = Replayer(store, name, output=(lambda b: None) if quiet else write)
         try:
             report = replayer.replay(to_position, snapshot_name=(
-                None if to_position is None else f"{name}@{to_position}"))
+                None if to_position is None or live else f"{name}@{to_position}"))
+            if live:
+                click.echo(f"replayed {name} to instruction {report.end}; live from here",
+                           err=True)
+                outcome = record_session(replayer.snapshots, branch, keyframe_interval, None,
+                                         None, None,
+                                         parent={"trace": name, "position": report.end})
+                sys.exit(outcome.exit_code if outcome else 130)
         finally:
             replayer.close()
     mips = report.instructions / max(report.seconds, 1e-9) / 1e6

@@ -22,11 +22,36 @@ def traces_table(rows: list[TraceManifest], store_path) -> Table:
                           ("inputs", "right"), ("log", "right"), ("ended", "left"),
                           ("from", "left")):
         t.add_column(name, justify=justify)
-    for m in rows:
-        origin = f"{m.origin['trace']} {m.origin['from']}..{m.origin['to']}" if m.origin else ""
-        t.add_row(m.name, when(m.created), f"{m.length:,}", _vtime(m), str(len(m.keyframes)),
+    for depth, m in _tree(rows):
+        origin = ""
+        if m.origin:
+            origin = f"trimmed from {m.origin['trace']} {m.origin['from']:,}..{m.origin['to']:,}"
+        elif m.parent:
+            origin = f"branch of {m.parent['trace']} at {m.parent['position']:,}"
+        name = ("  " * (depth - 1) + "└─ " if depth else "") + m.name
+        t.add_row(name, when(m.created), f"{m.length:,}", _vtime(m), str(len(m.keyframes)),
                   str(_input_count(m)), size(m.log_bytes), _status(m), origin)
     return t
+
+
+def _tree(rows: list[TraceManifest]) -> list[tuple[int, TraceManifest]]:
+    """Recordings in tree order: each followed by the branches that left it."""
+    names = {m.name for m in rows}
+    children: dict[str | None, list[TraceManifest]] = {}
+    for m in rows:
+        parent = m.parent["trace"] if m.parent and m.parent["trace"] in names else None
+        children.setdefault(parent, []).append(m)
+    out, seen = [], set()
+
+    def walk(name, depth):
+        for m in children.get(name, []):
+            if m.name not in seen:
+                seen.add(m.name)
+                out.append((depth, m))
+                walk(m.name, depth + 1)
+    walk(None, 0)
+    out += [(0, m) for m in rows if m.name not in seen]     # a cycle cannot hide one
+    return out
 
 
 def _vtime(m: TraceManifest) -> str:
@@ -61,6 +86,8 @@ def trace_table(m: TraceManifest, snapshot_bytes: int, blobs: int) -> Table:
               f"data ({size(snapshot_bytes)} stored, shared with other snapshots)")
     t.add_row("machine", f"{m.config.get('isa', '?')}, {m.config.get('ram_size', 0) >> 20} MiB RAM, "
               f"{', '.join(m.config.get('devices', []))}")
+    if m.parent:
+        t.add_row("branch of", f"{m.parent['trace']} at instruction {m.parent['position']:,}")
     if m.origin:
         t.add_row("trimmed from", f"{m.origin['trace']} (instructions {m.origin['from']:,} "
                   f"to {m.origin['to']:,})")

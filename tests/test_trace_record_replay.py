@@ -240,3 +240,34 @@ def test_store_verify_checks_recordings_too(tmp_path):
     damaged = chrono(tmp_path, "store", "verify", "--store", store)
     assert damaged.returncode == 7
     assert "recording" in damaged.stdout and "chunk" in damaged.stdout
+
+
+def test_going_live_from_the_past_records_a_branch(tmp_path):
+    # A recording that ends with the guest at its prompt, all input taken.
+    record(tmp_path, "write a hello\nsync\nbench 1\n")
+    store = tmp_path / "store"
+    base = trace_manifest(store, "t")
+    assert base.outcome == "input-ended"
+    fork = base.end_position
+    live = chrono(tmp_path, "replay", "--store", store, "t", "--to", fork, "--live",
+                  "--name", "br", script="write b branch\nls\npoweroff\n")
+    assert live.returncode == 0, live.stderr
+    assert "recorded br:" in live.stderr
+    assert re.search(r"^\s+6\s+a\n\s+7\s+b$", live.stdout, re.M)   # a from the past, b new
+    br = trace_manifest(store, "br")
+    assert br.parent == {"trace": "t", "position": fork}
+    assert br.start_position == fork and br.keyframes[0].position == fork
+    with Store(store, readonly=True) as s, s.reader() as r:
+        first = r.get_snapshot(br.keyframes[0].snapshot)
+        assert first.parent in {k.snapshot for k in base.keyframes}  # shares the past's pages
+    replayed = replay(tmp_path, "br")
+    assert replayed.returncode == 0, replayed.stderr
+    assert live.stdout.endswith(replayed.stdout) and "write b branch" in replayed.stdout
+    listed = chrono(tmp_path, "trace", "list", "--store", store)
+    assert re.search(rf"└─ br .*branch of t at {fork:,}", listed.stdout), listed.stdout
+
+
+def test_live_needs_a_position(tmp_path):
+    record(tmp_path)
+    proc = chrono(tmp_path, "replay", "--store", tmp_path / "store", "t", "--live")
+    assert proc.returncode == 2 and "--to POSITION" in proc.stderr

@@ -68,6 +68,7 @@ class TraceManifest:
     complete: bool = False
     outcome: str = ""
     origin: dict | None = None      # a trimmed copy: {"trace": name, "from": pos, "to": pos}
+    parent: dict | None = None      # a branch gone live from a replay: {"trace": name, "position": pos}
     format: int = TRACE_FORMAT
 
     @property
@@ -157,6 +158,10 @@ class TraceManifest:
                 isinstance(self.origin, dict) and isinstance(self.origin.get("trace"), str)
                 and all(isinstance(self.origin.get(k), int) for k in ("from", "to"))):
             raise ValueError("bad origin")
+        if self.parent is not None and not (
+                isinstance(self.parent, dict) and isinstance(self.parent.get("trace"), str)
+                and isinstance(self.parent.get("position"), int)):
+            raise ValueError("bad parent")
         if not self.keyframes:
             raise ValueError("no keyframes")
         previous = self.start_position

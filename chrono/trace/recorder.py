@@ -36,7 +36,9 @@ class Recorder:
     """Records one guest (a chrono.core.launch.Guest) into a store under `name`."""
 
     def __init__(self, snapshots: Snapshots, name: str,
-                 keyframe_interval: int = KEYFRAME_INTERVAL, reboot=None):
+                 keyframe_interval: int = KEYFRAME_INTERVAL, reboot=None, parent: dict | None = None):
+        """`parent` ({"trace", "position"}) names the recording this one branches
+        from; the branch goes on with its positions."""
         self.snapshots = snapshots
         self.store = snapshots.store
         self.guest = snapshots.guest
@@ -44,7 +46,8 @@ class Recorder:
         self.name = name
         self.keyframe_interval = keyframe_interval
         self._reboot = reboot
-        self.offset = self.machine.steps          # guest steps at position 0
+        start = parent["position"] if parent else 0
+        self.offset = self.machine.steps - start  # guest steps at position 0
         self.pending: list[Event] = []
         self.pending_bytes = 0
         self.chunk_index = 0
@@ -55,9 +58,9 @@ class Recorder:
             id=os.urandom(TRACE_ID_BYTES).hex(), name=name, created=time.time(),
             chrono_version=version(), config=snapshots.config,
             rtc_epoch_ns=self.machine.rtc_epoch_ns, digest_interval=DIGEST_INTERVAL,
-            keyframe_interval=keyframe_interval)
-        self.next_digest = DIGEST_INTERVAL
-        self.next_keyframe = keyframe_interval
+            keyframe_interval=keyframe_interval, parent=parent, start_position=start)
+        self.next_digest = start + DIGEST_INTERVAL
+        self.next_keyframe = start + keyframe_interval
         self.proxy = RecordingMachine(self)
 
     # ---- positions and the log ---------------------------------------------------
@@ -130,7 +133,8 @@ class Recorder:
         self.window = hashlib.sha256()
         chunk, frozen = self._commit_point()
         with self.store.writer() as w:
-            self._writer_for(chunk, frozen, Keyframe(0, m.steps, m.vclock, ""))(w, base.snapshot_id)
+            self._writer_for(chunk, frozen, Keyframe(self.position, m.steps, m.vclock, ""))(
+                w, base.snapshot_id)
 
     def keyframe(self, name: str | None = None, background: bool = True) -> None:
         """A keyframe snapshot here (named `name`: a savevm)."""
