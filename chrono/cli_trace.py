@@ -397,3 +397,76 @@ def debug(recording, port, host, store_path):
             connection.close()
         finally:
             timeline.close()
+
+
+@main.group("query", invoke_without_command=False)
+@click.argument("recording")
+@store_option
+@click.pass_context
+def query_group(ctx, recording, store_path):
+    """Ask a recording where something happened, without stepping by hand.
+
+    \b
+      chrono query REC hits --pc ADDR [--from POS] [--to POS]
+      chrono query REC diff POS1 POS2
+    """
+    ctx.obj = (recording, store_path)
+
+
+def _here_too(command):
+    """--store after the subcommand as well (`chrono query REC hits --store DIR`)."""
+    return click.option("--store", "store_here", metavar="DIR", type=click.Path(path_type=Path),
+                        help="Store directory (as before RECORDING).")(command)
+
+
+def _timeline(ctx, store_here=None):
+    from chrono.trace.timeline import Timeline
+    recording, store_path = ctx.obj
+    store_path = store_here or store_path
+    opened = _opened_recording(recording, store_path, False)
+    store, name = opened.__enter__()
+    ctx.call_on_close(lambda: opened.__exit__(None, None, None))
+    timeline = Timeline(store, name)
+    ctx.call_on_close(timeline.close)
+    return timeline
+
+
+def _address(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an address (e.g. 0x80000312)") from None
+
+
+@query_group.command("hits")
+@click.option("--pc", required=True, callback=_address, metavar="ADDR",
+              help="The (virtual) address of the instruction.")
+@click.option("--from", "start", type=click.IntRange(min=0), metavar="POS")
+@click.option("--to", "end", type=click.IntRange(min=0), metavar="POS")
+@_here_too
+@click.pass_context
+def query_hits(ctx, pc, start, end, store_here):
+    """Every position where the hart is about to execute the instruction at ADDR."""
+    from chrono.trace.query import hits
+    t = _timeline(ctx, store_here)
+    found = hits(t, pc, start, end)
+    for position in found.positions:
+        click.echo(position)
+    more = f" (only the first {len(found.positions)} listed)" if found.truncated else ""
+    click.echo(f"{len(found.positions)} hits of pc {pc:#x}{more}", err=True)
+
+
+@query_group.command("diff")
+@click.argument("first", type=click.IntRange(min=0), metavar="POS1")
+@click.argument("second", type=click.IntRange(min=0), metavar="POS2")
+@_here_too
+@click.pass_context
+def query_diff(ctx, first, second, store_here):
+    """Which RAM pages, disk blocks and CPU/device state differ between two positions."""
+    from chrono.render_store import console, diff_table
+    from chrono.trace.query import diff
+    t = _timeline(ctx, store_here)
+    result, a, b = diff(t, first, second)
+    console().print(diff_table(result, a, b, f"position {first}", f"position {second}"))

@@ -7,6 +7,8 @@ that state (full digest: CPU/devices, RAM, disk).
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chrono.core.digest import state_digest
@@ -115,3 +117,25 @@ def test_continue_and_reverse_continue_stop_at_breakpoints(timeline):
     timeline.seek(hits[0] + 10)
     assert timeline.reverse_cont().reason == "begin"
     assert timeline.position == timeline.start
+
+
+def test_query_hits_and_diff_through_the_command_line(recording, timeline):
+    kputc = kputc_address()
+    store = recording
+    proc = chrono(store.parent, "query", "t", "hits", "--store", store, "--pc", hex(kputc))
+    assert proc.returncode == 0, proc.stderr
+    listed = [int(line) for line in proc.stdout.split()]
+    timeline.add_breakpoint(kputc)
+    expected = []
+    while (halt := timeline.cont()).reason == "breakpoint":
+        expected.append(halt.position)
+    assert listed == expected and f"{len(expected)} hits" in proc.stderr
+    window = chrono(store.parent, "query", "t", "hits", "--store", store, "--pc", hex(kputc),
+                    "--from", expected[2], "--to", expected[5])
+    assert [int(line) for line in window.stdout.split()] == expected[2:5]
+    # Between the first and the last hit, the console's output buffer page changed.
+    d = chrono(store.parent, "query", "--store", store, "t", "diff", expected[0], expected[-1])
+    assert d.returncode == 0, d.stderr
+    assert re.search(r"RAM\s+│\s+\d+ of \d+ pages", d.stdout) and "differs" in d.stdout
+    same = chrono(store.parent, "query", "--store", store, "t", "diff", expected[1], expected[1])
+    assert "0 of" in same.stdout or "same" in same.stdout
