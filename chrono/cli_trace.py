@@ -5,7 +5,6 @@ Thin, like chrono.cli: parse options, call chrono.trace, print.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import click

@@ -8,7 +8,7 @@ StopEvent.  Memory is virtual (through the current page tables) unless the
 from __future__ import annotations
 
 from chrono.gdb import memory
-from chrono.gdb.registers import read_register, register_map, write_register
+from chrono.gdb.registers import read_register, register_map
 from chrono.gdb.stub import StopEvent
 
 BREAK_KINDS = (0, 1)            # Z0 software, Z1 hardware breakpoint
