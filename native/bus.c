@@ -28,6 +28,7 @@ bool bus_read(struct machine *m, uint64_t paddr, int size, uint64_t *value)
     if (phys_is_ram(m, paddr, (uint64_t)size)) {
         *value = 0;
         memcpy(value, ram_range(m, paddr, (uint64_t)size), (size_t)size);
+        watch_check(m, paddr, (uint64_t)size, ACCESS_READ);
         return true;
     }
     const struct mmio_device *d = find_device(paddr, size);
@@ -43,6 +44,7 @@ bool bus_write(struct machine *m, uint64_t paddr, int size, uint64_t value)
     if (phys_is_ram(m, paddr, (uint64_t)size)) {
         memcpy(ram_range(m, paddr, (uint64_t)size), &value, (size_t)size);
         ram_mark_dirty(m, paddr);
+        watch_check(m, paddr, (uint64_t)size, ACCESS_WRITE);
         return true;
     }
     const struct mmio_device *d = find_device(paddr, size);
@@ -60,6 +62,7 @@ bool phys_read(struct machine *m, uint64_t paddr, void *dst, uint64_t len)
     if (!phys_is_ram(m, paddr, len))
         return false;
     memcpy(dst, ram_range(m, paddr, len), len);
+    watch_check(m, paddr, len, ACCESS_READ);
     return true;
 }
 
@@ -73,6 +76,7 @@ bool phys_write(struct machine *m, uint64_t paddr, const void *src, uint64_t len
     uint64_t first = (paddr - RAM_BASE) >> PAGE_SHIFT;
     uint64_t last = (paddr - RAM_BASE + len - 1) >> PAGE_SHIFT;
     memset(m->ram_dirty + first, 1, last - first + 1);
+    watch_check(m, paddr, len, ACCESS_WRITE);
     return true;
 }
 

@@ -19,9 +19,11 @@ enum chrono_stop {
     CHRONO_STOP_OUTPUT = 6,      /* console output buffer needs draining */
     CHRONO_STOP_INPUT = 7,       /* guest drained the UART receive FIFO while input_waiting */
     CHRONO_STOP_FATAL = 8,       /* the emulator cannot continue; see machine_error() */
-    CHRONO_STOP_ENTROPY = 9      /* the guest asked the entropy device (virtio-rng) for bytes
+    CHRONO_STOP_ENTROPY = 9,     /* the guest asked the entropy device (virtio-rng) for bytes
                                   * that only the host can give: code = bytes wanted now,
                                   * as machine_entropy_wanted(); answer with machine_entropy_write() */
+    CHRONO_STOP_WATCHPOINT = 10  /* an access hit a watchpoint and its instruction completed:
+                                  * code = the address; machine_watch_hit() says more */
 };
 
 struct chrono_config {
@@ -81,6 +83,20 @@ uint64_t machine_timebase_hz(void);
 uint64_t machine_steps_per_tick(void);
 /* Jump the virtual clock forward to `vclock` (used when idle; never backwards). */
 void machine_skip_to(struct machine *m, uint64_t vclock);
+
+/* Data watchpoints on physical address ranges (for debuggers): the run
+ * stops after an instruction (or device DMA) that reads or writes them. */
+enum chrono_watch { CHRONO_WATCH_WRITE = 1, CHRONO_WATCH_READ = 2, CHRONO_WATCH_ACCESS = 3 };
+struct chrono_watch_hit {
+    uint64_t pc;                /* the instruction that made the access */
+    uint64_t addr;              /* the first watched byte it touched */
+    int kind;                   /* CHRONO_WATCH_WRITE or _READ: what the access was */
+    int watch_kind;             /* the kind of the watchpoint it hit */
+};
+int machine_add_watchpoint(struct machine *m, uint64_t addr, uint64_t len, int kind);
+int machine_remove_watchpoint(struct machine *m, uint64_t addr, uint64_t len, int kind);
+/* The first hit since the last machine_run began (kind 0: none). */
+void machine_watch_hit(struct machine *m, struct chrono_watch_hit *out);
 
 /* Breakpoints on guest pc (virtual address as fetched). */
 int machine_add_breakpoint(struct machine *m, uint64_t pc);

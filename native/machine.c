@@ -190,6 +190,7 @@ void machine_run(struct machine *m, uint64_t max_steps, struct chrono_result *ou
     m->stop_code = 0;
     m->bp_skip_steps = h->steps;
     m->bp_skip_pc = h->pc;
+    m->watch_hit.kind = 0;
     out->deadline = UINT64_MAX;
     out->code = 0;
 

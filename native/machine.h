@@ -17,6 +17,12 @@
 #define CONSOLE_OUT_SIZE 8192
 #define CONSOLE_OUT_HIGH 6144           /* stop to let the host drain above this */
 #define MAX_BREAKPOINTS 64
+#define MAX_WATCHPOINTS 16
+
+struct watchpoint {
+    uint64_t addr, len;
+    int kind;                   /* enum chrono_watch */
+};
 
 struct machine {
     /* Saved state: plain data, see state.c. */
@@ -60,8 +66,21 @@ struct machine {
     int nbreakpoints;
     uint64_t bp_skip_steps, bp_skip_pc;   /* resume over the breakpoint we stopped at */
 
+    struct watchpoint watch[MAX_WATCHPOINTS];     /* see watch.c */
+    int nwatch;
+    struct { uint64_t pc, addr; int kind, watch_kind; } watch_hit;
+
     char error[256];
 };
+
+/* watch.c: is a page watched for this access type; report an access. */
+bool watch_page(struct machine *m, uint64_t ppage, enum access_type type);
+void watch_access(struct machine *m, uint64_t pa, uint64_t len, enum access_type type);
+static inline void watch_check(struct machine *m, uint64_t pa, uint64_t len, enum access_type type)
+{
+    if (m->nwatch)
+        watch_access(m, pa, len, type);
+}
 
 /* Ask the run loop to return after the current instruction. */
 void machine_request_stop(struct machine *m, int reason, uint64_t code);

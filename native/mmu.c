@@ -140,6 +140,8 @@ static void tlb_fill(struct machine *m, int set, enum access_type type, uint64_t
         return;
     if (!pmp_page_allows(m, ppage, type, set_priv(set)))
         return;
+    if (m->nwatch && watch_page(m, ppage, type))
+        return;                         /* watched: every access takes the slow path */
     if (type == ACCESS_WRITE) {
         if (ppage == m->htif_page)
             return;
@@ -188,6 +190,7 @@ static bool ram_piece(struct machine *m, uint64_t va, int size, enum access_type
     }
     tlb_fill(m, set, type, va, pa);
     *host = ram_ptr(m, pa);
+    watch_check(m, pa, (uint64_t)size, type);
     if (type == ACCESS_WRITE) {
         ram_mark_dirty(m, pa);
         *htif |= (pa & ~0xfffull) == m->htif_page;
@@ -219,6 +222,7 @@ bool mmu_load_slow(struct machine *m, uint64_t va, int size, uint64_t *value)
             tlb_fill(m, set, ACCESS_READ, va, pa);
             *value = 0;
             memcpy(value, ram_ptr(m, pa), (size_t)size);
+            watch_check(m, pa, (uint64_t)size, ACCESS_READ);
             return true;
         }
         if (!bus_read(m, pa, size, value)) {
@@ -253,6 +257,7 @@ bool mmu_store_slow(struct machine *m, uint64_t va, int size, uint64_t value)
             tlb_fill(m, set, ACCESS_WRITE, va, pa);
             memcpy(ram_ptr(m, pa), &value, (size_t)size);
             ram_mark_dirty(m, pa);
+            watch_check(m, pa, (uint64_t)size, ACCESS_WRITE);
             if ((pa & ~0xfffull) == m->htif_page)
                 htif_store(m, pa, size);
             return true;
@@ -295,6 +300,8 @@ bool mmu_host_ptr(struct machine *m, uint64_t va, int size, uint8_t **host)
     }
     tlb_fill(m, set, ACCESS_WRITE, va, pa);
     ram_mark_dirty(m, pa);
+    watch_check(m, pa, (uint64_t)size, ACCESS_READ);     /* an AMO reads and writes */
+    watch_check(m, pa, (uint64_t)size, ACCESS_WRITE);
     *host = ram_ptr(m, pa);
     return true;
 }

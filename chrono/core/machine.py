@@ -31,7 +31,8 @@ class Stop(enum.IntEnum):
     OUTPUT = lib.CHRONO_STOP_OUTPUT
     INPUT = lib.CHRONO_STOP_INPUT
     FATAL = lib.CHRONO_STOP_FATAL
-    ENTROPY = lib.CHRONO_STOP_ENTROPY     # the guest wants entropy: code = bytes wanted
+    ENTROPY = lib.CHRONO_STOP_ENTROPY       # the guest wants entropy: code = bytes wanted
+    WATCHPOINT = lib.CHRONO_STOP_WATCHPOINT  # a watched access completed: code = its address
 
 
 NO_DEADLINE = (1 << 64) - 1
@@ -47,6 +48,22 @@ def chrono_provide_page(ctx, page_index):
     except Exception as e:      # noqa: BLE001 - reported through the run result
         machine.provider_error = e
         return -1
+
+
+class Watch(enum.IntEnum):
+    """What a watchpoint catches (mirrors enum chrono_watch)."""
+
+    WRITE = lib.CHRONO_WATCH_WRITE
+    READ = lib.CHRONO_WATCH_READ
+    ACCESS = lib.CHRONO_WATCH_ACCESS
+
+
+@dataclass(frozen=True)
+class WatchHit:
+    pc: int                 # the instruction that made the access
+    address: int            # the first watched byte it touched (physical)
+    access: Watch           # WRITE or READ: what the access was
+    watchpoint: Watch       # the kind of the watchpoint it hit
 
 
 @dataclass(frozen=True)
@@ -223,6 +240,23 @@ class Machine:
 
     def remove_breakpoint(self, pc: int) -> bool:
         return lib.machine_remove_breakpoint(self._m, pc) == 0
+
+    def add_watchpoint(self, address: int, length: int, kind: Watch) -> None:
+        """Stop after any instruction or DMA that accesses physical [address, +length)."""
+        if lib.machine_add_watchpoint(self._m, address, length, int(kind)) != 0:
+            raise UsageError(f"cannot watch {length} bytes at {address:#x}: too many "
+                             f"watchpoints (the core holds 16), or an empty range")
+
+    def remove_watchpoint(self, address: int, length: int, kind: Watch) -> bool:
+        return lib.machine_remove_watchpoint(self._m, address, length, int(kind)) == 0
+
+    def watch_hit(self) -> WatchHit | None:
+        """The first watchpoint hit since the last run() began, or None."""
+        hit = ffi.new("struct chrono_watch_hit *")
+        lib.machine_watch_hit(self._m, hit)
+        if hit.kind == 0:
+            return None
+        return WatchHit(hit.pc, hit.addr, Watch(hit.kind), Watch(hit.watch_kind))
 
     # ---- registers ----------------------------------------------------------
     def reg(self, index: int) -> int:
