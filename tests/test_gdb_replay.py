@@ -113,3 +113,41 @@ def test_info_registers_shows_the_recorded_state(recording):
 def test_a_recording_cannot_be_written_to(recording):
     out = gdb(recording, "set var $a0 = 5", "set {int}0x80000000 = 1", "info registers a0")
     assert "a0             0x0" in out or re.search(r"^a0\s+0x0\s", out, re.M)
+
+
+@pytest.fixture(scope="module")
+def crash(tmp_path_factory):
+    work = tmp_path_factory.mktemp("gdb-crash")
+    proc = chrono(work, "record", "--store", work / "store", "--name", "g",
+                  script="write a hello\nsync\ncrash\n")
+    assert proc.returncode == 1, proc.stderr              # the guest's failure code
+    assert "load access fault" in proc.stdout
+    return work
+
+
+def test_rewinding_the_demo_crash_to_the_fault_and_to_the_corrupting_write(crash):
+    """The README walk-through: from the trap back to the faulting load, then a
+    watchpoint on the corrupted list link and reverse-continue to the store
+    that corrupted it."""
+    out = gdb(crash, "break trap_handler", "continue", "print/x $mepc",
+              "break *$mepc", "reverse-continue", "monitor when", "x/i $pc",
+              "delete",
+              "set $link = *(long *)&head + 0x210",        # &head->next (struct cblock)
+              "watch *(long *)$link", "reverse-continue", "monitor when", "x/i $pc")
+    mepc = int(re.search(r"\$1 = (0x[0-9a-f]+)", out)[1], 16)
+    at_fault, at_write = WHEN.findall(out)
+    assert int(at_fault[3], 16) == mepc                   # the faulting instruction
+    assert re.search(rf"=> 0x{mepc:x} <cache_crash\+\d+>:\s+lbu", out)
+    assert re.search(r"Hardware watchpoint \d+: \*\(long \*\)\$link", out)
+    assert re.search(r"Old value = 956397711104\s+New value = \d+", out)   # 0xdeadbeef00, backwards
+    write = re.findall(r"=> (0x[0-9a-f]+) <cache_crash\+\d+>:\s+(\w+)", out)[-1]
+    assert write[1] == "sd" and int(at_write[0]) < int(at_fault[0])
+
+
+def test_watch_and_continue_forward_stops_after_each_write(crash):
+    out = gdb(crash, "set $link = *(long *)&head + 0x210", "watch *(long *)$link",
+              "continue", "continue", "continue", "monitor when")
+    values = re.findall(r"Old value = (\d+)\s+New value = (\d+)", out)
+    assert len(values) >= 2
+    assert all(old != new for old, new in values)
+    assert any(new == str(0xdeadbeef00) for _, new in values)     # the corrupting store

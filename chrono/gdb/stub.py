@@ -143,7 +143,7 @@ class GdbStub:
                 kind, address, length = text[1:].split(",")[:3]
                 ok = self.target.set_point(head == "Z", int(kind), int(address, 16),
                                            int(length.split(";")[0], 16))
-                return "OK" if ok else ""
+                return "" if ok is None else "OK" if ok else "E01"    # "": not supported
             if head == "s":
                 return self._resume("step")
             if head == "c":

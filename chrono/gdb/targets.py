@@ -7,11 +7,14 @@ StopEvent.  Memory is virtual (through the current page tables) unless the
 """
 from __future__ import annotations
 
+from chrono.core.machine import Watch
 from chrono.gdb import memory
 from chrono.gdb.registers import read_register, register_map
 from chrono.gdb.stub import StopEvent
 
 BREAK_KINDS = (0, 1)            # Z0 software, Z1 hardware breakpoint
+WATCH_KINDS = {2: Watch.WRITE, 3: Watch.READ, 4: Watch.ACCESS}     # Z2, Z3, Z4
+STOP_NAMES = {Watch.WRITE: "watch", Watch.READ: "rwatch", Watch.ACCESS: "awatch"}
 
 MONITOR_HELP = """\
 when              the current position (instructions into the recording) and pc
@@ -55,9 +58,15 @@ class ReplayTarget:
     def write_memory(self, address: int, data: bytes) -> str | None:
         return "E01"                # a recording's past cannot be changed
 
-    def set_point(self, insert: bool, kind: int, address: int, length: int) -> bool:
+    def set_point(self, insert: bool, kind: int, address: int, length: int) -> bool | None:
+        """Insert or remove a break- or watchpoint: True done, False refused
+        (e.g. not mapped here), None for a kind this target does not have."""
+        if kind in WATCH_KINDS:
+            if insert:
+                return self.t.add_watchpoint(address, length, WATCH_KINDS[kind], self.physical)
+            return self.t.remove_watchpoint(address, length, WATCH_KINDS[kind])
         if kind not in BREAK_KINDS:
-            return False
+            return None
         group = self.hardware if kind == 1 else self.software
         if insert:
             group.add(address)
@@ -76,6 +85,12 @@ class ReplayTarget:
         move = {"step": self.t.step, "cont": self.t.cont,
                 "reverse-step": self.t.step_back, "reverse-cont": self.t.reverse_cont}[how]
         halt = move()
+        if halt.reason == "watch":
+            # gdb treats RISC-V watchpoints as firing *before* the access and
+            # steps over the accessing instruction itself (forwards or
+            # backwards) to show the change: present the hit that way.
+            self.t.seek(halt.position - 1 if how == "cont" else halt.position + 1)
+            return StopEvent(STOP_NAMES[halt.access], halt.address)
         kind = {"step": "step", "seek": "step"}.get(halt.reason, halt.reason)
         return StopEvent(kind)
 

@@ -14,17 +14,19 @@ lands, which is where a user steps back and forth.  They are unnamed
 snapshots in the store (`chrono store gc` removes them later); one that is
 gone is simply skipped.
 
-Continuing forward stops at a breakpoint (before its instruction executes)
-or at either end.  Continuing in reverse replays the previous checkpoint
-interval, remembers the last breakpoint hit before the current position, and
-goes there; with no hit it looks one interval further back, down to the start.
+Continuing forward stops at a breakpoint (before its instruction executes),
+after an access to a watched range, or at either end.  Continuing in reverse
+replays the previous checkpoint interval, remembers the last hit before the
+current position, and goes there -- for a watchpoint, to the state just
+before the accessing instruction -- and with no hit looks one interval
+further back, down to the start.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
 
-from chrono.core.machine import Stop
+from chrono.core.machine import Stop, Watch
 from chrono.errors import StoreError, UsageError
 from chrono.store.store import Store
 from chrono.trace.events import INPUT_KINDS, KEYFRAME
@@ -50,9 +52,19 @@ class Checkpoint:
 class Halt:
     """Where a move ended and why."""
 
-    reason: str             # "step", "seek", "breakpoint", "begin", "end", "interrupt"
+    reason: str             # "step", "seek", "breakpoint", "watch", "begin", "end", "interrupt"
     position: int
     pc: int
+    address: int = 0        # "watch": the watched address accessed
+    access: Watch | None = None     # "watch": the kind of the watchpoint hit
+
+
+@dataclass(frozen=True)
+class Watchpoint:
+    address: int            # as given (virtual or physical)
+    length: int
+    kind: Watch
+    physical: int           # where the core watches
 
 
 class Timeline:
@@ -69,6 +81,7 @@ class Timeline:
         first = self.checkpoints[0]
         self.next_event = first.event_index
         self.breakpoints: set[int] = set()
+        self.watchpoints: list[Watchpoint] = []
         self.interrupted = lambda: False       # polled while running (gdb's Ctrl-C)
         self.start = self.manifest.start_position
         self.end = (self.manifest.end_position if self.manifest.complete
@@ -179,6 +192,10 @@ class Timeline:
                     return Halt("breakpoint", self.position, m.pc)
                 self._step_over_breakpoint()
                 continue
+            if result.reason == Stop.WATCHPOINT:
+                if stop_at_breakpoints:
+                    return self._watch_halt()
+                continue
             if result.reason in RUNNING_STOPS or self.position >= goal:
                 continue
             if result.reason == Stop.IDLE and result.executed:
@@ -186,6 +203,14 @@ class Timeline:
             raise r._diverged(f"the guest stopped ({result.reason.name.lower()}, pc {m.pc:#x}) "
                               f"while the recording ran on to instruction {goal}")
         return None
+
+    def _watch_halt(self) -> Halt:
+        hit = self.machine.watch_hit()
+        w = next((w for w in self.watchpoints
+                  if w.physical <= hit.address < w.physical + w.length), None)
+        address = hit.address if w is None else w.address + (hit.address - w.physical)
+        return Halt("watch", self.position, self.machine.pc, address,
+                    w.kind if w is not None else hit.watchpoint)
 
     def _step_over_breakpoint(self) -> None:
         m = self.machine
@@ -250,23 +275,27 @@ class Timeline:
                 return Halt("begin", self.position, self.pc)
             hits = self._hits_between(checkpoint, upper)
             if hits:
-                self.seek(hits[-1])
-                return Halt("breakpoint", self.position, self.pc)
+                last = hits[-1]
+                self.seek(last.position)
+                return Halt(last.reason, self.position, self.pc, last.address, last.access)
             upper = checkpoint.position
 
-    def _hits_between(self, checkpoint: Checkpoint, upper: int) -> list[int]:
-        """Positions in [checkpoint, upper) where the pc is at a breakpoint."""
-        if not self.breakpoints:
+    def _hits_between(self, checkpoint: Checkpoint, upper: int) -> list[Halt]:
+        """Hits in [checkpoint, upper), in order: breakpoints where the pc is at
+        one, watchpoints at the position of the accessing instruction."""
+        if not self.breakpoints and not self.watchpoints:
             return []
         while not self._restore(checkpoint):
             checkpoint = self._checkpoint_before(upper, strictly=True)
-        hits = [self.position] if self.pc in self.breakpoints else []
+        hits = [Halt("breakpoint", self.position, self.pc)] if self.pc in self.breakpoints else []
         while self.position < upper:
             halt = self._forward(upper, stop_at_breakpoints=True)
-            if halt is None:
+            if halt is None or halt.reason not in ("breakpoint", "watch"):
                 break
-            hits.append(halt.position)
-        return [h for h in hits if h < upper]
+            if halt.reason == "watch":      # the instruction before made the access
+                halt = Halt("watch", halt.position - 1, 0, halt.address, halt.access)
+            hits.append(halt)
+        return [h for h in hits if h.position < upper]
 
     # ---- breakpoints ---------------------------------------------------------------
     def add_breakpoint(self, pc: int) -> None:
@@ -276,6 +305,26 @@ class Timeline:
     def remove_breakpoint(self, pc: int) -> None:
         self.machine.remove_breakpoint(pc)
         self.breakpoints.discard(pc)
+
+    # ---- watchpoints ---------------------------------------------------------------
+    def add_watchpoint(self, address: int, length: int, kind: Watch, physical: bool = False) -> bool:
+        """Watch [address, +length): physical, or virtual translated through the
+        page tables at the current position (False if it is not mapped here)."""
+        from chrono.gdb.memory import translate
+        target = address if physical else translate(self.machine, address)
+        if target is None:
+            return False
+        self.machine.add_watchpoint(target, length, kind)
+        self.watchpoints.append(Watchpoint(address, length, kind, target))
+        return True
+
+    def remove_watchpoint(self, address: int, length: int, kind: Watch) -> bool:
+        for w in self.watchpoints:
+            if (w.address, w.length, w.kind) == (address, length, kind):
+                self.watchpoints.remove(w)
+                self.machine.remove_watchpoint(w.physical, w.length, w.kind)
+                return True
+        return False
 
 
 def open_timeline(store: Store, name: str) -> Timeline:
