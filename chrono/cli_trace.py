@@ -406,6 +406,7 @@ def query_group(ctx, recording, store_path):
     """Ask a recording where something happened, without stepping by hand.
 
     \b
+      chrono query REC last-write ADDR [--size N] [--before POS]
       chrono query REC hits --pc ADDR [--from POS] [--to POS]
       chrono query REC diff POS1 POS2
     """
@@ -469,3 +470,36 @@ def query_diff(ctx, first, second, store_here):
     t = _timeline(ctx, store_here)
     result, a, b = diff(t, first, second)
     console().print(diff_table(result, a, b, f"position {first}", f"position {second}"))
+
+
+PRIVILEGE = {0: "U", 1: "S", 3: "M"}
+
+
+@query_group.command("last-write")
+@click.argument("address", callback=lambda ctx, p, v: _address(ctx, p, v), metavar="ADDR")
+@click.option("--size", type=click.IntRange(min=1, max=1 << 20), default=1, show_default=True,
+              help="Bytes from ADDR.")
+@click.option("--before", type=click.IntRange(min=0), metavar="POS",
+              help="The last write before this position (default: the end).")
+@click.option("--physical", is_flag=True,
+              help="ADDR is physical (default: virtual, through the page tables at --before).")
+@_here_too
+@click.pass_context
+def query_last_write(ctx, address, size, before, physical, store_here):
+    """Who wrote ADDR last: the position, pc, instruction and privilege, or device DMA.
+
+    The first query of a recording builds its write index (one replay); later
+    ones, in any process, replay only the intervals that wrote the page.
+    """
+    from chrono.trace.writes import last_write
+    t = _timeline(ctx, store_here)
+    hit = last_write(t, address, size, before, physical)
+    where = f"before instruction {before}" if before is not None else "in the recording"
+    if hit is None:
+        click.echo(f"nothing wrote {size} bytes at {address:#x} {where}")
+        return
+    width = 8 if hit.instruction > 0xFFFF else 4
+    who = ("device DMA, during the instruction" if hit.device else "the instruction")
+    click.echo(f"position {hit.position}: {who} at pc {hit.pc:#x} "
+               f"({hit.instruction:0{width}x}, {PRIVILEGE.get(hit.priv, hit.priv)}-mode) wrote "
+               f"{hit.address:#x}")

@@ -62,7 +62,7 @@ bool phys_read(struct machine *m, uint64_t paddr, void *dst, uint64_t len)
     if (!phys_is_ram(m, paddr, len))
         return false;
     memcpy(dst, ram_range(m, paddr, len), len);
-    watch_check(m, paddr, len, ACCESS_READ);
+    watch_check_device(m, paddr, len, ACCESS_READ);
     return true;
 }
 
@@ -76,7 +76,7 @@ bool phys_write(struct machine *m, uint64_t paddr, const void *src, uint64_t len
     uint64_t first = (paddr - RAM_BASE) >> PAGE_SHIFT;
     uint64_t last = (paddr - RAM_BASE + len - 1) >> PAGE_SHIFT;
     memset(m->ram_dirty + first, 1, last - first + 1);
-    watch_check(m, paddr, len, ACCESS_WRITE);
+    watch_check_device(m, paddr, len, ACCESS_WRITE);
     return true;
 }
 

@@ -92,6 +92,7 @@ struct chrono_watch_hit {
     uint64_t addr;              /* the first watched byte it touched */
     int kind;                   /* CHRONO_WATCH_WRITE or _READ: what the access was */
     int watch_kind;             /* the kind of the watchpoint it hit */
+    int device;                 /* 1: device DMA (during the instruction at pc), 0: the hart */
 };
 int machine_add_watchpoint(struct machine *m, uint64_t addr, uint64_t len, int kind);
 int machine_remove_watchpoint(struct machine *m, uint64_t addr, uint64_t len, int kind);

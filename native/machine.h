@@ -68,18 +68,24 @@ struct machine {
 
     struct watchpoint watch[MAX_WATCHPOINTS];     /* see watch.c */
     int nwatch;
-    struct { uint64_t pc, addr; int kind, watch_kind; } watch_hit;
+    struct { uint64_t pc, addr; int kind, watch_kind, device; } watch_hit;
 
     char error[256];
 };
 
 /* watch.c: is a page watched for this access type; report an access. */
 bool watch_page(struct machine *m, uint64_t ppage, enum access_type type);
-void watch_access(struct machine *m, uint64_t pa, uint64_t len, enum access_type type);
+void watch_access(struct machine *m, uint64_t pa, uint64_t len, enum access_type type, bool device);
 static inline void watch_check(struct machine *m, uint64_t pa, uint64_t len, enum access_type type)
 {
     if (m->nwatch)
-        watch_access(m, pa, len, type);
+        watch_access(m, pa, len, type, false);
+}
+static inline void watch_check_device(struct machine *m, uint64_t pa, uint64_t len,
+                                      enum access_type type)
+{
+    if (m->nwatch)
+        watch_access(m, pa, len, type, true);
 }
 
 /* Ask the run loop to return after the current instruction. */

@@ -3,8 +3,8 @@
  * A watchpoint is a physical address range and the accesses it catches
  * (reads, writes or both).  Pages holding a watched range are kept out of
  * the TLB for those accesses (tlb_fill asks watch_page), so every such access
- * takes a slow path, which calls watch_access; device DMA and host writes go
- * through phys_read/phys_write and bus_write, which call it too.  A hit is
+ * takes a slow path, which calls watch_access; device DMA goes through
+ * phys_read/phys_write, which call it too (marked as a device access).  A hit is
  * recorded (pc of the instruction, address, kind) and stops the run once
  * the accessing instruction has completed: the position after a hit is the
  * one after that instruction. */
@@ -31,7 +31,7 @@ bool watch_page(struct machine *m, uint64_t ppage, enum access_type type)
     return false;
 }
 
-void watch_access(struct machine *m, uint64_t pa, uint64_t len, enum access_type type)
+void watch_access(struct machine *m, uint64_t pa, uint64_t len, enum access_type type, bool device)
 {
     for (int i = 0; i < m->nwatch; i++) {
         const struct watchpoint *w = &m->watch[i];
@@ -41,6 +41,7 @@ void watch_access(struct machine *m, uint64_t pa, uint64_t len, enum access_type
                 m->watch_hit.addr = pa > w->addr ? pa : w->addr;
                 m->watch_hit.kind = kind_of(type);
                 m->watch_hit.watch_kind = w->kind;
+                m->watch_hit.device = device;
             }
             machine_request_stop(m, CHRONO_STOP_WATCHPOINT, m->watch_hit.addr);
             return;
@@ -80,4 +81,5 @@ void machine_watch_hit(struct machine *m, struct chrono_watch_hit *out)
     out->addr = m->watch_hit.addr;
     out->kind = m->watch_hit.kind;
     out->watch_kind = m->watch_hit.watch_kind;
+    out->device = m->watch_hit.device;
 }

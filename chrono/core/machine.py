@@ -64,7 +64,7 @@ class WatchHit:
     address: int            # the first watched byte it touched (physical)
     access: Watch           # WRITE or READ: what the access was
     watchpoint: Watch       # the kind of the watchpoint it hit
-
+    device: bool            # device DMA (during the instruction at pc), not the hart
 
 @dataclass(frozen=True)
 class RunResult:
@@ -256,7 +256,7 @@ class Machine:
         lib.machine_watch_hit(self._m, hit)
         if hit.kind == 0:
             return None
-        return WatchHit(hit.pc, hit.addr, Watch(hit.kind), Watch(hit.watch_kind))
+        return WatchHit(hit.pc, hit.addr, Watch(hit.kind), Watch(hit.watch_kind), bool(hit.device))
 
     # ---- registers ----------------------------------------------------------
     def reg(self, index: int) -> int:

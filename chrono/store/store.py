@@ -788,8 +788,26 @@ class Reader:
             key = bytes(cursor.key())
             if not key.startswith(prefix):
                 return
-            yield key, bytes(cursor.value())
+            if len(key) == len(prefix) + 12:    # event chunks; other records share the prefix
+                yield key, bytes(cursor.value())
             found = cursor.next()
+
+    def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
+        """Every key of the events database that begins with `prefix` (a
+        recording's chunks and the records kept beside them)."""
+        if self.store._events is None:
+            return []
+        cursor = self._txn.cursor(db=self.store._events)
+        out = []
+        found = cursor.set_range(prefix)
+        while found and bytes(cursor.key()).startswith(prefix):
+            out.append(bytes(cursor.key()))
+            found = cursor.next()
+        return out
+
+    def get_event_record(self, key: bytes) -> bytes | None:
+        value = None if self.store._events is None else self._txn.get(key, db=self.store._events)
+        return None if value is None else bytes(value)
 
     def get_chunk(self, key: bytes) -> bytes:
         value = None if self.store._events is None else self._txn.get(key, db=self.store._events)

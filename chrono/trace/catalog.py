@@ -39,7 +39,7 @@ def remove_trace(store: Store, name: str) -> TraceManifest:
     """Remove a recording and its log; its snapshots go at the next gc."""
     with store.writer() as w:
         manifest = read_trace(w, name)
-        for key, _ in list(w.chunks(manifest.id_bytes)):
+        for key in w.keys_with_prefix(manifest.id_bytes):     # its log and what is kept beside it
             w.delete_chunk(key)
         w.delete_trace(name)
     return manifest

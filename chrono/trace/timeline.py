@@ -83,6 +83,7 @@ class Timeline:
         self.breakpoints: set[int] = set()
         self.watchpoints: list[Watchpoint] = []
         self.interrupted = lambda: False       # polled while running (gdb's Ctrl-C)
+        self.checkpointing = True               # take temporary checkpoints while moving
         self.start = self.manifest.start_position
         self.end = (self.manifest.end_position if self.manifest.complete
                     else self.manifest.keyframes[-1].position)
@@ -223,6 +224,8 @@ class Timeline:
             m.add_breakpoint(pc)
 
     def _maybe_checkpoint(self, position: int, dense_from: int | None) -> None:
+        if not self.checkpointing:
+            return
         spacing = FINE if dense_from is not None and position >= dense_from else COARSE
         if position % spacing == 0 and position != self.start:
             self._take_checkpoint()
