@@ -407,6 +407,7 @@ def query_group(ctx, recording, store_path):
 
     \b
       chrono query REC last-write ADDR [--size N] [--before POS]
+      chrono query REC output TEXT
       chrono query REC hits --pc ADDR [--from POS] [--to POS]
       chrono query REC diff POS1 POS2
     """
@@ -503,3 +504,18 @@ def query_last_write(ctx, address, size, before, physical, store_here):
     click.echo(f"position {hit.position}: {who} at pc {hit.pc:#x} "
                f"({hit.instruction:0{width}x}, {PRIVILEGE.get(hit.priv, hit.priv)}-mode) wrote "
                f"{hit.address:#x}")
+
+
+@query_group.command("output")
+@click.argument("text")
+@_here_too
+@click.pass_context
+def query_output(ctx, text, store_here):
+    """Where the guest's console printed TEXT: the positions of the instructions
+    that wrote its first and last bytes, for every occurrence."""
+    from chrono.trace.query import output
+    t = _timeline(ctx, store_here)
+    found = output(t, text)
+    for p in found:
+        click.echo(f"position {p.last} (from {p.first}): {p.context}")
+    click.echo(f"{len(found)} occurrences of {text!r}", err=True)

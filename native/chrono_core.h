@@ -111,6 +111,8 @@ int machine_get_csr(struct machine *m, int csr, uint64_t *value);
 
 /* Console.  Output is buffered in the core and drained by the host. */
 size_t machine_console_read(struct machine *m, uint8_t *buf, size_t len);
+/* The same, with the position (machine_steps) of the instruction that wrote each byte. */
+size_t machine_console_read_steps(struct machine *m, uint8_t *buf, uint64_t *steps, size_t len);
 /* Put up to len bytes into the UART receive FIFO; returns how many fit. */
 size_t machine_console_write(struct machine *m, const uint8_t *buf, size_t len);
 /* Whether the guest is ready for console input (it enabled the UART receive

@@ -149,8 +149,10 @@ void machine_request_stop(struct machine *m, int reason, uint64_t code)
 
 void console_put(struct machine *m, uint8_t byte)
 {
-    if (m->console_out_len < CONSOLE_OUT_SIZE)
+    if (m->console_out_len < CONSOLE_OUT_SIZE) {
+        m->console_out_steps[m->console_out_len] = m->hart.steps;
         m->console_out[m->console_out_len++] = byte;
+    }
     if (m->console_out_len >= CONSOLE_OUT_HIGH)
         machine_request_stop(m, CHRONO_STOP_OUTPUT, 0);
 }
@@ -297,13 +299,22 @@ int machine_get_csr(struct machine *m, int csr, uint64_t *value)
     return ok ? 0 : -1;
 }
 
-size_t machine_console_read(struct machine *m, uint8_t *buf, size_t len)
+size_t machine_console_read_steps(struct machine *m, uint8_t *buf, uint64_t *steps, size_t len)
 {
     size_t n = m->console_out_len < len ? m->console_out_len : len;
+    size_t rest = m->console_out_len - n;
     memcpy(buf, m->console_out, n);
-    memmove(m->console_out, m->console_out + n, m->console_out_len - n);
-    m->console_out_len -= n;
+    memmove(m->console_out, m->console_out + n, rest);
+    if (steps)
+        memcpy(steps, m->console_out_steps, n * sizeof *steps);
+    memmove(m->console_out_steps, m->console_out_steps + n, rest * sizeof *steps);
+    m->console_out_len = rest;
     return n;
+}
+
+size_t machine_console_read(struct machine *m, uint8_t *buf, size_t len)
+{
+    return machine_console_read_steps(m, buf, NULL, len);
 }
 
 size_t machine_console_write(struct machine *m, const uint8_t *buf, size_t len)

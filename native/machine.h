@@ -58,6 +58,7 @@ struct machine {
     int input_waiting;
 
     uint8_t console_out[CONSOLE_OUT_SIZE];
+    uint64_t console_out_steps[CONSOLE_OUT_SIZE];   /* when each byte was written (for queries) */
     size_t console_out_len;
     uint8_t console_returned[16];   /* host input the guest discarded unread (uart.c) */
     size_t console_returned_len;

@@ -139,3 +139,23 @@ def test_query_hits_and_diff_through_the_command_line(recording, timeline):
     assert re.search(r"RAM\s+│\s+\d+ of \d+ pages", d.stdout) and "differs" in d.stdout
     same = chrono(store.parent, "query", "--store", store, "t", "diff", expected[1], expected[1])
     assert "0 of" in same.stdout or "same" in same.stdout
+
+
+def test_query_output_names_the_instruction_that_printed_it(recording, timeline):
+    proc = chrono(recording.parent, "query", "t", "output", "checksum", "--store", recording)
+    assert proc.returncode == 0, proc.stderr
+    found = re.findall(r"^position (\d+) \(from (\d+)\): (.*)$", proc.stdout, re.M)
+    assert len(found) == 1 and "checksum 0x" in found[0][2]
+    last, first = int(found[0][0]), int(found[0][1])
+    assert first < last
+    # At `last`, the guest has printed "checksu" and is about to print "m".
+    seen = []
+    timeline.replayer.output_steps = lambda data, where: seen.append(data)
+    timeline.seek(timeline.start)
+    timeline._forward(last)
+    timeline.replayer._drain()
+    before = b"".join(seen)
+    assert before.endswith(b"checksu")
+    timeline.step()
+    timeline.replayer._drain()
+    assert b"".join(seen).endswith(b"checksum")

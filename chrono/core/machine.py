@@ -287,6 +287,13 @@ class Machine:
         n = lib.machine_console_read(self._m, buf, 8192)
         return ffi.buffer(buf, n)[:]
 
+    def console_read_steps(self) -> tuple[bytes, np.ndarray]:
+        """Console output and, per byte, the steps at which its instruction ran."""
+        buf = ffi.new("uint8_t[]", 8192)
+        steps = np.zeros(8192, dtype=np.uint64)
+        n = lib.machine_console_read_steps(self._m, buf, ffi.cast("uint64_t *", steps.ctypes.data), 8192)
+        return ffi.buffer(buf, n)[:], steps[:n]
+
     def console_write(self, data: bytes) -> int:
         """Offer bytes to the UART receive FIFO; returns how many it took."""
         return lib.machine_console_write(self._m, data, len(data))

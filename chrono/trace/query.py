@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from chrono.store.manifest import SnapshotDiff, snapshot_diff
 from chrono.trace.timeline import Timeline
 
@@ -50,3 +52,40 @@ def diff(t: Timeline, first: int, second: int) -> tuple[SnapshotDiff, object, ob
     b = snaps.store.get_snapshot(snaps.save())
     with snaps.store.reader() as r:
         return snapshot_diff(r, a, b), a, b
+
+
+@dataclass(frozen=True)
+class Printed:
+    first: int              # position of the instruction that wrote its first byte
+    last: int               # ... and its last byte
+    context: str            # the line it is on
+
+
+def output(t: Timeline, text: str, limit: int = 100) -> list[Printed]:
+    """Where the guest's console printed `text` (every occurrence, up to `limit`)."""
+    needle = text.encode()
+    if not needle:
+        return []
+    chunks, positions = [], []
+
+    def seen(data: bytes, where: np.ndarray) -> None:
+        chunks.append(data)
+        positions.append(where)
+
+    t.seek(t.start)
+    t.replayer.output_steps = seen
+    try:
+        t._forward(t.end)
+        t.replayer._drain()
+    finally:
+        t.replayer.output_steps = None
+    data = b"".join(chunks)
+    where = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
+    found, at = [], data.find(needle)
+    while at >= 0 and len(found) < limit:
+        start = data.rfind(b"\n", 0, at) + 1
+        end = data.find(b"\n", at)
+        line = data[start:end if end >= 0 else len(data)].decode("utf-8", "replace").strip()
+        found.append(Printed(int(where[at]), int(where[at + len(needle) - 1]), line))
+        at = data.find(needle, at + 1)
+    return found

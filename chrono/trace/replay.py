@@ -98,6 +98,7 @@ class Replayer:
         self.offset = self.machine.steps - first.position
         self.verified_at = first.position       # last position known to match
         self.verify_keyframes = True            # off for passes that use the dirty maps themselves
+        self.output_steps = None                # (bytes, positions of their instructions) -> None
         self.output_hash = hashlib.sha256()     # all output replayed
         self.window = hashlib.sha256()          # ... since the last digest or keyframe
         self.report = ReplayReport(name, first.position, first.position)
@@ -117,7 +118,12 @@ class Replayer:
 
     # ---- running -----------------------------------------------------------------------
     def _drain(self) -> None:
-        out = self.machine.console_read()
+        if self.output_steps is not None:
+            out, steps = self.machine.console_read_steps()
+            if out:
+                self.output_steps(out, steps.astype("int64") - self.offset)
+        else:
+            out = self.machine.console_read()
         if out:
             self.output_hash.update(out)
             self.window.update(out)
