@@ -106,6 +106,10 @@ _GUEST_OPTIONS = [
     click.option("--pace/--no-pace", default=None,
                  help="Keep guest time in step with the host clock. Default: paced at a "
                       "terminal; with piped input, as fast as possible until the input ends."),
+    click.option("--gdb", "gdb_port", type=click.IntRange(0, 65535), is_flag=False,
+                 flag_value=1234, default=None, metavar="[PORT]",
+                 help="Wait for gdb on loopback PORT (1234 if not given) before the guest "
+                      "starts; the console stays live while gdb lets the guest run."),
     click.option("--from", "from_snapshot", metavar="SNAPSHOT",
                  help="Start from a saved snapshot (fast boot): the whole machine — CPU, "
                       "devices, RAM, disk — comes from the store; the console is live at once."),
@@ -117,7 +121,7 @@ _GUEST_OPTIONS = [
 @store_option
 @click.pass_context
 def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, max_insns, pace,
-        from_snapshot, store_path):
+        gdb_port, from_snapshot, store_path):
     """Boot a guest on an interactive console.
 
     With no options, boots the built-in demo guest with a blank in-memory
@@ -151,14 +155,47 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
     console = Console()
     try:
         started.announce(console)
-        outcome = Session(guest.machine, reboot=started.reboot, monitor=monitor).run(
-            console, max_steps=max_insns, paced=pace)
+        session = Session(guest.machine, reboot=started.reboot, monitor=monitor)
+        outcome = None
+        if gdb_port is not None:
+            outcome = _under_gdb(gdb_port, guest, session, console, open_snapshots)
+        if outcome is None:
+            outcome = session.run(console, max_steps=max_insns, paced=pace)
     finally:
         console.close()
         report = monitor.close()        # a savevm still committing finishes first
         if report:
             console.monitor_output(report)
     finish_run(console, outcome, started, commit)
+
+
+def _under_gdb(port, guest, session, console, open_snapshots):
+    """Serve one gdb on loopback `port`; the session's outcome if the guest
+    ended (or gdb killed it) meanwhile, None if gdb detached."""
+    from chrono.core.session import Outcome
+    from chrono.gdb.stub import GdbStub, listen
+    from chrono.gdb.targets import LiveTarget
+
+    server = listen("127.0.0.1", port)
+    chosen = server.getsockname()[1]
+    console.message(f"waiting for gdb on 127.0.0.1:{chosen}: "
+                    f"gdb-multiarch -ex 'target remote 127.0.0.1:{chosen}'")
+    try:
+        connection, _ = server.accept()
+    finally:
+        server.close()
+    target = LiveTarget(guest, session, console, open_snapshots)
+    stub = GdbStub(target)
+    try:
+        stub.serve(connection)
+    finally:
+        connection.close()
+    if target.ended is not None:
+        return target.ended
+    if stub.killed:
+        return Outcome("quit", 0, guest.machine.steps, "gdb killed the guest")
+    console.message("gdb detached; the guest runs on")
+    return None
 
 
 @dataclass

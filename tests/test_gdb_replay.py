@@ -151,3 +151,38 @@ def test_watch_and_continue_forward_stops_after_the_write(crash):
     assert re.search(rf"Old value = \d+\s+New value = {0xdeadbeef00}", out)
     assert re.search(r"<cache_crash\+\d+>:\s+sd", out)            # just after the store
     assert "No more reverse-execution history" in out               # then on to the end
+
+
+def test_a_live_guest_under_gdb(tmp_path):
+    """`chrono run --gdb`: the guest waits for gdb, runs under it with its console
+    live, stops at breakpoints and watchpoints, takes register writes, and runs
+    on to its end when gdb continues."""
+    server = subprocess.Popen([sys.executable, "-m", "chrono.cli", "run", "--gdb", "0"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        server.stdin.write(b"write a hello\nls\npoweroff\n")
+        server.stdin.close()
+        banner = server.stderr.readline().decode()
+        port = re.search(r"waiting for gdb on [\d.]+:(\d+)", banner)
+        assert port, banner
+        out = subprocess.run(
+            [GDB, "-batch", "-nx", str(demo_guest_path()), "-ex", f"target remote :{port[1]}",
+             "-ex", "break kputc", "-ex", "continue", "-ex", "info registers pc",
+             "-ex", "stepi", "-ex", "monitor when", "-ex", "delete",
+             "-ex", "watch *(long *)0x80005710", "-ex", "continue",
+             "-ex", "delete", "-ex", "set var $s11 = 0x1234", "-ex", "info registers s11",
+             "-ex", "continue"], capture_output=True, text=True, timeout=120)
+        text = out.stdout + out.stderr
+        assert re.search(r"Breakpoint 1, 0x[0-9a-f]+ in kputc", text), text
+        assert re.search(r"instruction \d+, pc 0x[0-9a-f]+", text)
+        assert re.search(r"Hardware watchpoint 2: \*\(long \*\)0x80005710\s+Old value = \d+\s+"
+                         r"New value = \d+", text), text
+        assert re.search(r"^s11\s+0x1234", text, re.M)
+        assert "exited normally" in text
+        assert server.wait(timeout=60) == 0
+        assert b"Powering off." in server.stdout.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

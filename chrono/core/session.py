@@ -95,6 +95,8 @@ class Session:
         self.stopped = False                    # `stop` at the monitor
         self._quit = False
         self._restored = False
+        self._interrupt = False                 # the debugger asked to stop (see run)
+        self._debugger = None
 
     # ---- input --------------------------------------------------------------
     def _feed(self) -> None:
@@ -180,8 +182,12 @@ class Session:
 
     # ---- the loop -------------------------------------------------------------
     def run(self, console: Console, max_steps: int | None = None,
-            paced: bool | None = None) -> Outcome:
+            paced: bool | None = None, debugger: Callable[[], bool] | None = None) -> Outcome:
+        """Run until the guest or the user ends it.  `debugger()` is polled
+        between slices: True stops the run (outcome "interrupt"), and
+        breakpoints and watchpoints end it too, for a debugger to take over."""
         m = self.machine
+        self._debugger = debugger
         start = m.steps
         always_paced = console.interactive if paced is None else paced
         pacer = Pacer(m) if always_paced else None
@@ -194,6 +200,9 @@ class Session:
         self._supply_entropy(m.entropy_wanted())    # a request pending in a restored state
         while True:
             self._take_input(console, 0)
+            if debugger is not None and (self._interrupt or debugger()):
+                self._interrupt = False
+                return outcome("interrupt")
             if settled or self.stopped:
                 self._run_settled_commands(console)
             if self._quit:
@@ -252,6 +261,8 @@ class Session:
                 continue
             if result.reason == Stop.BREAKPOINT:
                 return outcome("breakpoint", 0, f"breakpoint at {m.pc:#x}")
+            if result.reason == Stop.WATCHPOINT:
+                return outcome("watchpoint", 0, f"watchpoint hit at {result.code:#x}")
             if result.reason == Stop.BUDGET and pacer is not None:
                 wait = pacer.seconds_until(m.vclock)
                 if wait > 0:
@@ -272,6 +283,9 @@ class Session:
             while not self.pending and not console.eof and not self._quit:
                 self._take_input(console, 0.1)
                 self._monitor_poll(console)
+                if self._debugger is not None and self._debugger():
+                    self._interrupt = True      # run() hands over to the debugger
+                    return
             return
         if pacer is not None:
             wait = pacer.seconds_until(result.deadline)

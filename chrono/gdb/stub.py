@@ -63,6 +63,7 @@ class GdbStub:
         self.conn: Connection | None = None
         self.last_stop = StopEvent("step")
         self._acks_off = False
+        self.killed = False             # gdb sent `k` (kill), not `D` (detach)
 
     # ---- serving -------------------------------------------------------------------
     def serve(self, sock: socket.socket) -> None:
@@ -87,8 +88,9 @@ class GdbStub:
         head = text[:1]
         try:
             if text.startswith("qSupported"):
-                return (f"PacketSize={MAX_PACKET:x};qXfer:features:read+;ReverseStep+;"
-                        f"ReverseContinue+;swbreak+;hwbreak+;vContSupported+;QStartNoAckMode+")
+                reverse = "ReverseStep+;ReverseContinue+;" if self.target.reversible else ""
+                return (f"PacketSize={MAX_PACKET:x};qXfer:features:read+;{reverse}"
+                        f"swbreak+;hwbreak+;vContSupported+;QStartNoAckMode+")
             if text == "QStartNoAckMode":
                 self._acks_off = True       # after this reply, which gdb still acks
                 return "OK"
@@ -148,15 +150,14 @@ class GdbStub:
                 return self._resume("step")
             if head == "c":
                 return self._resume("cont")
-            if text == "bs":
-                return self._resume("reverse-step")
-            if text == "bc":
-                return self._resume("reverse-cont")
+            if text in ("bs", "bc") and self.target.reversible:
+                return self._resume("reverse-step" if text == "bs" else "reverse-cont")
             if head == "D":
                 self.conn.send("OK")
                 self.target.detach()
                 return None
             if head == "k":
+                self.killed = True
                 self.target.detach()
                 return None
         except (ValueError, IndexError):

@@ -33,6 +33,8 @@ def _has_fpu(isa: str) -> bool:
 class ReplayTarget:
     """A recording opened as a Timeline: every move is exact replay."""
 
+    reversible = True
+
     def __init__(self, timeline):
         self.t = timeline
         self.physical = False
@@ -117,3 +119,135 @@ class ReplayTarget:
 
     def detach(self) -> None:
         pass
+
+
+LIVE_HELP = """\
+when              the guest's instruction count and pc
+savevm NAME       save the machine here as snapshot NAME
+loadvm NAME       restore snapshot NAME (RAM and disk together)
+phys on|off       memory addresses are physical (on) or virtual through satp (off)
+help              this list"""
+
+
+class LiveTarget:
+    """A running guest (`chrono run --gdb`): its console stays live while gdb
+    lets it run; the past is not there, so there is no reverse execution."""
+
+    reversible = False
+
+    def __init__(self, guest, session, console, open_snapshots):
+        self.guest = guest
+        self.machine = guest.machine
+        self.session = session
+        self.console = console
+        self._open_snapshots = open_snapshots
+        self._snapshots = None
+        self.physical = False
+        self.hardware: set[int] = set()
+        self.software: set[int] = set()
+        self.watchpoints: dict[tuple[int, int, Watch], int] = {}
+        self.ended = None           # the session's Outcome once the guest has ended
+
+    def registers(self):
+        return register_map(_has_fpu(self.guest.config.riscv_isa))
+
+    def read_register(self, r) -> int | None:
+        return read_register(self.machine, r)
+
+    def write_register(self, r, value: int) -> bool:
+        from chrono.gdb.registers import write_register
+        return write_register(self.machine, r, value)
+
+    def read_memory(self, address: int, length: int) -> bytes | None:
+        return memory.read(self.machine, address, length, self.physical)
+
+    def write_memory(self, address: int, data: bytes) -> str | None:
+        ok = memory.write(self.machine, address, data, self.physical)
+        if ok:
+            self.machine.invalidate_ram()       # cached code and translations may be stale
+        return None if ok else "E14"
+
+    def set_point(self, insert: bool, kind: int, address: int, length: int) -> bool | None:
+        m = self.machine
+        if kind in WATCH_KINDS:
+            key = (address, length, WATCH_KINDS[kind])
+            if not insert:
+                target = self.watchpoints.pop(key, None)
+                return target is not None and m.remove_watchpoint(target, length, key[2])
+            target = address if self.physical else memory.translate(m, address)
+            if target is None:
+                return False
+            m.add_watchpoint(target, length, key[2])
+            self.watchpoints[key] = target
+            return True
+        if kind not in BREAK_KINDS:
+            return None
+        group = self.hardware if kind == 1 else self.software
+        if insert:
+            group.add(address)
+            m.add_breakpoint(address)
+        else:
+            group.discard(address)
+            if address not in self.hardware | self.software:
+                m.remove_breakpoint(address)
+        return True
+
+    def hardware_breakpoint_hit(self) -> bool:
+        return self.machine.pc in self.hardware and self.machine.pc not in self.software
+
+    def resume(self, how: str, interrupted) -> StopEvent:
+        from chrono.core.machine import Stop
+        m = self.machine
+        if self.ended is not None:
+            return StopEvent("exited", code=self.ended.exit_code)
+        if how == "step":
+            result = m.run(1)
+            self.console.write(m.console_read())
+            if result.reason in (Stop.POWEROFF, Stop.HTIF_EXIT):
+                return StopEvent("exited", code=result.code)
+            return StopEvent("step")
+        if how != "cont":
+            return StopEvent("interrupt")       # no reverse execution on a live guest
+        outcome = self.session.run(self.console, debugger=interrupted)
+        if outcome.kind == "breakpoint":
+            return StopEvent("breakpoint")
+        if outcome.kind == "watchpoint":
+            hit = m.watch_hit()
+            address = next((a for (a, n, _), target in self.watchpoints.items()
+                            if target <= hit.address < target + n), hit.address)
+            return StopEvent(STOP_NAMES[hit.watchpoint], address)
+        if outcome.kind == "interrupt":
+            return StopEvent("interrupt")
+        self.ended = outcome
+        return StopEvent("exited", code=outcome.exit_code)
+
+    def monitor(self, line: str) -> str:
+        words = line.split()
+        if not words or words[0] == "help":
+            return LIVE_HELP + "\n"
+        command, args = words[0], words[1:]
+        if command == "when":
+            return f"instruction {self.machine.steps}, pc {self.machine.pc:#x}\n"
+        if command in ("savevm", "loadvm") and len(args) == 1:
+            if self._snapshots is None:
+                self._snapshots = self._open_snapshots()
+            if command == "savevm":
+                from chrono.store.store import check_ref_name
+                check_ref_name(args[0])
+                sid = self._snapshots.save(args[0])
+                return f"saved {args[0]} ({sid[:12]})\n"
+            manifest = self._snapshots.load(args[0])
+            return f"restored {args[0]} at instruction {manifest.steps}\n"
+        if command == "phys" and args in (["on"], ["off"]):
+            self.physical = args[0] == "on"
+            return f"memory addresses are {'physical' if self.physical else 'virtual'}\n"
+        return f"unknown monitor command {line!r}; `monitor help` lists them\n"
+
+    def detach(self) -> None:
+        for address in self.hardware | self.software:
+            self.machine.remove_breakpoint(address)
+        for (address, length, kind), target in self.watchpoints.items():
+            self.machine.remove_watchpoint(target, length, kind)
+        self.hardware.clear()
+        self.software.clear()
+        self.watchpoints.clear()
