@@ -27,7 +27,7 @@ DIGEST_INTERVAL = 1 << 20
 @store_option
 @click.pass_context
 def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, max_insns,
-           pace, from_snapshot, name, keyframe_interval, store_path):
+           pace, gdb_port, from_snapshot, name, keyframe_interval, store_path):
     """Run a guest like `chrono run`, recording it for exact replay.
 
     Every input the guest gets from the host -- console bytes, entropy, the
@@ -41,6 +41,9 @@ def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size
     from chrono.store.capture import Snapshots
     from chrono.store.store import Store
 
+    if gdb_port is not None:
+        raise UsageError("--gdb is for `chrono run`; debug a recording with `chrono debug NAME`, "
+                         "which goes back in time as well")
     started = start_guest(ctx, guest_name, from_snapshot, commit, store_path,
                           kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
                           ram_size=ram_size)
