@@ -28,18 +28,17 @@ struct machine *machine_new(const struct chrono_config *cfg)
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     m->ram_dirty = calloc(cfg->ram_size / PAGE_SIZE, 1);
     m->ram_present = malloc(cfg->ram_size / PAGE_SIZE);
-    m->decode_cache = malloc(DECODE_CACHE_SIZE * sizeof *m->decode_cache);
-    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->decode_cache) {
+    bool blocks = block_cache_init(&m->blocks);
+    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !blocks) {
         if (ram != MAP_FAILED) munmap(ram, cfg->ram_size);
         free(m->ram_dirty);
         free(m->ram_present);
-        free(m->decode_cache);
+        block_cache_free(&m->blocks);
         free(m);
         return NULL;
     }
     m->ram = ram;
     memset(m->ram_present, 1, cfg->ram_size / PAGE_SIZE);
-    decode_cache_init(m->decode_cache);
     m->htif_page = cfg->htif_tohost ? cfg->htif_tohost & ~0xfffull : UINT64_MAX;
     m->stop_reason = -1;
     machine_reset(m, RAM_BASE, 0, 0, 0);
@@ -53,7 +52,7 @@ void machine_free(struct machine *m)
     munmap(m->ram, m->ram_size);
     free(m->ram_dirty);
     free(m->ram_present);
-    free(m->decode_cache);
+    block_cache_free(&m->blocks);
     free(m->disk_dirty);
     free(m->disk_written);
     free(m);
@@ -239,12 +238,25 @@ void machine_skip_to(struct machine *m, uint64_t vclock)
         m->hart.idle_skipped += vclock - now;
 }
 
+bool machine_at_breakpoint(struct machine *m, uint64_t pc)
+{
+    for (int i = 0; i < m->nbreakpoints; i++)
+        if (m->breakpoints[i] == pc) return true;
+    return false;
+}
+
+bool machine_stops_at_breakpoint(struct machine *m, uint64_t pc, uint64_t steps)
+{
+    return machine_at_breakpoint(m, pc) && !(steps == m->bp_skip_steps && pc == m->bp_skip_pc);
+}
+
 int machine_add_breakpoint(struct machine *m, uint64_t pc)
 {
     for (int i = 0; i < m->nbreakpoints; i++)
         if (m->breakpoints[i] == pc) return 0;
     if (m->nbreakpoints == MAX_BREAKPOINTS) return -1;
     m->breakpoints[m->nbreakpoints++] = pc;
+    block_cache_flush(&m->blocks);      /* blocks stop before breakpoints */
     return 0;
 }
 
@@ -253,6 +265,7 @@ int machine_remove_breakpoint(struct machine *m, uint64_t pc)
     for (int i = 0; i < m->nbreakpoints; i++) {
         if (m->breakpoints[i] == pc) {
             m->breakpoints[i] = m->breakpoints[--m->nbreakpoints];
+            block_cache_flush(&m->blocks);
             return 0;
         }
     }

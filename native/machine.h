@@ -9,6 +9,7 @@
 #include "cpu.h"
 #include "devices.h"
 #include "decode.h"
+#include "block.h"
 
 #define PAGE_SHIFT 12
 #define PAGE_SIZE 4096ull
@@ -31,7 +32,7 @@ struct machine {
     struct tlb tlb;
     uint64_t tlb_generation;        /* bumped by every full TLB flush */
     struct pmp_ranges pmp;          /* decoded from hart.pmpcfg/pmpaddr, see pmp.c */
-    struct decoded *decode_cache;   /* DECODE_CACHE_SIZE entries indexed by pc, see decode.h */
+    struct block_cache blocks;      /* decoded code, see block.h */
     struct chrono_config cfg;
     uint8_t *ram;
     uint64_t ram_size;
@@ -64,6 +65,11 @@ struct machine {
 
 /* Ask the run loop to return after the current instruction. */
 void machine_request_stop(struct machine *m, int reason, uint64_t code);
+/* Whether a breakpoint stops the hart before running pc at this step (not
+ * the one machine_run() resumes over). */
+bool machine_stops_at_breakpoint(struct machine *m, uint64_t pc, uint64_t steps);
+/* Whether pc holds a breakpoint at all. */
+bool machine_at_breakpoint(struct machine *m, uint64_t pc);
 /* Virtual clock in step units, and the timebase derived from it. */
 static inline uint64_t machine_vclock_now(struct machine *m)
 {
