@@ -39,12 +39,12 @@ void block_cache_flush(struct block_cache *c)
 }
 
 /* Ops after which the block ends: they jump, trap, or call out to code that
- * may change translation, interrupts or the code itself. */
+ * may change translation, interrupts or the code itself.  A conditional
+ * branch leaves the block when taken and goes on in it when not. */
 static bool ends_block(int op)
 {
     switch (op) {
     case OP_JAL: case OP_JALR:
-    case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU:
     case OP_SYSTEM: case OP_ATOMIC: case OP_EBREAK: case OP_ILLEGAL:
         return true;
     default:
@@ -138,9 +138,40 @@ struct block *block_build(struct machine *m, uint64_t pc, const uint8_t *page, u
     struct block *kept = (struct block *)(c->arena + c->used);
     c->used += rounded;
     memcpy(kept, b, size);
+    kept->gen = 0;
     kept->words = (const uint64_t *)&kept->ops[kept->n + 1];
     c->dir[(pc >> 1) & (BLOCK_DIR_SIZE - 1)] = kept;
     return kept;
+}
+
+static bool same_bytes(const struct block *b, const uint8_t *page)
+{
+    return memcmp(page + (b->pc & 0xff8), b->words, b->nwords * sizeof(uint64_t)) == 0;
+}
+
+struct block *block_get(struct machine *m, uint64_t pc, const uint8_t *page,
+                        const void *const *handlers)
+{
+    struct block *b = m->blocks.dir[(pc >> 1) & (BLOCK_DIR_SIZE - 1)];
+    if (b->pc != pc || !same_bytes(b, page)) {
+        b = block_build(m, pc, page, BLOCK_MAX, handlers);
+        if (!b)
+            return NULL;
+    }
+    uint64_t *gen = &m->code_gen[(uint64_t)(page - m->ram) >> PAGE_SHIFT];
+    if (*gen == 0) {
+        *gen = ++m->code_gen_last;
+        tlb_forget_writes_to(m, page);  /* its stores now take the slow path, which clears gen */
+    }
+    b->gen = *gen;
+    return b;
+}
+
+void block_cache_recheck(struct machine *m)
+{
+    for (uint64_t i = 0; i < m->ram_size / PAGE_SIZE; i++)
+        if (m->code_gen[i])
+            m->code_gen[i] = ++m->code_gen_last;
 }
 
 struct block *block_build_one(struct machine *m, uint64_t pc, uint32_t insn,

@@ -1,8 +1,9 @@
 /* block.h: decoded basic blocks, cached by pc and validated by their bytes.
  *
- * A block is the run of instructions from a pc up to the first one that may
- * jump or change translation (branches, jumps, SYSTEM, AMOs, traps), at most
- * BLOCK_MAX of them, never crossing a page nor reaching a breakpoint.  The
+ * A block is the run of instructions from a pc up to the first one that
+ * always jumps or may change translation (jumps, SYSTEM, AMOs, traps), at
+ * most BLOCK_MAX of them, never crossing a page nor reaching a breakpoint;
+ * a taken conditional branch leaves it early.  The
  * executor runs a block's ops one after the other with no fetch in between
  * and accounts steps once per block (see execute.c).
  *
@@ -10,8 +11,17 @@
  * from; a block is used only while the code page still holds those bytes.
  * Decoding depends only on the bits and the pc, so nothing ever needs
  * invalidating: self-modifying code, new mappings and another page at the
- * same address all just show up as other bytes.  (Within a block, a store
- * into the code page ends the block, so the next one sees the new bytes.)
+ * same address all just show up as other bytes.
+ *
+ * Comparing the bytes at every block entry would cost more than decoding
+ * saves, so a RAM page that blocks run from gets a generation number
+ * (machine.code_gen) and loses it on any write: such a page is kept out of
+ * the write TLB, and every other write path marks the page it writes
+ * (ram_mark_dirty).  A block stamped with its page's current generation is
+ * used as is; otherwise its bytes are compared once and it is stamped again.
+ * Writes from the host (tests, restores) are not seen, so every run starts
+ * by giving code pages new generations (block_cache_recheck).  A store into
+ * the current code page takes the slow path, which ends the block.
  *
  * Blocks live in an arena; when it is full the whole cache starts over.
  * The cache only saves decoding: whether a block is found never changes
@@ -34,7 +44,7 @@ struct block {
     uint32_t n;                 /* instructions */
     uint32_t nwords;            /* aligned words of code it was decoded from */
     const uint64_t *words;      /* their contents then (stored after the ops) */
-    uint64_t pad;
+    uint64_t gen;               /* the code page's generation when last checked */
     struct decoded ops[];       /* n instructions, then an OP_END unless the last one jumps */
 };
 
@@ -52,26 +62,26 @@ void block_cache_free(struct block_cache *c);
 /* Forget every block (breakpoints changed: blocks stop before them). */
 void block_cache_flush(struct block_cache *c);
 
-/* The cached block for pc if its code is still what `page` (the host address
- * of pc's code page) holds; NULL otherwise. */
-static inline struct block *block_find(struct block_cache *c, uint64_t pc, const uint8_t *page)
+/* The cached block for pc if its code page is still at generation gen. */
+static inline struct block *block_lookup(struct block_cache *c, uint64_t pc, uint64_t gen)
 {
     struct block *b = c->dir[(pc >> 1) & (BLOCK_DIR_SIZE - 1)];
-    if (b->pc != pc)
-        return NULL;
-    const uint8_t *code = page + (pc & 0xff8);
-    uint64_t diff = 0;
-    for (uint32_t i = 0; i < b->nwords; i++) {
-        uint64_t w;
-        memcpy(&w, code + 8 * i, 8);
-        diff |= w ^ b->words[i];
-    }
-    return diff ? NULL : b;
+    return b->pc == pc && b->gen == gen ? b : NULL;
 }
 
-/* Decode the block at pc from `page` and cache it; at most `max` instructions
- * (and then not cached) when max < BLOCK_MAX.  NULL if the first instruction
- * crosses the page end.  `handlers` maps ops to the executor's code. */
+/* Otherwise: the cached block if its bytes are still those in `page` (the
+ * host address of pc's code page), or a new one; stamped with the page's
+ * generation (which it gets now if it had none).  NULL if the first
+ * instruction crosses the page end.  `handlers` maps ops to the executor's
+ * code. */
+struct block *block_get(struct machine *m, uint64_t pc, const uint8_t *page,
+                        const void *const *handlers);
+/* Give every code page a new generation: its blocks recheck their bytes. */
+void block_cache_recheck(struct machine *m);
+
+/* Decode the block at pc from `page` and cache it (unstamped); at most `max`
+ * instructions (and then not cached) when max < BLOCK_MAX.  NULL if the
+ * first instruction crosses the page end. */
 struct block *block_build(struct machine *m, uint64_t pc, const uint8_t *page, uint32_t max,
                           const void *const *handlers);
 /* A one-instruction block for bits fetched the slow way (not cached). */

@@ -42,7 +42,7 @@ bool bus_write(struct machine *m, uint64_t paddr, int size, uint64_t value)
 {
     if (phys_is_ram(m, paddr, (uint64_t)size)) {
         memcpy(ram_range(m, paddr, (uint64_t)size), &value, (size_t)size);
-        ram_mark_dirty(m, paddr);
+        ram_mark_written(m, paddr, (uint64_t)size);
         return true;
     }
     const struct mmio_device *d = find_device(paddr, size);
@@ -70,9 +70,7 @@ bool phys_write(struct machine *m, uint64_t paddr, const void *src, uint64_t len
     if (len == 0)
         return true;
     memcpy(ram_range(m, paddr, len), src, len);
-    uint64_t first = (paddr - RAM_BASE) >> PAGE_SHIFT;
-    uint64_t last = (paddr - RAM_BASE + len - 1) >> PAGE_SHIFT;
-    memset(m->ram_dirty + first, 1, last - first + 1);
+    ram_mark_written(m, paddr, len);
     return true;
 }
 

@@ -75,6 +75,8 @@ void csr_reset(struct hart *h);
 /* mmu.c */
 void tlb_flush(struct machine *m);
 void tlb_flush_writes(struct machine *m);
+/* Drop the write entries of one RAM page (given by its host address). */
+void tlb_forget_writes_to(struct machine *m, const uint8_t *host_page);
 /* Translate and check; on failure returns false with *cause set. */
 bool mmu_translate(struct machine *m, uint64_t vaddr, enum access_type type,
                    int set, uint64_t *paddr, uint64_t *cause);

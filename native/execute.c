@@ -45,22 +45,19 @@ static inline bool load_fast(struct tlb_entry *tlb, uint64_t va, int size, uint6
     return false;
 }
 
-/* TLB hit: do the access and return the host address written; a miss
- * returns NULL untouched. */
-static inline uint8_t *store_fast(struct tlb_entry *tlb, uint64_t va, int size, uint64_t value)
+static inline bool store_fast(struct tlb_entry *tlb, uint64_t va, int size, uint64_t value)
 {
     struct tlb_entry *e = &tlb[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
     if (likely(e->tag == tlb_key(va, size))) {
         uint8_t *p = (uint8_t *)(e->addend + va);
         switch (size) {
-        case 1: *p = (uint8_t)value; break;
-        case 2: { uint16_t v = (uint16_t)value; memcpy(p, &v, 2); break; }
-        case 4: { uint32_t v = (uint32_t)value; memcpy(p, &v, 4); break; }
-        default: memcpy(p, &value, 8); break;
+        case 1: *p = (uint8_t)value; return true;
+        case 2: { uint16_t v = (uint16_t)value; memcpy(p, &v, 2); return true; }
+        case 4: { uint32_t v = (uint32_t)value; memcpy(p, &v, 4); return true; }
+        default: memcpy(p, &value, 8); return true;
         }
-        return p;
     }
-    return NULL;
+    return false;
 }
 
 /* ---- M extension helpers (RISC-V defines division by zero and overflow) -- */
@@ -304,6 +301,7 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
     struct tlb_entry *tlb_w = m->tlb.e[dset][ACCESS_WRITE];
     uint64_t code_page = TLB_INVALID;   /* virtual page the code pointer is valid for */
     uint8_t *code = NULL;               /* host address of code_page */
+    uint64_t *code_gen = NULL;          /* its generation (block.h) */
     uint64_t pc = h->pc;                /* between blocks: the next pc */
     uint64_t bpc = pc;                  /* in a block: its pc */
     uint64_t steps = h->steps;          /* steps before the current block */
@@ -333,15 +331,12 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
         writeback; \
         EXIT(); \
     } while (0)
-/* Stores: likewise, and a store into the code page ends the block so that
- * the next one is checked against the new bytes. */
+/* Stores: likewise.  Code pages are never in the write TLB (block.h), so a
+ * store into the running block's page ends it and the next one sees the
+ * new bytes. */
 #define STORE(size, value) do { \
         uint64_t va_ = RS1 + IMM; \
-        uint8_t *p_ = store_fast(tlb_w, va_, (size), (value)); \
-        if (likely(p_)) { \
-            if (likely(((uintptr_t)p_ & ~(uintptr_t)0xfff) != (uintptr_t)code)) NEXT(); \
-            EXIT(); \
-        } \
+        if (likely(store_fast(tlb_w, va_, (size), (value)))) NEXT(); \
         SYNC(); \
         bool ok_ = mmu_store_slow(m, va_, (size), (value)); \
         end = m->slice_end; \
@@ -373,9 +368,10 @@ dispatch:
             goto fetch_slow;
         code_page = pc & ~0xfffull;
         code = page;
+        code_gen = &m->code_gen[(uint64_t)(page - m->ram) >> PAGE_SHIFT];
     }
-    b = block_find(&m->blocks, pc, code);
-    if (unlikely(!b) && !(b = block_build(m, pc, code, BLOCK_MAX, handlers)))
+    b = block_lookup(&m->blocks, pc, *code_gen);
+    if (unlikely(!b) && !(b = block_get(m, pc, code, handlers)))
         goto fetch_slow;
     if (unlikely(steps + b->n > end))   /* the slice ends inside: run only its head */
         b = block_build(m, pc, code, (uint32_t)(end - steps), handlers);
@@ -412,12 +408,13 @@ op_auipc: RD = IMM; NEXT();                         /* pc + imm, computed when d
 op_jal: RD = PC() + d->len; JUMP(IMM);              /* IMM: the target */
 op_jalr: { uint64_t target = (RS1 + IMM) & ~1ull; RD = PC() + d->len; JUMP(target); }
 
-op_beq: JUMP(RS1 == RS2 ? IMM : PC() + d->len);
-op_bne: JUMP(RS1 != RS2 ? IMM : PC() + d->len);
-op_blt: JUMP((int64_t)RS1 < (int64_t)RS2 ? IMM : PC() + d->len);
-op_bge: JUMP((int64_t)RS1 >= (int64_t)RS2 ? IMM : PC() + d->len);
-op_bltu: JUMP(RS1 < RS2 ? IMM : PC() + d->len);
-op_bgeu: JUMP(RS1 >= RS2 ? IMM : PC() + d->len);
+/* Conditional branches: taken leaves the block, not taken goes on in it. */
+op_beq: if (RS1 == RS2) JUMP(IMM); NEXT();
+op_bne: if (RS1 != RS2) JUMP(IMM); NEXT();
+op_blt: if ((int64_t)RS1 < (int64_t)RS2) JUMP(IMM); NEXT();
+op_bge: if ((int64_t)RS1 >= (int64_t)RS2) JUMP(IMM); NEXT();
+op_bltu: if (RS1 < RS2) JUMP(IMM); NEXT();
+op_bgeu: if (RS1 >= RS2) JUMP(IMM); NEXT();
 
 op_lb: LOAD(1, RD = (uint64_t)(int64_t)(int8_t)v);
 op_lh: LOAD(2, RD = (uint64_t)(int64_t)(int16_t)v);

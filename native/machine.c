@@ -28,11 +28,13 @@ struct machine *machine_new(const struct chrono_config *cfg)
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     m->ram_dirty = calloc(cfg->ram_size / PAGE_SIZE, 1);
     m->ram_present = malloc(cfg->ram_size / PAGE_SIZE);
+    m->code_gen = calloc(cfg->ram_size / PAGE_SIZE, sizeof *m->code_gen);
     bool blocks = block_cache_init(&m->blocks);
-    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !blocks) {
+    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->code_gen || !blocks) {
         if (ram != MAP_FAILED) munmap(ram, cfg->ram_size);
         free(m->ram_dirty);
         free(m->ram_present);
+        free(m->code_gen);
         block_cache_free(&m->blocks);
         free(m);
         return NULL;
@@ -52,6 +54,7 @@ void machine_free(struct machine *m)
     munmap(m->ram, m->ram_size);
     free(m->ram_dirty);
     free(m->ram_present);
+    free(m->code_gen);
     block_cache_free(&m->blocks);
     free(m->disk_dirty);
     free(m->disk_written);
@@ -84,6 +87,7 @@ void ram_materialize(struct machine *m, uint64_t page_index)
 {
     /* Mark first: the provider may touch RAM through the API itself. */
     m->ram_present[page_index] = 1;
+    m->code_gen[page_index] = 0;
     if (!m->page_provider || m->page_provider(m->page_provider_ctx, page_index) != 0) {
         memset(m->ram + page_index * PAGE_SIZE, 0, PAGE_SIZE);
         snprintf(m->error, sizeof m->error, "RAM page %#llx could not be restored",
@@ -186,6 +190,7 @@ void machine_run(struct machine *m, uint64_t max_steps, struct chrono_result *ou
 
     m->stop_reason = -1;
     m->stop_code = 0;
+    block_cache_recheck(m);     /* the host may have written RAM since the last run */
     m->bp_skip_steps = h->steps;
     m->bp_skip_pc = h->pc;
     out->deadline = UINT64_MAX;

@@ -33,6 +33,8 @@ struct machine {
     uint64_t tlb_generation;        /* bumped by every full TLB flush */
     struct pmp_ranges pmp;          /* decoded from hart.pmpcfg/pmpaddr, see pmp.c */
     struct block_cache blocks;      /* decoded code, see block.h */
+    uint64_t *code_gen;             /* per RAM page: nonzero while blocks run from it unchecked */
+    uint64_t code_gen_last;
     struct chrono_config cfg;
     uint8_t *ram;
     uint64_t ram_size;
@@ -116,9 +118,25 @@ static inline uint8_t *ram_range(struct machine *m, uint64_t paddr, uint64_t len
     return m->ram + offset;
 }
 
+/* Every write to RAM except the store fast path (whose TLB entry was filled
+ * through here) marks its page: dirty for snapshots, and no longer vouched
+ * for as code, so blocks decoded from it recheck their bytes (block.h). */
 static inline void ram_mark_dirty(struct machine *m, uint64_t paddr)
 {
-    m->ram_dirty[(paddr - RAM_BASE) >> PAGE_SHIFT] = 1;
+    uint64_t page = (paddr - RAM_BASE) >> PAGE_SHIFT;
+    m->ram_dirty[page] = 1;
+    m->code_gen[page] = 0;
+}
+
+/* Same for a range that may span pages. */
+static inline void ram_mark_written(struct machine *m, uint64_t paddr, uint64_t len)
+{
+    if (len)
+        for (uint64_t page = (paddr - RAM_BASE) >> PAGE_SHIFT;
+             page <= (paddr - RAM_BASE + len - 1) >> PAGE_SHIFT; page++) {
+            m->ram_dirty[page] = 1;
+            m->code_gen[page] = 0;
+        }
 }
 
 /* bus.c: physical access to RAM or a device (size 1/2/4/8, naturally aligned

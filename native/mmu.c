@@ -44,6 +44,16 @@ void tlb_flush_writes(struct machine *m)
             m->tlb.e[set][ACCESS_WRITE][i].tag = TLB_INVALID;
 }
 
+void tlb_forget_writes_to(struct machine *m, const uint8_t *host_page)
+{
+    for (int set = 0; set < 4; set++)
+        for (int i = 0; i < TLB_SIZE; i++) {
+            struct tlb_entry *e = &m->tlb.e[set][ACCESS_WRITE][i];
+            if (e->tag != TLB_INVALID && e->addend + e->tag == (uintptr_t)host_page)
+                e->tag = TLB_INVALID;
+        }
+}
+
 static const uint64_t page_fault_cause[3] = {
     CAUSE_LOAD_PAGE_FAULT, CAUSE_STORE_PAGE_FAULT, CAUSE_FETCH_PAGE_FAULT };
 static const uint64_t access_fault_cause[3] = {
