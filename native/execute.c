@@ -325,9 +325,11 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
         uint64_t va_ = RS1 + IMM, v; \
         if (likely(load_fast(tlb_r, va_, (size), &v))) { writeback; NEXT(); } \
         SYNC(); \
-        bool ok_ = mmu_load_slow(m, va_, (size), &v); \
+        uint64_t slow_; /* keeps v out of memory on the fast path */ \
+        bool ok_ = mmu_load_slow(m, va_, (size), &slow_); \
         end = m->slice_end; \
         if (!ok_) goto trapped; \
+        v = slow_; \
         writeback; \
         EXIT(); \
     } while (0)
