@@ -99,6 +99,8 @@ uint8_t *mmu_exec_page(struct machine *m, uint64_t vaddr);
 #define TLB_SET_S_SUM 2
 #define TLB_SET_M 3
 int mmu_data_set(struct hart *h);
+/* TLB set for fetches: the privilege mode. */
+int mmu_exec_set(struct hart *h);
 
 /* pmp.c */
 bool pmp_check(struct machine *m, uint64_t paddr, uint64_t size, enum access_type type, int priv);

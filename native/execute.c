@@ -60,6 +60,18 @@ static inline bool store_fast(struct tlb_entry *tlb, uint64_t va, int size, uint
     return false;
 }
 
+/* A misaligned access that stays in one page whose TLB entry is present:
+ * what the slow path would do (mmu.c, ram_piece), without leaving the
+ * block.  Linux's module loader patches instructions this way, millions
+ * of times per boot. */
+static inline uint8_t *misaligned_fast(struct tlb_entry *tlb, uint64_t va, int size)
+{
+    struct tlb_entry *e = &tlb[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    if ((va & 0xfff) <= PAGE_SIZE - (uint64_t)size && e->tag == (va & ~0xfffull))
+        return (uint8_t *)(e->addend + va);
+    return NULL;
+}
+
 /* ---- M extension helpers (RISC-V defines division by zero and overflow) -- */
 
 static uint64_t mulh(int64_t a, int64_t b) { return (uint64_t)(((__int128)a * b) >> 64); }
@@ -299,6 +311,7 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
     int dset = mmu_data_set(h);
     struct tlb_entry *tlb_r = m->tlb.e[dset][ACCESS_READ];
     struct tlb_entry *tlb_w = m->tlb.e[dset][ACCESS_WRITE];
+    struct tlb_entry *tlb_x = m->tlb.e[mmu_exec_set(h)][ACCESS_EXEC];
     uint64_t code_page = TLB_INVALID;   /* virtual page the code pointer is valid for */
     uint8_t *code = NULL;               /* host address of code_page */
     uint64_t *code_gen = NULL;          /* its generation (block.h) */
@@ -324,6 +337,8 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
 #define LOAD(size, writeback) do { \
         uint64_t va_ = RS1 + IMM, v; \
         if (likely(load_fast(tlb_r, va_, (size), &v))) { writeback; NEXT(); } \
+        uint8_t *p_ = misaligned_fast(tlb_r, va_, (size)); \
+        if (p_) { v = 0; memcpy(&v, p_, (size)); writeback; NEXT(); } \
         SYNC(); \
         uint64_t slow_; /* keeps v out of memory on the fast path */ \
         bool ok_ = mmu_load_slow(m, va_, (size), &slow_); \
@@ -339,6 +354,8 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
 #define STORE(size, value) do { \
         uint64_t va_ = RS1 + IMM; \
         if (likely(store_fast(tlb_w, va_, (size), (value)))) NEXT(); \
+        uint8_t *p_ = misaligned_fast(tlb_w, va_, (size)); \
+        if (p_) { uint64_t v_ = (value); memcpy(p_, &v_, (size)); NEXT(); } \
         SYNC(); \
         bool ok_ = mmu_store_slow(m, va_, (size), (value)); \
         end = m->slice_end; \
@@ -365,7 +382,8 @@ dispatch:
         return;
     }
     if (unlikely((pc & ~0xfffull) != code_page)) {
-        uint8_t *page = mmu_exec_page(m, pc);
+        struct tlb_entry *e = &tlb_x[(pc >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+        uint8_t *page = e->tag == (pc & ~0xfffull) ? (uint8_t *)(e->addend + e->tag) : mmu_exec_page(m, pc);
         if (!page)
             goto fetch_slow;
         code_page = pc & ~0xfffull;
@@ -516,6 +534,7 @@ op_system: {
     dset = mmu_data_set(h);
     tlb_r = m->tlb.e[dset][ACCESS_READ];
     tlb_w = m->tlb.e[dset][ACCESS_WRITE];
+    tlb_x = m->tlb.e[mmu_exec_set(h)][ACCESS_EXEC];
     if (h->priv != priv || m->tlb_generation != generation)
         code_page = TLB_INVALID;
     JUMP(jumped ? h->pc : PC() + 4);
@@ -532,6 +551,7 @@ fetch_trapped:
     dset = mmu_data_set(h);
     tlb_r = m->tlb.e[dset][ACCESS_READ];
     tlb_w = m->tlb.e[dset][ACCESS_WRITE];
+    tlb_x = m->tlb.e[mmu_exec_set(h)][ACCESS_EXEC];
     code_page = TLB_INVALID;
     goto dispatch;
 

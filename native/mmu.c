@@ -19,7 +19,7 @@ int mmu_data_set(struct hart *h)
     return TLB_SET_U;
 }
 
-static int exec_set(struct hart *h)
+int mmu_exec_set(struct hart *h)
 {
     return h->priv == PRV_M ? TLB_SET_M : h->priv == PRV_S ? TLB_SET_S : TLB_SET_U;
 }
@@ -312,7 +312,7 @@ bool mmu_host_ptr(struct machine *m, uint64_t va, int size, uint8_t **host)
 bool mmu_fetch_slow(struct machine *m, uint64_t va, uint16_t *parcel)
 {
     uint64_t pa;
-    if (!access_paddr(m, va, 2, ACCESS_EXEC, exec_set(&m->hart), &pa))
+    if (!access_paddr(m, va, 2, ACCESS_EXEC, mmu_exec_set(&m->hart), &pa))
         return false;
     if (!phys_is_ram(m, pa, 2)) {
         trap_exception(m, CAUSE_FETCH_ACCESS, va);
@@ -324,7 +324,7 @@ bool mmu_fetch_slow(struct machine *m, uint64_t va, uint16_t *parcel)
 
 uint8_t *mmu_exec_page(struct machine *m, uint64_t va)
 {
-    int set = exec_set(&m->hart);
+    int set = mmu_exec_set(&m->hart);
     struct tlb_entry *e = &m->tlb.e[set][ACCESS_EXEC][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
     uint64_t vpage = va & ~0xfffull;
     if (e->tag != vpage) {
