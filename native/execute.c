@@ -329,8 +329,26 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
 #define SYNC() (h->pc = PC(), h->steps = steps + d->idx)
 /* On to the block's next op. */
 #define NEXT() do { d++; goto *d->handler; } while (0)
-/* Leave the block after the current instruction, going on at target. */
-#define JUMP(target) do { pc = (target); steps += d->idx + 1u; goto dispatch; } while (0)
+/* Leave the block after `done` of its instructions, going on at target:
+ * into the next block straight away in the usual case (same code page, the
+ * block cached and current, room in the slice, no breakpoints), so each
+ * jumping handler has its own indirect jump for the host to predict. */
+#define LEAVE(target, done) do { \
+        pc = (target); \
+        steps += (done); \
+        x[0] = 0; \
+        if (likely((pc & ~0xfffull) == code_page) && likely(!check_breakpoints)) { \
+            b = block_lookup(&m->blocks, pc, *code_gen); \
+            if (likely(b) && likely(steps + b->n <= end)) { \
+                bpc = pc; \
+                d = b->ops; \
+                goto *d->handler; \
+            } \
+        } \
+        goto dispatch; \
+    } while (0)
+/* Leave after the current instruction. */
+#define JUMP(target) LEAVE((target), d->idx + 1u)
 #define EXIT() JUMP(PC() + d->len)
 /* Loads: a TLB hit stays in the block; after a miss (which may have been
  * MMIO that kicked) the block ends. */
@@ -421,7 +439,7 @@ fetch_slow: {
 op_illegal: TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
 op_ebreak: TRAP(CAUSE_BREAKPOINT, PC());
 op_nop: NEXT();
-op_end: pc = bpc + d->off; steps += d->idx; goto dispatch;
+op_end: LEAVE(bpc + d->off, d->idx);                /* idx = n */
 
 op_lui: RD = IMM; NEXT();
 op_auipc: RD = IMM; NEXT();                         /* pc + imm, computed when decoded */
@@ -561,6 +579,7 @@ out:
 #undef PC
 #undef SYNC
 #undef NEXT
+#undef LEAVE
 #undef JUMP
 #undef EXIT
 #undef LOAD
