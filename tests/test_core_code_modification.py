@@ -1,5 +1,5 @@
-"""Code that changes under the hart: the core caches code-page translations,
-never decoded instructions, so new instructions are seen.
+"""Code that changes under the hart: the core caches decoded blocks, but only
+while their bytes are unchanged, so new instructions are seen.
 
 A guest storing an instruction and executing it after fence.i (JITs, Linux
 patching its own text, module loading), a host patching guest code between
