@@ -89,6 +89,17 @@ static void add_end(struct block *b, uint32_t off, const void *const *handlers)
     d->handler = handlers[OP_END];
 }
 
+/* Whether code and data share the page: see block.h. */
+static bool page_busy(struct machine *m, const uint8_t *page)
+{
+    return m->code_writes[(uint64_t)(page - m->ram) >> PAGE_SHIFT] >= BLOCK_BUSY_WRITES;
+}
+
+static bool is_store(int op)
+{
+    return (op >= OP_SB && op <= OP_SD) || op == OP_FSW || op == OP_FSD;
+}
+
 struct block *block_build(struct machine *m, uint64_t pc, const uint8_t *page, uint32_t max,
                           const void *const *handlers)
 {
@@ -98,6 +109,7 @@ struct block *block_build(struct machine *m, uint64_t pc, const uint8_t *page, u
 
     b->pc = pc;
     b->n = 0;
+    b->busy = page_busy(m, page);
     while (b->n < max && off < PAGE_SIZE) {
         if (b->n && m->nbreakpoints && machine_at_breakpoint(m, pc + off - start))
             break;
@@ -112,7 +124,8 @@ struct block *block_build(struct machine *m, uint64_t pc, const uint8_t *page, u
         }
         struct decoded *d = &b->ops[b->n];
         decode(insn, d);
-        bool end = finish(d, pc + off - start, off - start, b->n, handlers);
+        bool end = finish(d, pc + off - start, off - start, b->n, handlers) ||
+                   (b->busy && is_store(d->op));
         b->n++;
         off += d->len;
         if (end)
@@ -124,7 +137,7 @@ struct block *block_build(struct machine *m, uint64_t pc, const uint8_t *page, u
 
     /* The aligned words holding the code, copied after the ops. */
     uint32_t first = start & ~7u, last = (off + 7) & ~7u;
-    b->nwords = (last - first) / 8;
+    b->nwords = (uint16_t)((last - first) / 8);
     uint64_t *words = (uint64_t *)&b->ops[b->n + 1];
     memcpy(words, page + first, last - first);
     b->words = words;
@@ -153,10 +166,15 @@ struct block *block_get(struct machine *m, uint64_t pc, const uint8_t *page,
                         const void *const *handlers)
 {
     struct block *b = m->blocks.dir[(pc >> 1) & (BLOCK_DIR_SIZE - 1)];
-    if (b->pc != pc || !same_bytes(b, page)) {
+    bool busy = page_busy(m, page);
+    if (b->pc != pc || b->busy != busy || !same_bytes(b, page)) {
         b = block_build(m, pc, page, BLOCK_MAX, handlers);
         if (!b)
             return NULL;
+    }
+    if (busy) {
+        b->gen = UINT64_MAX;            /* never current: checked at every entry */
+        return b;
     }
     uint64_t *gen = &m->code_gen[(uint64_t)(page - m->ram) >> PAGE_SHIFT];
     if (*gen == 0) {
@@ -172,6 +190,7 @@ void block_cache_recheck(struct machine *m)
     for (uint64_t i = 0; i < m->ram_size / PAGE_SIZE; i++)
         if (m->code_gen[i])
             m->code_gen[i] = ++m->code_gen_last;
+    memset(m->code_writes, 0, m->ram_size / PAGE_SIZE);
 }
 
 struct block *block_build_one(struct machine *m, uint64_t pc, uint32_t insn,
@@ -179,6 +198,7 @@ struct block *block_build_one(struct machine *m, uint64_t pc, uint32_t insn,
 {
     struct block *b = m->blocks.scratch;
     b->pc = pc;
+    b->busy = false;
     decode(insn, &b->ops[0]);
     finish(&b->ops[0], pc, 0, 0, handlers);
     b->n = 1;

@@ -23,6 +23,11 @@
  * by giving code pages new generations (block_cache_recheck).  A store into
  * the current code page takes the slow path, which ends the block.
  *
+ * A page that keeps being written while blocks run from it (code and data
+ * sharing a page) would pay a slow store and a recheck each time; after
+ * BLOCK_BUSY_WRITES such writes in a run it is left in the write TLB and its
+ * blocks are checked at every entry instead, and end after each store.
+ *
  * Blocks live in an arena; when it is full the whole cache starts over.
  * The cache only saves decoding: whether a block is found never changes
  * what the guest sees.
@@ -38,11 +43,14 @@
 #define BLOCK_MAX 32                    /* instructions per block */
 #define BLOCK_DIR_SIZE (1u << 17)       /* directory slots, indexed by pc */
 #define BLOCK_ARENA_SIZE (16u << 20)    /* bytes of blocks before starting over */
+#define BLOCK_BUSY_WRITES 4             /* writes to a code page before it is checked per entry */
 
 struct block {
     uint64_t pc;
     uint32_t n;                 /* instructions */
-    uint32_t nwords;            /* aligned words of code it was decoded from */
+    uint16_t nwords;            /* aligned words of code it was decoded from */
+    bool busy;                  /* built for a busy page: checked at every entry, stores end it */
+    uint8_t pad;
     const uint64_t *words;      /* their contents then (stored after the ops) */
     uint64_t gen;               /* the code page's generation when last checked */
     struct decoded ops[];       /* n instructions, then an OP_END unless the last one jumps */

@@ -29,12 +29,15 @@ struct machine *machine_new(const struct chrono_config *cfg)
     m->ram_dirty = calloc(cfg->ram_size / PAGE_SIZE, 1);
     m->ram_present = malloc(cfg->ram_size / PAGE_SIZE);
     m->code_gen = calloc(cfg->ram_size / PAGE_SIZE, sizeof *m->code_gen);
+    m->code_writes = calloc(cfg->ram_size / PAGE_SIZE, 1);
     bool blocks = block_cache_init(&m->blocks);
-    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->code_gen || !blocks) {
+    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->code_gen || !m->code_writes ||
+        !blocks) {
         if (ram != MAP_FAILED) munmap(ram, cfg->ram_size);
         free(m->ram_dirty);
         free(m->ram_present);
         free(m->code_gen);
+        free(m->code_writes);
         block_cache_free(&m->blocks);
         free(m);
         return NULL;
@@ -55,6 +58,7 @@ void machine_free(struct machine *m)
     free(m->ram_dirty);
     free(m->ram_present);
     free(m->code_gen);
+    free(m->code_writes);
     block_cache_free(&m->blocks);
     free(m->disk_dirty);
     free(m->disk_written);

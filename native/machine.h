@@ -34,6 +34,7 @@ struct machine {
     struct pmp_ranges pmp;          /* decoded from hart.pmpcfg/pmpaddr, see pmp.c */
     struct block_cache blocks;      /* decoded code, see block.h */
     uint64_t *code_gen;             /* per RAM page: nonzero while blocks run from it unchecked */
+    uint8_t *code_writes;           /* per RAM page: writes that took its generation this run */
     uint64_t code_gen_last;
     struct chrono_config cfg;
     uint8_t *ram;
@@ -121,11 +122,20 @@ static inline uint8_t *ram_range(struct machine *m, uint64_t paddr, uint64_t len
 /* Every write to RAM except the store fast path (whose TLB entry was filled
  * through here) marks its page: dirty for snapshots, and no longer vouched
  * for as code, so blocks decoded from it recheck their bytes (block.h). */
+static inline void ram_forget_code(struct machine *m, uint64_t page)
+{
+    if (m->code_gen[page]) {
+        m->code_gen[page] = 0;
+        if (m->code_writes[page] < UINT8_MAX)
+            m->code_writes[page]++;
+    }
+}
+
 static inline void ram_mark_dirty(struct machine *m, uint64_t paddr)
 {
     uint64_t page = (paddr - RAM_BASE) >> PAGE_SHIFT;
     m->ram_dirty[page] = 1;
-    m->code_gen[page] = 0;
+    ram_forget_code(m, page);
 }
 
 /* Same for a range that may span pages. */
@@ -135,7 +145,7 @@ static inline void ram_mark_written(struct machine *m, uint64_t paddr, uint64_t 
         for (uint64_t page = (paddr - RAM_BASE) >> PAGE_SHIFT;
              page <= (paddr - RAM_BASE + len - 1) >> PAGE_SHIFT; page++) {
             m->ram_dirty[page] = 1;
-            m->code_gen[page] = 0;
+            ram_forget_code(m, page);
         }
 }
 
