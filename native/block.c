@@ -11,7 +11,7 @@ static struct block none = { .pc = 1 };
 bool block_cache_init(struct block_cache *c)
 {
     c->dir = malloc(BLOCK_DIR_SIZE * sizeof *c->dir);
-    c->arena = aligned_alloc(64, BLOCK_ARENA_SIZE);
+    c->arena = malloc(BLOCK_ARENA_SIZE);
     c->scratch = malloc(SCRATCH_SIZE);
     if (!c->dir || !c->arena || !c->scratch) {
         block_cache_free(c);
