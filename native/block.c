@@ -92,7 +92,7 @@ static void add_end(struct block *b, uint32_t off, const void *const *handlers)
 /* Whether code and data share the page: see block.h. */
 static bool page_busy(struct machine *m, const uint8_t *page)
 {
-    return m->code_writes[(uint64_t)(page - m->ram) >> PAGE_SHIFT] >= BLOCK_BUSY_WRITES;
+    return m->code[(uint64_t)(page - m->ram) >> PAGE_SHIFT].writes >= BLOCK_BUSY_WRITES;
 }
 
 static bool is_store(int op)
@@ -176,21 +176,34 @@ struct block *block_get(struct machine *m, uint64_t pc, const uint8_t *page,
         b->gen = UINT64_MAX;            /* never current: checked at every entry */
         return b;
     }
-    uint64_t *gen = &m->code_gen[(uint64_t)(page - m->ram) >> PAGE_SHIFT];
-    if (*gen == 0) {
-        *gen = ++m->code_gen_last;
+    uint64_t index = (uint64_t)(page - m->ram) >> PAGE_SHIFT;
+    struct code_page *c = &m->code[index];
+    if (c->gen == 0) {
+        c->gen = ++m->code_gen_last;
         tlb_forget_writes_to(m, page);  /* its stores now take the slow path, which clears gen */
+        if (!c->listed) {
+            c->listed = true;
+            m->code_list[m->code_listed++] = (uint32_t)index;
+        }
     }
-    b->gen = *gen;
+    b->gen = c->gen;
     return b;
 }
 
 void block_cache_recheck(struct machine *m)
 {
-    for (uint64_t i = 0; i < m->ram_size / PAGE_SIZE; i++)
-        if (m->code_gen[i])
-            m->code_gen[i] = ++m->code_gen_last;
-    memset(m->code_writes, 0, m->ram_size / PAGE_SIZE);
+    uint64_t kept = 0;
+    for (uint64_t i = 0; i < m->code_listed; i++) {
+        struct code_page *c = &m->code[m->code_list[i]];
+        c->writes = 0;
+        if (c->gen) {
+            c->gen = ++m->code_gen_last;
+            m->code_list[kept++] = m->code_list[i];
+        } else {
+            c->listed = false;
+        }
+    }
+    m->code_listed = kept;
 }
 
 struct block *block_build_one(struct machine *m, uint64_t pc, uint32_t insn,

@@ -15,7 +15,7 @@
  *
  * Comparing the bytes at every block entry would cost more than decoding
  * saves, so a RAM page that blocks run from gets a generation number
- * (machine.code_gen) and loses it on any write: such a page is kept out of
+ * (struct code_page) and loses it on any write: such a page is kept out of
  * the write TLB, and every other write path marks the page it writes
  * (ram_mark_dirty).  A block stamped with its page's current generation is
  * used as is; otherwise its bytes are compared once and it is stamped again.
@@ -84,7 +84,8 @@ static inline struct block *block_lookup(struct block_cache *c, uint64_t pc, uin
  * code. */
 struct block *block_get(struct machine *m, uint64_t pc, const uint8_t *page,
                         const void *const *handlers);
-/* Give every code page a new generation: its blocks recheck their bytes. */
+/* Give every code page a new generation (its blocks recheck their bytes)
+ * and forget this run's write counts. */
 void block_cache_recheck(struct machine *m);
 
 /* Decode the block at pc from `page` and cache it (unstamped); at most `max`

@@ -406,7 +406,7 @@ dispatch:
             goto fetch_slow;
         code_page = pc & ~0xfffull;
         code = page;
-        code_gen = &m->code_gen[(uint64_t)(page - m->ram) >> PAGE_SHIFT];
+        code_gen = &m->code[(uint64_t)(page - m->ram) >> PAGE_SHIFT].gen;
     }
     b = block_lookup(&m->blocks, pc, *code_gen);
     if (unlikely(!b) && !(b = block_get(m, pc, code, handlers)))

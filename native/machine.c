@@ -28,16 +28,16 @@ struct machine *machine_new(const struct chrono_config *cfg)
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     m->ram_dirty = calloc(cfg->ram_size / PAGE_SIZE, 1);
     m->ram_present = malloc(cfg->ram_size / PAGE_SIZE);
-    m->code_gen = calloc(cfg->ram_size / PAGE_SIZE, sizeof *m->code_gen);
-    m->code_writes = calloc(cfg->ram_size / PAGE_SIZE, 1);
+    m->code = calloc(cfg->ram_size / PAGE_SIZE, sizeof *m->code);
+    m->code_list = malloc(cfg->ram_size / PAGE_SIZE * sizeof *m->code_list);
     bool blocks = block_cache_init(&m->blocks);
-    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->code_gen || !m->code_writes ||
+    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->code || !m->code_list ||
         !blocks) {
         if (ram != MAP_FAILED) munmap(ram, cfg->ram_size);
         free(m->ram_dirty);
         free(m->ram_present);
-        free(m->code_gen);
-        free(m->code_writes);
+        free(m->code);
+        free(m->code_list);
         block_cache_free(&m->blocks);
         free(m);
         return NULL;
@@ -57,8 +57,8 @@ void machine_free(struct machine *m)
     munmap(m->ram, m->ram_size);
     free(m->ram_dirty);
     free(m->ram_present);
-    free(m->code_gen);
-    free(m->code_writes);
+    free(m->code);
+    free(m->code_list);
     block_cache_free(&m->blocks);
     free(m->disk_dirty);
     free(m->disk_written);
@@ -91,7 +91,7 @@ void ram_materialize(struct machine *m, uint64_t page_index)
 {
     /* Mark first: the provider may touch RAM through the API itself. */
     m->ram_present[page_index] = 1;
-    m->code_gen[page_index] = 0;
+    m->code[page_index].gen = 0;
     if (!m->page_provider || m->page_provider(m->page_provider_ctx, page_index) != 0) {
         memset(m->ram + page_index * PAGE_SIZE, 0, PAGE_SIZE);
         snprintf(m->error, sizeof m->error, "RAM page %#llx could not be restored",

@@ -19,6 +19,13 @@
 #define CONSOLE_OUT_HIGH 6144           /* stop to let the host drain above this */
 #define MAX_BREAKPOINTS 64
 
+/* What the block cache knows of a RAM page (block.h). */
+struct code_page {
+    uint64_t gen;               /* nonzero while blocks run from it unchecked */
+    uint8_t writes;             /* writes that took its generation this run */
+    bool listed;                /* in machine.code_list */
+};
+
 struct machine {
     /* Saved state: plain data, see state.c. */
     struct hart hart;
@@ -33,8 +40,9 @@ struct machine {
     uint64_t tlb_generation;        /* bumped by every full TLB flush */
     struct pmp_ranges pmp;          /* decoded from hart.pmpcfg/pmpaddr, see pmp.c */
     struct block_cache blocks;      /* decoded code, see block.h */
-    uint64_t *code_gen;             /* per RAM page: nonzero while blocks run from it unchecked */
-    uint8_t *code_writes;           /* per RAM page: writes that took its generation this run */
+    struct code_page *code;         /* per RAM page, see block.h */
+    uint32_t *code_list;            /* pages that got a generation, to renew them per run */
+    uint64_t code_listed;
     uint64_t code_gen_last;
     struct chrono_config cfg;
     uint8_t *ram;
@@ -124,10 +132,11 @@ static inline uint8_t *ram_range(struct machine *m, uint64_t paddr, uint64_t len
  * for as code, so blocks decoded from it recheck their bytes (block.h). */
 static inline void ram_forget_code(struct machine *m, uint64_t page)
 {
-    if (m->code_gen[page]) {
-        m->code_gen[page] = 0;
-        if (m->code_writes[page] < UINT8_MAX)
-            m->code_writes[page]++;
+    struct code_page *c = &m->code[page];
+    if (c->gen) {
+        c->gen = 0;
+        if (c->writes < UINT8_MAX)
+            c->writes++;
     }
 }
 
