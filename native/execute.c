@@ -323,6 +323,18 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
 
     m->slice_end = slice_end;
 
+/* Make pc's page the code page if the exec TLB holds it. */
+#define code_page_in_tlb(pc) ({ \
+        struct tlb_entry *e_ = &tlb_x[((pc) >> PAGE_SHIFT) & (TLB_SIZE - 1)]; \
+        bool hit_ = e_->tag == ((pc) & ~0xfffull); \
+        if (hit_) { \
+            code_page = e_->tag; \
+            code = (uint8_t *)(e_->addend + e_->tag); \
+            code_gen = &m->code[(uint64_t)(code - m->ram) >> PAGE_SHIFT].gen; \
+        } \
+        hit_; \
+    })
+
 /* The current instruction's pc, and its position written back for callees
  * (they may read pc or steps). */
 #define PC() (bpc + d->off)
@@ -330,14 +342,16 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
 /* On to the block's next op. */
 #define NEXT() do { d++; goto *d->handler; } while (0)
 /* Leave the block after `done` of its instructions, going on at target:
- * into the next block straight away in the usual case (same code page, the
- * block cached and current, room in the slice, no breakpoints), so each
- * jumping handler has its own indirect jump for the host to predict. */
+ * into the next block straight away in the usual case (code page in the
+ * exec TLB, the block cached and current, room in the slice, no
+ * breakpoints), so each jumping handler has its own indirect jump for the
+ * host to predict. */
 #define LEAVE(target, done) do { \
         pc = (target); \
         steps += (done); \
         x[0] = 0; \
-        if (likely((pc & ~0xfffull) == code_page) && likely(!check_breakpoints)) { \
+        if (likely(!check_breakpoints) && \
+            (likely((pc & ~0xfffull) == code_page) || code_page_in_tlb(pc))) { \
             b = block_lookup(&m->blocks, pc, *code_gen); \
             if (likely(b) && likely(steps + b->n <= end)) { \
                 bpc = pc; \
@@ -399,9 +413,8 @@ dispatch:
         machine_request_stop(m, CHRONO_STOP_BREAKPOINT, pc);
         return;
     }
-    if (unlikely((pc & ~0xfffull) != code_page)) {
-        struct tlb_entry *e = &tlb_x[(pc >> PAGE_SHIFT) & (TLB_SIZE - 1)];
-        uint8_t *page = e->tag == (pc & ~0xfffull) ? (uint8_t *)(e->addend + e->tag) : mmu_exec_page(m, pc);
+    if (unlikely((pc & ~0xfffull) != code_page) && !code_page_in_tlb(pc)) {
+        uint8_t *page = mmu_exec_page(m, pc);
         if (!page)
             goto fetch_slow;
         code_page = pc & ~0xfffull;
@@ -579,6 +592,7 @@ out:
 #undef PC
 #undef SYNC
 #undef NEXT
+#undef code_page_in_tlb
 #undef LEAVE
 #undef JUMP
 #undef EXIT
