@@ -49,8 +49,16 @@ struct tlb_entry {
     uintptr_t addend;
 };
 
+#define TLB_ENTRIES (4 * 3 * TLB_SIZE)
+
 struct tlb {
     struct tlb_entry e[4][3][TLB_SIZE];     /* [TLB set][access type][index] */
+    /* Entries filled since the last flush, so that a flush (Linux makes
+     * ~100k per boot) clears those instead of the whole TLB; valid only
+     * while `listed` (a full flush sets it, running out of room clears it). */
+    uint16_t filled[TLB_ENTRIES];
+    uint32_t nfilled;
+    bool listed;
 };
 
 /* Stop the current instruction slice after this instruction so that the run

@@ -31,10 +31,18 @@ static int set_priv(int set)
 
 void tlb_flush(struct machine *m)
 {
+    struct tlb *t = &m->tlb;
+    struct tlb_entry *e = &t->e[0][0][0];
     m->tlb_generation++;                /* cached code pointers are stale too */
-    struct tlb_entry *e = &m->tlb.e[0][0][0];
-    for (size_t i = 0; i < sizeof m->tlb.e / sizeof *e; i++)
-        e[i].tag = TLB_INVALID;
+    if (t->listed) {
+        for (uint32_t i = 0; i < t->nfilled; i++)
+            e[t->filled[i]].tag = TLB_INVALID;
+    } else {
+        for (size_t i = 0; i < TLB_ENTRIES; i++)
+            e[i].tag = TLB_INVALID;
+    }
+    t->nfilled = 0;
+    t->listed = true;
 }
 
 void tlb_flush_writes(struct machine *m)
@@ -155,7 +163,14 @@ static void tlb_fill(struct machine *m, int set, enum access_type type, uint64_t
             return;
         ram_mark_dirty(m, ppage);
     }
-    struct tlb_entry *e = &m->tlb.e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    struct tlb *t = &m->tlb;
+    struct tlb_entry *e = &t->e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    if (e->tag == TLB_INVALID) {
+        if (t->nfilled < TLB_ENTRIES)
+            t->filled[t->nfilled++] = (uint16_t)(e - &t->e[0][0][0]);
+        else
+            t->listed = false;          /* refills after partial flushes: next flush is full */
+    }
     e->tag = vpage;
     e->addend = (uintptr_t)ram_ptr(m, ppage) - vpage;
 }
