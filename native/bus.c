@@ -43,7 +43,7 @@ bool bus_write(struct machine *m, uint64_t paddr, int size, uint64_t value)
 {
     if (phys_is_ram(m, paddr, (uint64_t)size)) {
         memcpy(ram_range(m, paddr, (uint64_t)size), &value, (size_t)size);
-        ram_mark_dirty(m, paddr);
+        ram_mark_written(m, paddr, (uint64_t)size);
         watch_check(m, paddr, (uint64_t)size, ACCESS_WRITE);
         return true;
     }
@@ -73,9 +73,7 @@ bool phys_write(struct machine *m, uint64_t paddr, const void *src, uint64_t len
     if (len == 0)
         return true;
     memcpy(ram_range(m, paddr, len), src, len);
-    uint64_t first = (paddr - RAM_BASE) >> PAGE_SHIFT;
-    uint64_t last = (paddr - RAM_BASE + len - 1) >> PAGE_SHIFT;
-    memset(m->ram_dirty + first, 1, last - first + 1);
+    ram_mark_written(m, paddr, len);
     watch_check_device(m, paddr, len, ACCESS_WRITE);
     return true;
 }

@@ -49,8 +49,16 @@ struct tlb_entry {
     uintptr_t addend;
 };
 
+#define TLB_ENTRIES (4 * 3 * TLB_SIZE)
+
 struct tlb {
     struct tlb_entry e[4][3][TLB_SIZE];     /* [TLB set][access type][index] */
+    /* Entries filled since the last flush, so that a flush (Linux makes
+     * ~100k per boot) clears those instead of the whole TLB; valid only
+     * while `listed` (a full flush sets it, running out of room clears it). */
+    uint16_t filled[TLB_ENTRIES];
+    uint32_t nfilled;
+    bool listed;
 };
 
 /* Stop the current instruction slice after this instruction so that the run
@@ -75,6 +83,8 @@ void csr_reset(struct hart *h);
 /* mmu.c */
 void tlb_flush(struct machine *m);
 void tlb_flush_writes(struct machine *m);
+/* Drop the write entries of one RAM page (given by its host address). */
+void tlb_forget_writes_to(struct machine *m, const uint8_t *host_page);
 /* Translate and check; on failure returns false with *cause set. */
 bool mmu_translate(struct machine *m, uint64_t vaddr, enum access_type type,
                    int set, uint64_t *paddr, uint64_t *cause);
@@ -97,6 +107,8 @@ uint8_t *mmu_exec_page(struct machine *m, uint64_t vaddr);
 #define TLB_SET_S_SUM 2
 #define TLB_SET_M 3
 int mmu_data_set(struct hart *h);
+/* TLB set for fetches: the privilege mode. */
+int mmu_exec_set(struct hart *h);
 
 /* pmp.c */
 bool pmp_check(struct machine *m, uint64_t paddr, uint64_t size, enum access_type type, int priv);

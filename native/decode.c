@@ -19,7 +19,7 @@ static void set(struct decoded *d, int op, int rd, int rs1, int rs2, int32_t imm
     d->rd = (uint8_t)rd;
     d->rs1 = (uint8_t)rs1;
     d->rs2 = (uint8_t)rs2;
-    d->imm = imm;
+    d->imm = (uint64_t)(int64_t)imm;
 }
 
 static void decode_compressed(uint32_t insn, struct decoded *d)
@@ -333,12 +333,4 @@ void decode(uint32_t insn, struct decoded *d)
         d->len = 4;
         decode_32(insn, d);
     }
-}
-
-void decode_cache_init(struct decoded *cache)
-{
-    struct decoded zero;
-    decode(0, &zero);
-    for (uint32_t i = 0; i < DECODE_CACHE_SIZE; i++)
-        cache[i] = zero;
 }

@@ -1,15 +1,9 @@
 /* decode.h: instructions decoded into a flat form the executor dispatches on.
  *
- * Decoded instructions are kept in a direct-mapped cache indexed by pc
- * (consecutive instructions sit in consecutive entries, which keeps the
- * host's caches warm) and validated by the instruction bits: the executor
- * fetches the bits anyway and re-decodes when they differ from the entry's.
- * Decoding depends only on the bits, never on pc or state, so nothing ever
- * needs invalidating: self-modifying code, new mappings and a different page
- * at the same index all just show up as other bits.
  * Compressed instructions decode into their 32-bit equivalents (len = 2).
  * FP register numbers go in rd/rs1/rs2/rs3 like integer ones; the op says
- * which register file each one names.
+ * which register file each one names.  Decoding depends only on the bits;
+ * the block builder (block.c) then adds what depends on the pc.
  */
 #ifndef CHRONO_DECODE_H
 #define CHRONO_DECODE_H
@@ -32,6 +26,8 @@ enum op {
     OP_EBREAK,          /* ebreak, c.ebreak */
     OP_ATOMIC,          /* A extension: executed from the raw bits */
     OP_SYSTEM,          /* CSR and privileged instructions: from the raw bits */
+    OP_NOP,             /* an instruction whose only effect would be writing x0 */
+    OP_END,             /* not an instruction: ends a block that falls through */
     /* F and D.  Loads and stores run inline in execute.c; everything from
      * OP_FP_FIRST to OP_FP_LAST runs in fpu.c.  S/D pairs are adjacent
      * (the D form is the S form + 1). */
@@ -55,26 +51,21 @@ enum op {
 #define OP_FP_FIRST OP_FADD_S
 #define OP_FP_LAST OP_FMV_D_X
 
+/* One decoded instruction, as it sits in a block (32 bytes). */
 struct decoded {
-    uint32_t insn;      /* the instruction bits (16 or 32): validates the entry */
-    uint8_t op;         /* enum op */
+    const void *handler;    /* the executor's code for op (filled by the block builder) */
+    uint64_t imm;           /* sign-extended immediate (LUI: already << 12); in a block,
+                             * AUIPC's result and JAL/branch targets, precomputed */
+    uint32_t insn;          /* the instruction bits (16 or 32): mtval, CSR/AMO fields */
+    uint16_t off;           /* pc - the block's pc */
+    uint8_t op;             /* enum op */
     uint8_t rd, rs1, rs2;
-    int32_t imm;        /* sign-extended immediate (LUI/AUIPC: already << 12) */
-    uint8_t len;        /* 2 or 4 */
-    uint8_t rs3;        /* F/D fused multiply-add: third source */
-    uint8_t rm;         /* F/D: rounding mode field (7 = dynamic); 0 for ops without one */
-    uint8_t pad;
+    uint8_t rs3;            /* F/D fused multiply-add: third source */
+    uint8_t rm;             /* F/D: rounding mode field (7 = dynamic); 0 for ops without one */
+    uint8_t len;            /* 2 or 4 */
+    uint8_t idx;            /* position in the block: steps before it, from the block's start */
 };
 
-#define DECODE_CACHE_SIZE (1u << 16)    /* entries: 128 KiB of code, 1 MiB of cache */
-
-static inline uint32_t decode_slot(uint64_t pc)
-{
-    return (uint32_t)(pc >> 1) & (DECODE_CACHE_SIZE - 1);
-}
-
 void decode(uint32_t insn, struct decoded *d);
-/* Fill a fresh cache: every slot holds the (illegal) all-zero parcel. */
-void decode_cache_init(struct decoded *cache);
 
 #endif

@@ -1,16 +1,17 @@
 /* execute.c: execute RV64IMAFDC + Zicsr + Zifencei.
  *
- * One function runs a slice of instructions.  Instructions are fetched
- * through a cached host pointer to the current code page, looked up in the
- * memoized decoder (decode.h) and dispatched with computed gotos: every
- * handler ends with its own copy of the fetch-and-dispatch sequence
- * (DISPATCH), so the host's branch predictor sees one indirect jump per
- * handler instead of one shared by all.  Loads and stores go through the
- * software TLB.  Everything unusual (TLB misses, MMIO, misaligned accesses,
- * traps, CSRs, a page change) leaves through a slow path that writes pc and
- * steps back first.  Interrupts, timers and the budget are checked by the run
+ * One function runs a slice of instructions, a block at a time (block.h):
+ * between blocks it accounts the steps, checks the budget and breakpoints
+ * and finds the next block through a cached host pointer to the current
+ * code page; inside a block each op jumps straight to the next one's
+ * handler (computed gotos), with no fetch, no decode and no accounting.
+ * Loads and stores go through the software TLB.  Everything unusual (TLB
+ * misses, MMIO, misaligned accesses, traps, CSRs) leaves through a slow path
+ * that writes pc and steps back first and ends the block after the
+ * instruction.  Interrupts, timers and the budget are checked by the run
  * loop between slices (see machine.c); anything that may change them calls
- * cpu_kick() to end the slice after the current instruction.
+ * cpu_kick() to end the slice after the current instruction, and a slice
+ * that ends inside a block runs only the block's head: steps stay exact.
  */
 #include <string.h>
 #include "machine.h"
@@ -57,6 +58,18 @@ static inline bool store_fast(struct tlb_entry *tlb, uint64_t va, int size, uint
         }
     }
     return false;
+}
+
+/* A misaligned access that stays in one page whose TLB entry is present:
+ * what the slow path would do (mmu.c, ram_piece), without leaving the
+ * block.  Linux's module loader patches instructions this way, millions
+ * of times per boot. */
+static inline uint8_t *misaligned_fast(struct tlb_entry *tlb, uint64_t va, int size)
+{
+    struct tlb_entry *e = &tlb[(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    if ((va & 0xfff) <= PAGE_SIZE - (uint64_t)size && e->tag == (va & ~0xfffull))
+        return (uint8_t *)(e->addend + va);
+    return NULL;
 }
 
 /* ---- M extension helpers (RISC-V defines division by zero and overflow) -- */
@@ -261,14 +274,7 @@ illegal:
     return false;
 }
 
-/* ---- the slice loop ----------------------------------------------------- */
-
-static bool at_breakpoint(struct machine *m, uint64_t pc)
-{
-    for (int i = 0; i < m->nbreakpoints; i++)
-        if (m->breakpoints[i] == pc) return true;
-    return false;
-}
+/* ---- the block loop ----------------------------------------------------- */
 
 void cpu_run_slice(struct machine *m, uint64_t slice_end)
 {
@@ -293,147 +299,185 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
         [OP_DIV] = &&op_div, [OP_DIVU] = &&op_divu, [OP_REM] = &&op_rem, [OP_REMU] = &&op_remu,
         [OP_MULW] = &&op_mulw, [OP_DIVW] = &&op_divw, [OP_DIVUW] = &&op_divuw, [OP_REMW] = &&op_remw,
         [OP_REMUW] = &&op_remuw,
-        [OP_FENCE] = &&op_fence, [OP_EBREAK] = &&op_ebreak, [OP_ATOMIC] = &&op_atomic,
-        [OP_SYSTEM] = &&op_system,
+        [OP_FENCE] = &&op_nop, [OP_EBREAK] = &&op_ebreak, [OP_ATOMIC] = &&op_atomic,
+        [OP_SYSTEM] = &&op_system, [OP_NOP] = &&op_nop, [OP_END] = &&op_end,
         [OP_FLW] = &&op_flw, [OP_FLD] = &&op_fld, [OP_FSW] = &&op_fsw, [OP_FSD] = &&op_fsd,
         [OP_FP_FIRST ... OP_FP_LAST] = &&op_fp,
     };
     struct hart *h = &m->hart;
     uint64_t *x = h->x;
-    struct decoded *const dcache = m->decode_cache;
-    struct decoded *d;
-    uint32_t insn;
+    struct block *b;
+    const struct decoded *d = NULL;     /* the op being executed */
     int dset = mmu_data_set(h);
     struct tlb_entry *tlb_r = m->tlb.e[dset][ACCESS_READ];
     struct tlb_entry *tlb_w = m->tlb.e[dset][ACCESS_WRITE];
+    struct tlb_entry *tlb_x = m->tlb.e[mmu_exec_set(h)][ACCESS_EXEC];
     uint64_t code_page = TLB_INVALID;   /* virtual page the code pointer is valid for */
     uint8_t *code = NULL;               /* host address of code_page */
-    uint64_t pc = h->pc;
-    uint64_t steps = h->steps;          /* h->steps and h->pc are written back on every slow path */
-    uint64_t end = slice_end;           /* reloaded after slow paths: cpu_kick() zeroes m->slice_end */
+    uint64_t *code_gen = NULL;          /* its generation (block.h) */
+    uint64_t pc = h->pc;                /* between blocks: the next pc */
+    uint64_t bpc = pc;                  /* in a block: its pc */
+    uint64_t steps = h->steps;          /* steps before the current block */
+    uint64_t end = slice_end;           /* reloaded after calls out: cpu_kick() zeroes m->slice_end */
     const bool check_breakpoints = m->nbreakpoints != 0;
-    /* DISPATCH goes straight on while steps < limit; with breakpoints set,
-     * limit is 0 so every instruction passes through `fetch`, which checks. */
-#define LIMIT() (check_breakpoints ? 0 : end)
-    uint64_t limit = LIMIT();
 
     m->slice_end = slice_end;
 
-/* Before any call out of the fast path: the callee may read pc or steps. */
-#define SYNC() (h->pc = pc, h->steps = steps)
-/* Memory accesses: a TLB hit stays inline, a miss takes the slow path. */
-#define LOAD(va, size, out) do { \
-        uint64_t va_ = (va); \
-        if (!load_fast(tlb_r, va_, (size), (out))) { \
-            SYNC(); \
-            bool ok_ = mmu_load_slow(m, va_, (size), (out)); \
-            end = m->slice_end; limit = LIMIT(); \
-            if (!ok_) goto trapped; \
+/* Make pc's page the code page if the exec TLB holds it. */
+#define code_page_in_tlb(pc) ({ \
+        struct tlb_entry *e_ = &tlb_x[((pc) >> PAGE_SHIFT) & (TLB_SIZE - 1)]; \
+        bool hit_ = e_->tag == ((pc) & ~0xfffull); \
+        if (hit_) { \
+            code_page = e_->tag; \
+            code = (uint8_t *)(e_->addend + e_->tag); \
+            code_gen = &m->code[(uint64_t)(code - m->ram) >> PAGE_SHIFT].gen; \
         } \
-    } while (0)
-#define STORE(va, size, value) do { \
-        uint64_t va_ = (va); \
-        if (!store_fast(tlb_w, va_, (size), (value))) { \
-            SYNC(); \
-            bool ok_ = mmu_store_slow(m, va_, (size), (value)); \
-            end = m->slice_end; limit = LIMIT(); \
-            if (!ok_) goto trapped; \
-        } \
-    } while (0)
-/* Leave the fast path: write pc back, raise the trap, continue at the handler. */
-#define TRAP(cause, tval) do { h->pc = pc; trap_exception(m, (cause), (tval)); goto trapped; } while (0)
-/* Retire the instruction, then fetch, decode and jump to the next one; the
- * general case (budget, breakpoints, another page) goes through fetch. */
-#define DISPATCH() do { \
+        hit_; \
+    })
+
+/* The current instruction's pc, and its position written back for callees
+ * (they may read pc or steps). */
+#define PC() (bpc + d->off)
+#define SYNC() (h->pc = PC(), h->steps = steps + d->idx)
+/* On to the block's next op. */
+#define NEXT() do { d++; goto *d->handler; } while (0)
+/* Leave the block after `done` of its instructions, going on at target:
+ * into the next block straight away in the usual case (code page in the
+ * exec TLB, the block cached and current, room in the slice, no
+ * breakpoints), so each jumping handler has its own indirect jump for the
+ * host to predict. */
+#define LEAVE(target, done) do { \
+        pc = (target); \
+        steps += (done); \
         x[0] = 0; \
-        if (unlikely(++steps >= limit) || \
-            unlikely((pc & ~0xfffull) != code_page) || unlikely((pc & 0xfff) > 0xffc)) \
-            goto fetch; \
-        memcpy(&insn, code + (pc & 0xfff), 4); \
-        if ((insn & 3) != 3) insn &= 0xffff; \
-        d = &dcache[decode_slot(pc)]; \
-        if (unlikely(d->insn != insn)) decode(insn, d); \
-        goto *handlers[d->op]; \
+        if (likely(!check_breakpoints) && \
+            (likely((pc & ~0xfffull) == code_page) || code_page_in_tlb(pc))) { \
+            b = block_lookup(&m->blocks, pc, *code_gen); \
+            if (likely(b) && likely(steps + b->n <= end)) { \
+                bpc = pc; \
+                d = b->ops; \
+                goto *d->handler; \
+            } \
+        } \
+        goto dispatch; \
     } while (0)
-#define NEXT() do { pc += d->len; DISPATCH(); } while (0)
+/* Leave after the current instruction. */
+#define JUMP(target) LEAVE((target), d->idx + 1u)
+#define EXIT() JUMP(PC() + d->len)
+/* Loads: a TLB hit stays in the block; after a miss (which may have been
+ * MMIO that kicked) the block ends. */
+#define LOAD(size, writeback) do { \
+        uint64_t va_ = RS1 + IMM, v; \
+        if (likely(load_fast(tlb_r, va_, (size), &v))) { writeback; NEXT(); } \
+        uint8_t *p_ = misaligned_fast(tlb_r, va_, (size)); \
+        if (p_) { v = 0; memcpy(&v, p_, (size)); writeback; NEXT(); } \
+        SYNC(); \
+        uint64_t slow_; /* keeps v out of memory on the fast path */ \
+        bool ok_ = mmu_load_slow(m, va_, (size), &slow_); \
+        end = m->slice_end; \
+        if (!ok_) goto trapped; \
+        v = slow_; \
+        writeback; \
+        EXIT(); \
+    } while (0)
+/* Stores: likewise.  Code pages are never in the write TLB (block.h), so a
+ * store into the running block's page ends it and the next one sees the
+ * new bytes. */
+#define STORE(size, value) do { \
+        uint64_t va_ = RS1 + IMM; \
+        if (likely(store_fast(tlb_w, va_, (size), (value)))) NEXT(); \
+        uint8_t *p_ = misaligned_fast(tlb_w, va_, (size)); \
+        if (p_) { uint64_t v_ = (value); memcpy(p_, &v_, (size)); NEXT(); } \
+        SYNC(); \
+        bool ok_ = mmu_store_slow(m, va_, (size), (value)); \
+        end = m->slice_end; \
+        if (!ok_) goto trapped; \
+        EXIT(); \
+    } while (0)
+/* Leave the fast path: raise the trap, continue at the handler. */
+#define TRAP(cause, tval) do { SYNC(); trap_exception(m, (cause), (tval)); goto trapped; } while (0)
 #define RD x[d->rd]
 #define RS1 x[d->rs1]
 #define RS2 x[d->rs2]
-#define IMM ((uint64_t)(int64_t)d->imm)
+#define IMM (d->imm)
 #define SEXT32(v) ((uint64_t)(int64_t)(int32_t)(v))
 
-fetch:
-    if (steps >= end)
+dispatch:
+    /* Between blocks: account, check, find the block at pc and run it. */
+    x[0] = 0;
+    if (unlikely(steps >= end))
         goto out;
-    if (unlikely(check_breakpoints) && at_breakpoint(m, pc) &&
-        !(steps == m->bp_skip_steps && pc == m->bp_skip_pc)) {
-        SYNC();
+    if (unlikely(check_breakpoints) && machine_stops_at_breakpoint(m, pc, steps)) {
+        h->pc = pc;
+        h->steps = steps;
         machine_request_stop(m, CHRONO_STOP_BREAKPOINT, pc);
         return;
     }
-    if (likely((pc & ~0xfffull) == code_page)) {
-        uint32_t off = pc & 0xfff;
-        if (likely(off <= 0xffc)) {
-            memcpy(&insn, code + off, 4);
-            if ((insn & 3) != 3) insn &= 0xffff;
-        } else {
-            /* The last parcel of the page: a 32-bit instruction crosses it. */
-            uint16_t lo, hi;
-            memcpy(&lo, code + off, 2);
-            insn = lo;
-            if ((lo & 3) == 3) {
-                SYNC();
-                if (!mmu_fetch_slow(m, pc + 2, &hi)) goto trapped;
-                insn |= (uint32_t)hi << 16;
-            }
-        }
-    } else {
+    if (unlikely((pc & ~0xfffull) != code_page) && !code_page_in_tlb(pc)) {
         uint8_t *page = mmu_exec_page(m, pc);
-        if (page) {
-            code_page = pc & ~0xfffull;
-            code = page;
-            goto fetch;
-        }
-        uint16_t lo, hi;
-        SYNC();
-        if (!mmu_fetch_slow(m, pc, &lo)) goto trapped;
-        insn = lo;
-        if ((lo & 3) == 3) {
-            if (!mmu_fetch_slow(m, pc + 2, &hi)) goto trapped;
-            insn |= (uint32_t)hi << 16;
-        }
+        if (!page)
+            goto fetch_slow;
+        code_page = pc & ~0xfffull;
+        code = page;
+        code_gen = &m->code[(uint64_t)(page - m->ram) >> PAGE_SHIFT].gen;
     }
-    d = &dcache[decode_slot(pc)];
-    if (unlikely(d->insn != insn)) decode(insn, d);
-    goto *handlers[d->op];
+    b = block_lookup(&m->blocks, pc, *code_gen);
+    if (unlikely(!b) && !(b = block_get(m, pc, code, handlers)))
+        goto fetch_slow;
+    if (unlikely(steps + b->n > end))   /* the slice ends inside: run only its head */
+        b = block_build(m, pc, code, (uint32_t)(end - steps), handlers);
+run:
+    bpc = pc;
+    d = b->ops;
+    goto *d->handler;
+
+fetch_slow: {
+    /* Code outside cacheable RAM, or an instruction crossing a page end:
+     * fetched parcel by parcel and run on its own. */
+    uint16_t lo, hi;
+    h->pc = pc;
+    h->steps = steps;
+    if (!mmu_fetch_slow(m, pc, &lo))
+        goto fetch_trapped;
+    uint32_t insn = lo;
+    if ((lo & 3) == 3) {
+        if (!mmu_fetch_slow(m, pc + 2, &hi))
+            goto fetch_trapped;
+        insn |= (uint32_t)hi << 16;
+    }
+    b = block_build_one(m, pc, insn, handlers);
+    goto run;
+}
 
 op_illegal: TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
-op_ebreak: TRAP(CAUSE_BREAKPOINT, pc);
-op_fence: NEXT();
+op_ebreak: TRAP(CAUSE_BREAKPOINT, PC());
+op_nop: NEXT();
+op_end: LEAVE(bpc + d->off, d->idx);                /* idx = n */
 
 op_lui: RD = IMM; NEXT();
-op_auipc: RD = pc + IMM; NEXT();
-op_jal: RD = pc + d->len; pc += IMM; DISPATCH();
-op_jalr: { uint64_t target = (RS1 + IMM) & ~1ull; RD = pc + d->len; pc = target; DISPATCH(); }
+op_auipc: RD = IMM; NEXT();                         /* pc + imm, computed when decoded */
+op_jal: RD = PC() + d->len; JUMP(IMM);              /* IMM: the target */
+op_jalr: { uint64_t target = (RS1 + IMM) & ~1ull; RD = PC() + d->len; JUMP(target); }
 
-op_beq: pc += RS1 == RS2 ? IMM : d->len; DISPATCH();
-op_bne: pc += RS1 != RS2 ? IMM : d->len; DISPATCH();
-op_blt: pc += (int64_t)RS1 < (int64_t)RS2 ? IMM : d->len; DISPATCH();
-op_bge: pc += (int64_t)RS1 >= (int64_t)RS2 ? IMM : d->len; DISPATCH();
-op_bltu: pc += RS1 < RS2 ? IMM : d->len; DISPATCH();
-op_bgeu: pc += RS1 >= RS2 ? IMM : d->len; DISPATCH();
+/* Conditional branches: taken leaves the block, not taken goes on in it. */
+op_beq: if (RS1 == RS2) JUMP(IMM); NEXT();
+op_bne: if (RS1 != RS2) JUMP(IMM); NEXT();
+op_blt: if ((int64_t)RS1 < (int64_t)RS2) JUMP(IMM); NEXT();
+op_bge: if ((int64_t)RS1 >= (int64_t)RS2) JUMP(IMM); NEXT();
+op_bltu: if (RS1 < RS2) JUMP(IMM); NEXT();
+op_bgeu: if (RS1 >= RS2) JUMP(IMM); NEXT();
 
-op_lb: { uint64_t v; LOAD(RS1 + IMM, 1, &v); RD = (uint64_t)(int64_t)(int8_t)v; NEXT(); }
-op_lh: { uint64_t v; LOAD(RS1 + IMM, 2, &v); RD = (uint64_t)(int64_t)(int16_t)v; NEXT(); }
-op_lw: { uint64_t v; LOAD(RS1 + IMM, 4, &v); RD = SEXT32(v); NEXT(); }
-op_ld: { uint64_t v; LOAD(RS1 + IMM, 8, &v); RD = v; NEXT(); }
-op_lbu: { uint64_t v; LOAD(RS1 + IMM, 1, &v); RD = v; NEXT(); }
-op_lhu: { uint64_t v; LOAD(RS1 + IMM, 2, &v); RD = v; NEXT(); }
-op_lwu: { uint64_t v; LOAD(RS1 + IMM, 4, &v); RD = v; NEXT(); }
-op_sb: STORE(RS1 + IMM, 1, RS2); NEXT();
-op_sh: STORE(RS1 + IMM, 2, RS2); NEXT();
-op_sw: STORE(RS1 + IMM, 4, RS2); NEXT();
-op_sd: STORE(RS1 + IMM, 8, RS2); NEXT();
+op_lb: LOAD(1, RD = (uint64_t)(int64_t)(int8_t)v);
+op_lh: LOAD(2, RD = (uint64_t)(int64_t)(int16_t)v);
+op_lw: LOAD(4, RD = SEXT32(v));
+op_ld: LOAD(8, RD = v);
+op_lbu: LOAD(1, RD = v);
+op_lhu: LOAD(2, RD = v);
+op_lwu: LOAD(4, RD = v);
+op_sb: STORE(1, RS2);
+op_sh: STORE(2, RS2);
+op_sw: STORE(4, RS2);
+op_sd: STORE(8, RS2);
 
 op_addi: RD = RS1 + IMM; NEXT();
 op_slti: RD = (int64_t)RS1 < (int64_t)IMM; NEXT();
@@ -483,30 +527,18 @@ op_remuw: RD = remu32((uint32_t)RS1, (uint32_t)RS2); NEXT();
 /* F and D: loads and stores here, everything else in fpu.c.  FS = Off makes
  * them illegal; writing an f register makes FS Dirty.  FP loads and stores
  * move bits unchanged (a single is NaN-boxed on load). */
-op_flw: {
-    uint64_t v;
+op_flw:
     if (unlikely(!fpu_enabled(h))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
-    LOAD(RS1 + IMM, 4, &v);
-    h->f[d->rd] = fpu_box32((uint32_t)v);
-    fpu_set_dirty(h);
-    NEXT();
-}
-op_fld: {
-    uint64_t v;
+    LOAD(4, h->f[d->rd] = fpu_box32((uint32_t)v); fpu_set_dirty(h));
+op_fld:
     if (unlikely(!fpu_enabled(h))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
-    LOAD(RS1 + IMM, 8, &v);
-    h->f[d->rd] = v;
-    fpu_set_dirty(h);
-    NEXT();
-}
+    LOAD(8, h->f[d->rd] = v; fpu_set_dirty(h));
 op_fsw:
     if (unlikely(!fpu_enabled(h))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
-    STORE(RS1 + IMM, 4, h->f[d->rs2]);
-    NEXT();
+    STORE(4, h->f[d->rs2]);
 op_fsd:
     if (unlikely(!fpu_enabled(h))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
-    STORE(RS1 + IMM, 8, h->f[d->rs2]);
-    NEXT();
+    STORE(8, h->f[d->rs2]);
 op_fp:
     if (unlikely(!fpu_execute(h, d))) TRAP(CAUSE_ILLEGAL_INSTRUCTION, d->insn);
     NEXT();
@@ -514,9 +546,9 @@ op_fp:
 op_atomic: {
     SYNC();
     bool ok = exec_atomic(m, d->insn, ((d->insn >> 12) & 7) == 2 ? 4 : 8);
-    end = m->slice_end; limit = LIMIT();
+    end = m->slice_end;
     if (!ok) goto trapped;
-    NEXT();
+    EXIT();
 }
 
 op_system: {
@@ -525,42 +557,48 @@ op_system: {
     uint64_t generation = m->tlb_generation;
     SYNC();
     bool ok = exec_system(m, d->insn, &jumped);
-    end = m->slice_end; limit = LIMIT();
+    end = m->slice_end;
     if (!ok) goto trapped;
-    pc = jumped ? h->pc : pc + 4;
     /* CSR writes may change the data TLB set (MPRV, SUM); the code page
      * stays valid unless privilege changed or the TLB was flushed, which
      * keeps the frequent sstatus/sie toggles of an OS cheap. */
     dset = mmu_data_set(h);
     tlb_r = m->tlb.e[dset][ACCESS_READ];
     tlb_w = m->tlb.e[dset][ACCESS_WRITE];
+    tlb_x = m->tlb.e[mmu_exec_set(h)][ACCESS_EXEC];
     if (h->priv != priv || m->tlb_generation != generation)
         code_page = TLB_INVALID;
-    DISPATCH();
+    JUMP(jumped ? h->pc : PC() + 4);
 }
 
 trapped:
-    /* The trap handler set h->pc (and maybe privilege): a trapped
-     * instruction is one step; translation context may have changed. */
-    x[0] = 0;
-    pc = h->pc;
+    /* The op at d trapped: it is one step; the trap handler set h->pc (and
+     * maybe privilege), so translation context may have changed. */
+    steps += d->idx;
+fetch_trapped:
     steps++;
-    end = m->slice_end; limit = LIMIT();
+    pc = h->pc;
+    end = m->slice_end;
     dset = mmu_data_set(h);
     tlb_r = m->tlb.e[dset][ACCESS_READ];
     tlb_w = m->tlb.e[dset][ACCESS_WRITE];
+    tlb_x = m->tlb.e[mmu_exec_set(h)][ACCESS_EXEC];
     code_page = TLB_INVALID;
-    goto fetch;
+    goto dispatch;
 
 out:
-    SYNC();
+    h->pc = pc;
+    h->steps = steps;
+#undef PC
 #undef SYNC
-#undef LIMIT
+#undef NEXT
+#undef code_page_in_tlb
+#undef LEAVE
+#undef JUMP
+#undef EXIT
 #undef LOAD
 #undef STORE
 #undef TRAP
-#undef DISPATCH
-#undef NEXT
 #undef RD
 #undef RS1
 #undef RS2

@@ -28,18 +28,22 @@ struct machine *machine_new(const struct chrono_config *cfg)
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     m->ram_dirty = calloc(cfg->ram_size / PAGE_SIZE, 1);
     m->ram_present = malloc(cfg->ram_size / PAGE_SIZE);
-    m->decode_cache = malloc(DECODE_CACHE_SIZE * sizeof *m->decode_cache);
-    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->decode_cache) {
+    m->code = calloc(cfg->ram_size / PAGE_SIZE, sizeof *m->code);
+    m->code_list = malloc(cfg->ram_size / PAGE_SIZE * sizeof *m->code_list);
+    bool blocks = block_cache_init(&m->blocks);
+    if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->code || !m->code_list ||
+        !blocks) {
         if (ram != MAP_FAILED) munmap(ram, cfg->ram_size);
         free(m->ram_dirty);
         free(m->ram_present);
-        free(m->decode_cache);
+        free(m->code);
+        free(m->code_list);
+        block_cache_free(&m->blocks);
         free(m);
         return NULL;
     }
     m->ram = ram;
     memset(m->ram_present, 1, cfg->ram_size / PAGE_SIZE);
-    decode_cache_init(m->decode_cache);
     m->htif_page = cfg->htif_tohost ? cfg->htif_tohost & ~0xfffull : UINT64_MAX;
     m->stop_reason = -1;
     machine_reset(m, RAM_BASE, 0, 0, 0);
@@ -53,7 +57,9 @@ void machine_free(struct machine *m)
     munmap(m->ram, m->ram_size);
     free(m->ram_dirty);
     free(m->ram_present);
-    free(m->decode_cache);
+    free(m->code);
+    free(m->code_list);
+    block_cache_free(&m->blocks);
     free(m->disk_dirty);
     free(m->disk_written);
     free(m);
@@ -85,6 +91,7 @@ void ram_materialize(struct machine *m, uint64_t page_index)
 {
     /* Mark first: the provider may touch RAM through the API itself. */
     m->ram_present[page_index] = 1;
+    m->code[page_index].gen = 0;
     if (!m->page_provider || m->page_provider(m->page_provider_ctx, page_index) != 0) {
         memset(m->ram + page_index * PAGE_SIZE, 0, PAGE_SIZE);
         snprintf(m->error, sizeof m->error, "RAM page %#llx could not be restored",
@@ -190,6 +197,7 @@ void machine_run(struct machine *m, uint64_t max_steps, struct chrono_result *ou
 
     m->stop_reason = -1;
     m->stop_code = 0;
+    block_cache_recheck(m);     /* the host may have written RAM since the last run */
     m->bp_skip_steps = h->steps;
     m->bp_skip_pc = h->pc;
     m->watch_hit.kind = 0;
@@ -243,12 +251,25 @@ void machine_skip_to(struct machine *m, uint64_t vclock)
         m->hart.idle_skipped += vclock - now;
 }
 
+bool machine_at_breakpoint(struct machine *m, uint64_t pc)
+{
+    for (int i = 0; i < m->nbreakpoints; i++)
+        if (m->breakpoints[i] == pc) return true;
+    return false;
+}
+
+bool machine_stops_at_breakpoint(struct machine *m, uint64_t pc, uint64_t steps)
+{
+    return machine_at_breakpoint(m, pc) && !(steps == m->bp_skip_steps && pc == m->bp_skip_pc);
+}
+
 int machine_add_breakpoint(struct machine *m, uint64_t pc)
 {
     for (int i = 0; i < m->nbreakpoints; i++)
         if (m->breakpoints[i] == pc) return 0;
     if (m->nbreakpoints == MAX_BREAKPOINTS) return -1;
     m->breakpoints[m->nbreakpoints++] = pc;
+    block_cache_flush(&m->blocks);      /* blocks stop before breakpoints */
     return 0;
 }
 
@@ -257,6 +278,7 @@ int machine_remove_breakpoint(struct machine *m, uint64_t pc)
     for (int i = 0; i < m->nbreakpoints; i++) {
         if (m->breakpoints[i] == pc) {
             m->breakpoints[i] = m->breakpoints[--m->nbreakpoints];
+            block_cache_flush(&m->blocks);
             return 0;
         }
     }

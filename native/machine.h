@@ -9,6 +9,7 @@
 #include "cpu.h"
 #include "devices.h"
 #include "decode.h"
+#include "block.h"
 
 #define PAGE_SHIFT 12
 #define PAGE_SIZE 4096ull
@@ -22,6 +23,13 @@
 struct watchpoint {
     uint64_t addr, len;
     int kind;                   /* enum chrono_watch */
+};
+
+/* What the block cache knows of a RAM page (block.h). */
+struct code_page {
+    uint64_t gen;               /* nonzero while blocks run from it unchecked */
+    uint8_t writes;             /* writes that took its generation this run */
+    bool listed;                /* in machine.code_list */
 };
 
 struct machine {
@@ -38,7 +46,11 @@ struct machine {
     struct tlb tlb;
     uint64_t tlb_generation;        /* bumped by every full TLB flush */
     struct pmp_ranges pmp;          /* decoded from hart.pmpcfg/pmpaddr, see pmp.c */
-    struct decoded *decode_cache;   /* DECODE_CACHE_SIZE entries indexed by pc, see decode.h */
+    struct block_cache blocks;      /* decoded code, see block.h */
+    struct code_page *code;         /* per RAM page, see block.h */
+    uint32_t *code_list;            /* pages that got a generation, to renew them per run */
+    uint64_t code_listed;
+    uint64_t code_gen_last;
     struct chrono_config cfg;
     uint8_t *ram;
     uint64_t ram_size;
@@ -91,6 +103,11 @@ static inline void watch_check_device(struct machine *m, uint64_t pa, uint64_t l
 
 /* Ask the run loop to return after the current instruction. */
 void machine_request_stop(struct machine *m, int reason, uint64_t code);
+/* Whether a breakpoint stops the hart before running pc at this step (not
+ * the one machine_run() resumes over). */
+bool machine_stops_at_breakpoint(struct machine *m, uint64_t pc, uint64_t steps);
+/* Whether pc holds a breakpoint at all. */
+bool machine_at_breakpoint(struct machine *m, uint64_t pc);
 /* Virtual clock in step units, and the timebase derived from it. */
 static inline uint64_t machine_vclock_now(struct machine *m)
 {
@@ -137,9 +154,35 @@ static inline uint8_t *ram_range(struct machine *m, uint64_t paddr, uint64_t len
     return m->ram + offset;
 }
 
+/* Every write to RAM except the store fast path (whose TLB entry was filled
+ * through here) marks its page: dirty for snapshots, and no longer vouched
+ * for as code, so blocks decoded from it recheck their bytes (block.h). */
+static inline void ram_forget_code(struct machine *m, uint64_t page)
+{
+    struct code_page *c = &m->code[page];
+    if (c->gen) {
+        c->gen = 0;
+        if (c->writes < UINT8_MAX)
+            c->writes++;
+    }
+}
+
 static inline void ram_mark_dirty(struct machine *m, uint64_t paddr)
 {
-    m->ram_dirty[(paddr - RAM_BASE) >> PAGE_SHIFT] = 1;
+    uint64_t page = (paddr - RAM_BASE) >> PAGE_SHIFT;
+    m->ram_dirty[page] = 1;
+    ram_forget_code(m, page);
+}
+
+/* Same for a range that may span pages. */
+static inline void ram_mark_written(struct machine *m, uint64_t paddr, uint64_t len)
+{
+    if (len)
+        for (uint64_t page = (paddr - RAM_BASE) >> PAGE_SHIFT;
+             page <= (paddr - RAM_BASE + len - 1) >> PAGE_SHIFT; page++) {
+            m->ram_dirty[page] = 1;
+            ram_forget_code(m, page);
+        }
 }
 
 /* bus.c: physical access to RAM or a device (size 1/2/4/8, naturally aligned

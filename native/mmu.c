@@ -19,7 +19,7 @@ int mmu_data_set(struct hart *h)
     return TLB_SET_U;
 }
 
-static int exec_set(struct hart *h)
+int mmu_exec_set(struct hart *h)
 {
     return h->priv == PRV_M ? TLB_SET_M : h->priv == PRV_S ? TLB_SET_S : TLB_SET_U;
 }
@@ -31,10 +31,18 @@ static int set_priv(int set)
 
 void tlb_flush(struct machine *m)
 {
+    struct tlb *t = &m->tlb;
+    struct tlb_entry *e = &t->e[0][0][0];
     m->tlb_generation++;                /* cached code pointers are stale too */
-    struct tlb_entry *e = &m->tlb.e[0][0][0];
-    for (size_t i = 0; i < sizeof m->tlb.e / sizeof *e; i++)
-        e[i].tag = TLB_INVALID;
+    if (t->listed) {
+        for (uint32_t i = 0; i < t->nfilled; i++)
+            e[t->filled[i]].tag = TLB_INVALID;
+    } else {
+        for (size_t i = 0; i < TLB_ENTRIES; i++)
+            e[i].tag = TLB_INVALID;
+    }
+    t->nfilled = 0;
+    t->listed = true;
 }
 
 void tlb_flush_writes(struct machine *m)
@@ -42,6 +50,16 @@ void tlb_flush_writes(struct machine *m)
     for (int set = 0; set < 4; set++)
         for (int i = 0; i < TLB_SIZE; i++)
             m->tlb.e[set][ACCESS_WRITE][i].tag = TLB_INVALID;
+}
+
+void tlb_forget_writes_to(struct machine *m, const uint8_t *host_page)
+{
+    for (int set = 0; set < 4; set++)
+        for (int i = 0; i < TLB_SIZE; i++) {
+            struct tlb_entry *e = &m->tlb.e[set][ACCESS_WRITE][i];
+            if (e->tag != TLB_INVALID && e->addend + e->tag == (uintptr_t)host_page)
+                e->tag = TLB_INVALID;
+        }
 }
 
 static const uint64_t page_fault_cause[3] = {
@@ -147,7 +165,14 @@ static void tlb_fill(struct machine *m, int set, enum access_type type, uint64_t
             return;
         ram_mark_dirty(m, ppage);
     }
-    struct tlb_entry *e = &m->tlb.e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    struct tlb *t = &m->tlb;
+    struct tlb_entry *e = &t->e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    if (e->tag == TLB_INVALID) {
+        if (t->nfilled < TLB_ENTRIES)
+            t->filled[t->nfilled++] = (uint16_t)(e - &t->e[0][0][0]);
+        else
+            t->listed = false;          /* refills after partial flushes: next flush is full */
+    }
     e->tag = vpage;
     e->addend = (uintptr_t)ram_ptr(m, ppage) - vpage;
 }
@@ -309,7 +334,7 @@ bool mmu_host_ptr(struct machine *m, uint64_t va, int size, uint8_t **host)
 bool mmu_fetch_slow(struct machine *m, uint64_t va, uint16_t *parcel)
 {
     uint64_t pa;
-    if (!access_paddr(m, va, 2, ACCESS_EXEC, exec_set(&m->hart), &pa))
+    if (!access_paddr(m, va, 2, ACCESS_EXEC, mmu_exec_set(&m->hart), &pa))
         return false;
     if (!phys_is_ram(m, pa, 2)) {
         trap_exception(m, CAUSE_FETCH_ACCESS, va);
@@ -321,7 +346,7 @@ bool mmu_fetch_slow(struct machine *m, uint64_t va, uint16_t *parcel)
 
 uint8_t *mmu_exec_page(struct machine *m, uint64_t va)
 {
-    int set = exec_set(&m->hart);
+    int set = mmu_exec_set(&m->hart);
     struct tlb_entry *e = &m->tlb.e[set][ACCESS_EXEC][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
     uint64_t vpage = va & ~0xfffull;
     if (e->tag != vpage) {

@@ -1,5 +1,5 @@
-"""Code that changes under the hart: the core caches code-page translations,
-never decoded instructions, so new instructions are seen.
+"""Code that changes under the hart: the core caches decoded blocks, but only
+while their bytes are unchanged, so new instructions are seen.
 
 A guest storing an instruction and executing it after fence.i (JITs, Linux
 patching its own text, module loading), a host patching guest code between
@@ -101,3 +101,84 @@ def test_code_loaded_by_virtio_dma_is_executed():
     assert status == 0
     assert m.read_phys(target, 8) == new_code
     assert call(m, target, 5) == 105
+
+
+def test_a_store_to_the_next_instruction_is_seen_without_fence_i():
+    """Decoded blocks never run stale bytes: the instruction right after a
+    store that rewrote it runs in its new form."""
+    g = rvasm.boot(f"""
+main:
+        li a0, 0
+        la t0, patched
+        li t1, {ADDI_A0_A0_100:#x}
+        .option push
+        .option norvc
+        sw t1, 0(t0)
+patched:
+        addi a0, a0, 1
+        .option pop
+        EXIT 0
+""")
+    assert g.run_to_exit() == 0
+    assert g.machine.reg(10) == 100
+
+
+def test_code_sharing_its_page_with_busy_data_sees_its_own_patches():
+    """A loop that keeps storing into its own code page (data next to code),
+    then patches the instruction after the store: the new one runs, on every
+    iteration that follows."""
+    g = rvasm.boot(f"""
+main:
+        li a0, 0
+        li s0, 20
+        la t0, counter
+        la t2, patched
+        li t1, {ADDI_A0_A0_100:#x}
+loop:
+        sw s0, 0(t0)
+        li t3, 10
+        bne s0, t3, 1f
+        sw t1, 0(t2)
+1:
+        .option push
+        .option norvc
+patched:
+        addi a0, a0, 1
+        .option pop
+        addi s0, s0, -1
+        bnez s0, loop
+        EXIT 0
+counter:
+        .word 0
+""")
+    assert g.run_to_exit() == 0
+    assert g.machine.reg(10) == 10 * 1 + 10 * 100
+
+
+def test_host_patch_between_budget_stops_is_executed():
+    """RAM written by the host between two runs (no breakpoint involved) is
+    what the next run executes."""
+    g = rvasm.boot("""
+main:
+        li a0, 0
+        li s0, 1000
+loop:
+        .option push
+        .option norvc
+patched:
+        addi a0, a0, 1
+        .option pop
+        addi s0, s0, -1
+        bnez s0, loop
+        EXIT 0
+""")
+    m = g.machine
+    assert m.run(500).reason == Stop.BUDGET            # well into the loop, its blocks cached
+    while m.pc != g.sym("patched"):
+        assert m.run(1).reason == Stop.BUDGET
+    done, left = m.reg(10), m.reg(8)
+    assert 0 < done < 1000 and done + left == 1000
+    offset = g.sym("patched") - rvasm.RAM_BASE
+    m.ram[offset:offset + 4] = np.frombuffer(struct.pack("<I", ADDI_A0_A0_100), dtype=np.uint8)
+    assert g.run_to_exit(100_000) == 0
+    assert m.reg(10) == done + 100 * left
