@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import subprocess
 import shutil
 import sys
 import tempfile
@@ -44,6 +45,7 @@ from chrono.trace.recorder import Recorder  # noqa: E402
 from chrono.trace.replay import Replayer  # noqa: E402
 
 EPOCH = 1_790_000_000 * 10**9
+REPLAY_TIMEOUT = 300              # seconds QEMU's replay gets to reach the poweroff
 COMMANDS = ["echo hi > /mnt/x; sync; ls /mnt", "cat /proc/cpuinfo | head -5",
             "ls /bin | wc -l", "echo typed-$((6*7))"]
 LEAD = b"\n" * 4                  # busybox's shell start-up discards a few early bytes
@@ -90,7 +92,10 @@ def qemu_session(spec, folder: Path, ready: str, rr: str | None) -> dict:
     q = QemuDebian(spec, disk, extra=extra, drives=drives)
     try:
         if rr == "replay":          # input comes from the log: just wait for poweroff
-            q.proc.wait(timeout=1800)
+            try:
+                q.proc.wait(timeout=REPLAY_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                return {"total": None}
             return {"total": time.perf_counter() - q.started}
         q.expect(ready, timeout=900)
         boot = time.perf_counter() - q.started
@@ -152,6 +157,10 @@ def main() -> None:
               f"log {log:,} bytes ({log / steps * 1000:.4f} per 1,000 of chrono's instructions)",
               flush=True)
         q_rep = qemu_session(spec, folder, ready, "replay")
+        if q_rep["total"] is None:
+            print(f"QEMU replay:     did not reach the poweroff within {REPLAY_TIMEOUT} s")
+            print(f"ratio chrono/QEMU: recorded session {recorded / q_rec['total']:.2f}")
+            return
         print(f"QEMU replay:     {q_rep['total']:.2f} s")
         print(f"ratios chrono/QEMU: recorded session {recorded / q_rec['total']:.2f}, "
               f"replay {seconds / q_rep['total']:.2f}")
