@@ -167,7 +167,7 @@ def copy_pages(buffer: np.ndarray, indices) -> np.ndarray:
 
 
 def encode_pages(pages: Sequence, indices: Iterable[int], pool: Executor | None = None,
-                 chunk: int = 256) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+                 chunk: int | None = None) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Hash and compress pages: ({page_index: key}, [(key, value) to store]).
 
     `pages` is a sequence of page buffers (e.g. the rows copy_pages returned),
@@ -178,6 +178,11 @@ def encode_pages(pages: Sequence, indices: Iterable[int], pool: Executor | None 
     indices = [int(i) for i in indices]
     if len(indices) != len(pages):
         raise ValueError(f"{len(pages)} pages but {len(indices)} indices")
+    if chunk is None:
+        # Small captures (an idle guest's few hundred pages) split evenly over
+        # the workers; big ones in chunks large enough to keep overhead low.
+        workers = getattr(pool, "_max_workers", 1) if pool is not None else 1
+        chunk = min(256, max(16, -(-len(pages) // (2 * workers))))
 
     def encode_chunk(start: int) -> list[tuple[bytes, bytes | None]]:
         return [encode_blob(pages[i]) for i in range(start, min(start + chunk, len(pages)))]
