@@ -86,3 +86,21 @@ def test_its_bundle_replays_bit_exactly_in_a_fresh_store(recorded, tmp_path):
     assert replayed.returncode == 0, replayed.stderr[-2000:]
     assert replayed.stdout == recorded["proc"].stdout
     assert "matched the recording" in replayed.stderr
+
+
+def test_a_reboot_in_a_recording_replays(debian, xdg_cache, tmp_path):
+    """The guest reboots mid-recording: the reset state is a logged machine load
+    (the boot images are host files), so the replay needs nothing but the store."""
+    os.environ["XDG_CACHE_HOME"] = str(xdg_cache)
+    # Typed input after `reboot` could reach the old kernel as it goes down; the
+    # Ctrl-A x (scripted: once the guest settles) ends it at the new prompt.
+    script = LEAD + "echo before-$((2*21))\nreboot\n\x01x"
+    proc = chrono(tmp_path, "record", "debian", "--store", tmp_path / "store", "--name", "rb",
+                  script=script, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("chrono-debian: shell ready") == 2 and "before-42" in proc.stdout
+    m = trace_manifest(tmp_path / "store", "rb")
+    assert m.inputs["loads"] == 1 and len(m.loads) == 1
+    replayed = chrono(tmp_path, "replay", "--store", tmp_path / "store", "rb", timeout=TIMEOUT)
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    assert replayed.stdout == proc.stdout and "matched the recording" in replayed.stderr
