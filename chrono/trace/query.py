@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chrono.errors import UsageError
 from chrono.store.manifest import SnapshotDiff, snapshot_diff
 from chrono.trace.timeline import Timeline
 
@@ -45,6 +46,10 @@ def hits(t: Timeline, pc: int, start: int | None = None, end: int | None = None,
 def diff(t: Timeline, first: int, second: int) -> tuple[SnapshotDiff, object, object]:
     """Which RAM pages, disk blocks and CPU/device state differ between two
     positions; also the two (temporary, unnamed) snapshots compared."""
+    for position in (first, second):
+        if not t.start <= position <= t.end:
+            raise UsageError(f"position {position} is outside recording {t.replayer.name!r} "
+                             f"(instructions {t.start} to {t.end})")
     snaps = t.replayer.snapshots
     t.seek(first)
     a = snaps.store.get_snapshot(snaps.save())
