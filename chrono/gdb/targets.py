@@ -7,10 +7,11 @@ StopEvent.  Memory is virtual (through the current page tables) unless the
 """
 from __future__ import annotations
 
-from chrono.core.machine import Watch
+from chrono.core.machine import Stop, Watch
 from chrono.gdb import memory
-from chrono.gdb.registers import read_register, register_map
+from chrono.gdb.registers import read_register, register_map, write_register
 from chrono.gdb.stub import StopEvent
+from chrono.store.store import check_ref_name
 
 BREAK_KINDS = (0, 1)            # Z0 software, Z1 hardware breakpoint
 WATCH_KINDS = {2: Watch.WRITE, 3: Watch.READ, 4: Watch.ACCESS}     # Z2, Z3, Z4
@@ -30,16 +31,57 @@ def _has_fpu(isa: str) -> bool:
     return "f" in letters and "d" in letters
 
 
-class ReplayTarget:
-    """A recording opened as a Timeline: every move is exact replay."""
+class Target:
+    """What both targets share: register and memory reads, breakpoints kept by
+    kind (gdb may put a software and a hardware one on the same pc), `phys`."""
 
-    reversible = True
+    help_text = ""
 
-    def __init__(self, timeline):
-        self.t = timeline
+    def __init__(self):
         self.physical = False
         self.hardware: set[int] = set()
         self.software: set[int] = set()
+
+    def read_register(self, r) -> int | None:
+        return read_register(self.machine, r)
+
+    def read_memory(self, address: int, length: int) -> bytes | None:
+        return memory.read(self.machine, address, length, self.physical)
+
+    def hardware_breakpoint_hit(self) -> bool:
+        return self.machine.pc in self.hardware and self.machine.pc not in self.software
+
+    def _set_breakpoint(self, insert: bool, kind: int, address: int) -> None:
+        group = self.hardware if kind == 1 else self.software
+        if insert:
+            group.add(address)
+            self._add_breakpoint(address)
+        else:
+            group.discard(address)
+            if address not in self.hardware | self.software:
+                self._remove_breakpoint(address)
+
+    def _common_monitor(self, words: list[str]) -> str | None:
+        """help and phys; None for another command."""
+        if not words or words[0] == "help":
+            return self.help_text + "\n"
+        if words[0] == "phys" and words[1:] in (["on"], ["off"]):
+            self.physical = words[1] == "on"
+            return f"memory addresses are {'physical' if self.physical else 'virtual'}\n"
+        return None
+
+
+class ReplayTarget(Target):
+    """A recording opened as a Timeline: every move is exact replay."""
+
+    reversible = True
+    help_text = MONITOR_HELP
+
+    def __init__(self, timeline):
+        super().__init__()
+        self.t = timeline
+        self._add_breakpoint = timeline.add_breakpoint
+        self._remove_breakpoint = timeline.remove_breakpoint
 
     @property
     def machine(self):
@@ -48,14 +90,8 @@ class ReplayTarget:
     def registers(self):
         return register_map(_has_fpu(self.t.manifest.config.get("isa", "")))
 
-    def read_register(self, r) -> int | None:
-        return read_register(self.machine, r)
-
     def write_register(self, r, value: int) -> bool:
         return False                # a recording's past cannot be changed
-
-    def read_memory(self, address: int, length: int) -> bytes | None:
-        return memory.read(self.machine, address, length, self.physical)
 
     def write_memory(self, address: int, data: bytes) -> str | None:
         return "E01"                # a recording's past cannot be changed
@@ -69,18 +105,8 @@ class ReplayTarget:
             return self.t.remove_watchpoint(address, length, WATCH_KINDS[kind])
         if kind not in BREAK_KINDS:
             return None
-        group = self.hardware if kind == 1 else self.software
-        if insert:
-            group.add(address)
-            self.t.add_breakpoint(address)
-        else:
-            group.discard(address)
-            if address not in self.hardware | self.software:
-                self.t.remove_breakpoint(address)
+        self._set_breakpoint(insert, kind, address)
         return True
-
-    def hardware_breakpoint_hit(self) -> bool:
-        return self.machine.pc in self.hardware and self.machine.pc not in self.software
 
     def resume(self, how: str, interrupted) -> StopEvent:
         self.t.interrupted = interrupted
@@ -98,8 +124,9 @@ class ReplayTarget:
 
     def monitor(self, line: str) -> str:
         words = line.split()
-        if not words or words[0] == "help":
-            return MONITOR_HELP + "\n"
+        common = self._common_monitor(words)
+        if common is not None:
+            return common
         command, args = words[0], words[1:]
         if command == "when":
             return (f"position {self.t.position} of {self.t.start}..{self.t.end}, "
@@ -108,13 +135,9 @@ class ReplayTarget:
             halt = self.t.seek(int(args[0], 0))
             return f"at position {halt.position}, pc {halt.pc:#x}\n"
         if command == "savevm" and len(args) == 1:
-            from chrono.store.store import check_ref_name
             check_ref_name(args[0])
             self.t.replayer.snapshots.save(args[0])
             return f"saved {args[0]} at position {self.t.position}\n"
-        if command == "phys" and args in (["on"], ["off"]):
-            self.physical = args[0] == "on"
-            return f"memory addresses are {'physical' if self.physical else 'virtual'}\n"
         return f"unknown monitor command {line!r}; `monitor help` lists them\n"
 
     def detach(self) -> None:
@@ -129,37 +152,31 @@ phys on|off       memory addresses are physical (on) or virtual through satp (of
 help              this list"""
 
 
-class LiveTarget:
+class LiveTarget(Target):
     """A running guest (`chrono run --gdb`): its console stays live while gdb
     lets it run; the past is not there, so there is no reverse execution."""
 
     reversible = False
+    help_text = LIVE_HELP
 
     def __init__(self, guest, session, console, open_snapshots):
+        super().__init__()
         self.guest = guest
         self.machine = guest.machine
+        self._add_breakpoint = self.machine.add_breakpoint
+        self._remove_breakpoint = self.machine.remove_breakpoint
         self.session = session
         self.console = console
         self._open_snapshots = open_snapshots
         self._snapshots = None
-        self.physical = False
-        self.hardware: set[int] = set()
-        self.software: set[int] = set()
         self.watchpoints: dict[tuple[int, int, Watch], int] = {}
         self.ended = None           # the session's Outcome once the guest has ended
 
     def registers(self):
         return register_map(_has_fpu(self.guest.config.riscv_isa))
 
-    def read_register(self, r) -> int | None:
-        return read_register(self.machine, r)
-
     def write_register(self, r, value: int) -> bool:
-        from chrono.gdb.registers import write_register
         return write_register(self.machine, r, value)
-
-    def read_memory(self, address: int, length: int) -> bytes | None:
-        return memory.read(self.machine, address, length, self.physical)
 
     def write_memory(self, address: int, data: bytes) -> str | None:
         ok = memory.write(self.machine, address, data, self.physical)
@@ -182,21 +199,10 @@ class LiveTarget:
             return True
         if kind not in BREAK_KINDS:
             return None
-        group = self.hardware if kind == 1 else self.software
-        if insert:
-            group.add(address)
-            m.add_breakpoint(address)
-        else:
-            group.discard(address)
-            if address not in self.hardware | self.software:
-                m.remove_breakpoint(address)
+        self._set_breakpoint(insert, kind, address)
         return True
 
-    def hardware_breakpoint_hit(self) -> bool:
-        return self.machine.pc in self.hardware and self.machine.pc not in self.software
-
     def resume(self, how: str, interrupted) -> StopEvent:
-        from chrono.core.machine import Stop
         m = self.machine
         if self.ended is not None:
             return StopEvent("exited", code=self.ended.exit_code)
@@ -223,8 +229,9 @@ class LiveTarget:
 
     def monitor(self, line: str) -> str:
         words = line.split()
-        if not words or words[0] == "help":
-            return LIVE_HELP + "\n"
+        common = self._common_monitor(words)
+        if common is not None:
+            return common
         command, args = words[0], words[1:]
         if command == "when":
             return f"instruction {self.machine.steps}, pc {self.machine.pc:#x}\n"
@@ -232,15 +239,11 @@ class LiveTarget:
             if self._snapshots is None:
                 self._snapshots = self._open_snapshots()
             if command == "savevm":
-                from chrono.store.store import check_ref_name
                 check_ref_name(args[0])
                 sid = self._snapshots.save(args[0])
                 return f"saved {args[0]} ({sid[:12]})\n"
             manifest = self._snapshots.load(args[0])
             return f"restored {args[0]} at instruction {manifest.steps}\n"
-        if command == "phys" and args in (["on"], ["off"]):
-            self.physical = args[0] == "on"
-            return f"memory addresses are {'physical' if self.physical else 'virtual'}\n"
         return f"unknown monitor command {line!r}; `monitor help` lists them\n"
 
     def detach(self) -> None:

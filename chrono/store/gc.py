@@ -39,7 +39,7 @@ from chrono.errors import StoreCorruptError, StoreError, UnknownSnapshotError
 from chrono.store.blobs import HASH_SIZE, ZERO_HASH
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import Reader, Store
-from chrono.store.traces import TRACE_ID_BYTES, TraceManifest
+from chrono.store.traces import TRACE_ID_BYTES, TraceManifest, all_traces
 
 
 @dataclass
@@ -92,13 +92,10 @@ def _roots(r: Reader, providers: Iterable[RootProvider]) -> Roots:
 
 def _traces(r: Reader) -> list[TraceManifest]:
     # A recording that cannot be read would hide which snapshots it keeps.
-    out = []
-    for name, value in r.traces():
-        try:
-            out.append(TraceManifest.decode(value, f"recording {name!r}"))
-        except StoreError as e:
-            raise StoreCorruptError(f"gc stopped, nothing was removed: {e.message}") from None
-    return out
+    try:
+        return all_traces(r, strict=True)
+    except StoreError as e:
+        raise StoreCorruptError(f"gc stopped, nothing was removed: {e.message}") from None
 
 
 class _Marker:

@@ -202,12 +202,14 @@ def read_trace(reader, name: str) -> TraceManifest:
     return TraceManifest.decode(value, f"recording {name!r} in store {reader.store.path}")
 
 
-def all_traces(reader) -> list[TraceManifest]:
-    """Every readable recording (damaged ones are left to `trace verify`)."""
+def all_traces(reader, strict: bool = False) -> list[TraceManifest]:
+    """Every readable recording; damaged ones are skipped (left to `trace
+    verify`), or with `strict` raise what is wrong with the first."""
     out = []
     for name, value in reader.traces():
         try:
             out.append(TraceManifest.decode(value, f"recording {name!r}"))
         except (StoreCorruptError, StoreFormatError):
-            continue
+            if strict:
+                raise
     return out

@@ -188,24 +188,21 @@ def _last_hit(t: Timeline, address: int, size: int, begin: int, end: int) -> Las
     """The last write to the range in [begin, end), replaying just that."""
     m = t.machine
     t.seek(begin)
-    saved = t.breakpoints
+    saved = set(t.breakpoints)          # only the watchpoint may stop this pass
     for pc in saved:
-        m.remove_breakpoint(pc)
-    t.breakpoints = set()
-    m.add_watchpoint(address, size, Watch.WRITE)
+        t.remove_breakpoint(pc)
+    t.add_watchpoint(address, size, Watch.WRITE, physical=True)
     hits = []
     try:
         while t.position < end:
             halt = t._forward(end, stop_at_breakpoints=True)
             if halt is None or halt.reason != "watch":
                 break
-            hit = m.watch_hit()
-            hits.append((halt.position - 1, hit))
+            hits.append((halt.position - 1, m.watch_hit()))
     finally:
-        m.remove_watchpoint(address, size, Watch.WRITE)
-        t.breakpoints = saved
+        t.remove_watchpoint(address, size, Watch.WRITE)
         for pc in saved:
-            m.add_breakpoint(pc)
+            t.add_breakpoint(pc)
     if not hits:
         return None
     position, hit = hits[-1]
