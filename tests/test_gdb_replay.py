@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from chrono.core.launch import demo_guest_path
-from tracehelp import chrono
+from tracehelp import chrono, record_demo
 
 GDB = shutil.which("gdb-multiarch")
 pytestmark = pytest.mark.skipif(GDB is None, reason="needs gdb-multiarch (apt install gdb-multiarch)")
@@ -27,9 +27,7 @@ WHEN = re.compile(r"position (\d+) of (\d+)\.\.(\d+), pc (0x[0-9a-f]+)")
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     work = tmp_path_factory.mktemp("gdb")
-    proc = chrono(work, "record", "--store", work / "store", "--name", "g",
-                  "--keyframe-interval", 4_000_000, script=SESSION)
-    assert proc.returncode == 0, proc.stderr
+    record_demo(work, "g", SESSION, 4_000_000)
     return work
 
 

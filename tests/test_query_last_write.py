@@ -8,24 +8,16 @@ beside the recording so a later query does not rebuild it.
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 
-from chrono.core.launch import demo_guest_path
 from chrono.core.machine import Watch
 from chrono.store import Store
 from chrono.trace import writes
 from chrono.trace.timeline import Timeline
-from tracehelp import chrono
+from tracehelp import chrono, symbol
 
 LINK_OFFSET = 0x210             # offsetof(struct cblock, next) in the demo guest
-
-
-def symbol(name: str) -> int:
-    out = subprocess.run(["riscv64-unknown-elf-nm", str(demo_guest_path())], capture_output=True,
-                         text=True, check=True).stdout
-    return next(int(line.split()[0], 16) for line in out.splitlines() if line.split()[-1] == name)
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,15 @@ from chrono.core.digest import state_digest
 from chrono.store import Store
 from chrono.trace import timeline as timeline_module
 from chrono.trace.timeline import Timeline
-from tracehelp import chrono
+from tracehelp import chrono, record_demo, symbol
 
-KPUTC = 0x80000000          # replaced by the symbol's address in the fixture
 SESSION = "write a hello\nsync\nbench 2\ncat a\nls\npoweroff\n"
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     work = tmp_path_factory.mktemp("timeline")
-    proc = chrono(work, "record", "--store", work / "store", "--name", "t",
-                  "--keyframe-interval", 8_000_000, script=SESSION)
-    assert proc.returncode == 0, proc.stderr
+    record_demo(work, "t", SESSION, 8_000_000)
     return work / "store"
 
 
@@ -51,14 +48,6 @@ def reference(store, position: int) -> str:
         return state_digest(t.machine).combined
     finally:
         t.close()
-
-
-def kputc_address() -> int:
-    import subprocess
-    from chrono.core.launch import demo_guest_path
-    out = subprocess.run(["riscv64-unknown-elf-nm", str(demo_guest_path())], capture_output=True,
-                         text=True, check=True).stdout
-    return next(int(line.split()[0], 16) for line in out.splitlines() if line.endswith(" kputc"))
 
 
 def test_seeking_back_and_forth_lands_on_the_recorded_state(timeline, recording):
@@ -94,7 +83,7 @@ def test_the_ends_are_reported(timeline):
 
 
 def test_continue_and_reverse_continue_stop_at_breakpoints(timeline):
-    kputc = kputc_address()
+    kputc = symbol("kputc")
     timeline.add_breakpoint(kputc)
     hits = []
     halt = timeline.cont()
@@ -120,7 +109,7 @@ def test_continue_and_reverse_continue_stop_at_breakpoints(timeline):
 
 
 def test_query_hits_and_diff_through_the_command_line(recording, timeline):
-    kputc = kputc_address()
+    kputc = symbol("kputc")
     store = recording
     proc = chrono(store.parent, "query", "t", "hits", "--store", store, "--pc", hex(kputc))
     assert proc.returncode == 0, proc.stderr

@@ -32,6 +32,21 @@ def chrono(cwd: Path, *args, script: str = "", timeout: float = 120):
     return proc
 
 
+def record_demo(work: Path, name: str, script: str, keyframe_interval: int, *args) -> None:
+    """`chrono record` the demo guest into work/store as `name` (it must succeed)."""
+    proc = chrono(work, "record", "--store", work / "store", "--name", name,
+                  "--keyframe-interval", keyframe_interval, *args, script=script)
+    assert proc.returncode == 0, proc.stderr
+
+
+def symbol(name: str) -> int:
+    """The address of a symbol of the demo guest's ELF."""
+    from chrono.core.launch import demo_guest_path
+    out = subprocess.run(["riscv64-unknown-elf-nm", str(demo_guest_path())], capture_output=True,
+                         text=True, check=True).stdout
+    return next(int(line.split()[0], 16) for line in out.splitlines() if line.split()[-1] == name)
+
+
 def alter_console_input(store_path: Path, name: str, old: bytes, new: bytes) -> int:
     """Replace `old` with `new` (same length) in the last console input event
     holding it, in the stored log of recording `name`; returns its position.
