@@ -184,3 +184,15 @@ def test_a_live_guest_under_gdb(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_monitor_savevm_loadvm_and_last_write(crash):
+    out = gdb(crash, "break cache_crash", "continue", "delete", "monitor savevm here",
+              "monitor when", "stepi 50", "monitor loadvm here", "monitor when",
+              "monitor goto 393000", "monitor last-write 0x80005710 8", "monitor when",
+              "monitor loadvm nosuch")
+    here, back, after = WHEN.findall(out)
+    assert back[0] == here[0] and after[0] == "393000"
+    assert re.search(r"position \d+: the instruction at pc 0x80000eca \(20943823, privilege 3\) "
+                     r"wrote 0x80005710", out), out
+    assert "error: no snapshot named 'nosuch'" in out

@@ -20,6 +20,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from chrono.errors import ChronoError
 from chrono.gdb.registers import target_xml
 from chrono.gdb.rsp import INTERRUPT, MAX_PACKET, Connection, ConnectionClosed
 
@@ -97,7 +98,10 @@ class GdbStub:
             if text.startswith("qXfer:features:read:target.xml:"):
                 return self._xfer(text.rsplit(":", 1)[1])
             if text.startswith("qRcmd,"):
-                output = self.target.monitor(bytes.fromhex(text[6:]).decode("utf-8", "replace"))
+                try:
+                    output = self.target.monitor(bytes.fromhex(text[6:]).decode("utf-8", "replace"))
+                except ChronoError as e:          # a bad name or address: say so, go on
+                    output = f"error: {e.message}\n"
                 return (output.encode().hex() if output else "OK")
             if text in ("qC",):
                 return f"QC{THREAD}"

@@ -22,6 +22,9 @@ when              the current position (instructions into the recording) and pc
 goto POSITION     go to that position (forward or back); then `maintenance flush
                   register-cache` so gdb reads the registers there
 savevm NAME       save the machine here as snapshot NAME
+loadvm NAME       go to where snapshot NAME was saved (a keyframe, or a savevm here)
+last-write ADDR [SIZE]
+                  who last wrote ADDR before here: position, pc, instruction, or DMA
 phys on|off       memory addresses are physical (on) or virtual through satp (off)
 help              this list"""
 
@@ -80,6 +83,8 @@ class ReplayTarget(Target):
     def __init__(self, timeline):
         super().__init__()
         self.t = timeline
+        # Where each snapshot of this recording is: its keyframes and savevm here.
+        self.saved = {k.snapshot: k.position for k in timeline.manifest.keyframes}
         self._add_breakpoint = timeline.add_breakpoint
         self._remove_breakpoint = timeline.remove_breakpoint
 
@@ -136,9 +141,32 @@ class ReplayTarget(Target):
             return f"at position {halt.position}, pc {halt.pc:#x}\n"
         if command == "savevm" and len(args) == 1:
             check_ref_name(args[0])
-            self.t.replayer.snapshots.save(args[0])
+            sid = self.t.replayer.snapshots.save(args[0])
+            self.saved[sid] = self.t.position
             return f"saved {args[0]} at position {self.t.position}\n"
+        if command == "loadvm" and len(args) == 1:
+            position = self.saved.get(self.t.store.resolve(args[0]))
+            if position is None:
+                return (f"{args[0]} is not a keyframe of this recording nor saved here; "
+                        f"`chrono run --from {args[0]}` starts a guest from it\n")
+            halt = self.t.seek(position)
+            return f"at position {halt.position} ({args[0]}), pc {halt.pc:#x}\n"
+        if command == "last-write" and len(args) in (1, 2):
+            return self._last_write(int(args[0], 0), int(args[1], 0) if len(args) == 2 else 1)
         return f"unknown monitor command {line!r}; `monitor help` lists them\n"
+
+    def _last_write(self, address: int, size: int) -> str:
+        from chrono.trace.writes import last_write
+        here = self.t.position
+        try:
+            hit = last_write(self.t, address, size, here, self.physical)
+        finally:
+            self.t.seek(here)           # the query moves the timeline: come back
+        if hit is None:
+            return f"nothing wrote {address:#x} before position {here}\n"
+        who = "device DMA during the instruction" if hit.device else "the instruction"
+        return (f"position {hit.position}: {who} at pc {hit.pc:#x} ({hit.instruction:x}, "
+                f"privilege {hit.priv}) wrote {hit.address:#x}\n")
 
     def detach(self) -> None:
         pass
