@@ -60,3 +60,17 @@ def flip_everywhere(data_mdb: Path, needle: bytes, at: int | None = None) -> int
         start = found + len(needle)
     data_mdb.write_bytes(bytes(data))
     return count
+
+
+def restore_ram_only(snaps, name: str) -> None:
+    """Test-only: what a memory-only saved state does — CPU, devices and RAM
+    come back, the disk stays as it is now."""
+    manifest = snaps.store.snapshot(name)
+    m = snaps.guest.machine
+    m.load_state(snaps.store.get_blob(manifest.state))
+    for index, key in manifest.ram.items(snaps.store):
+        m.ram[index * 4096:(index + 1) * 4096] = np.frombuffer(snaps.store.get_blob(key), np.uint8)
+    zero = np.setdiff1d(np.arange(m.ram_size // 4096), manifest.ram.nonzero_pages(snaps.store))
+    for index in zero:
+        m.ram[index * 4096:(index + 1) * 4096] = 0
+    m.invalidate_ram()

@@ -10,12 +10,11 @@ finds the file system broken: the test can fail, and this shows how.
 import subprocess
 import sys
 
-import numpy as np
-
 from chrono.core.launch import GuestSpec, launch
 from chrono.core.machine import Stop
 from chrono.store.capture import Snapshots
 from chrono.store.store import Store
+from storehelp import restore_ram_only
 
 EPOCH = 1_764_000_000 * 10**9
 MONITOR = b"\x01c"
@@ -66,20 +65,6 @@ def type_line(machine, line: str) -> str:
         out += machine.console_read()
         if r.reason == Stop.IDLE and out.endswith(b"demo> "):
             return out.decode(errors="replace")
-
-
-def restore_ram_only(snaps: Snapshots, name: str) -> None:
-    """Test-only: what a memory-only saved state does — CPU, devices and RAM
-    come back, the disk stays as it is now."""
-    manifest = snaps.store.snapshot(name)
-    m = snaps.guest.machine
-    m.load_state(snaps.store.get_blob(manifest.state))
-    for index, key in manifest.ram.items(snaps.store):
-        m.ram[index * 4096:(index + 1) * 4096] = np.frombuffer(snaps.store.get_blob(key), np.uint8)
-    zero = np.setdiff1d(np.arange(m.ram_size // 4096), manifest.ram.nonzero_pages(snaps.store))
-    for index in zero:
-        m.ram[index * 4096:(index + 1) * 4096] = 0
-    m.invalidate_ram()
 
 
 def scenario(tmp_path, restore) -> str:
