@@ -7,6 +7,8 @@ RAM, ext4 disk) boots to its shell on both.  Then, on each:
 1. savevm booted                 (time; bytes added to the store / the qcow2)
 2. `ls /mnt; echo x > /mnt/y; sync` in the guest, then savevm after
                                  (incremental: time; bytes added)
+   the guest idles at its prompt for 5 s of its time, then savevm idle
+                                 (incremental of a mostly idle guest)
 3. loadvm booted                 (time), then `echo ready-N`: time until the guest
                                  answers (chrono loads RAM pages lazily, on touch)
 4. a new process started from the snapshot (chrono: `chrono run --from booted`,
@@ -45,6 +47,7 @@ from chrono.store.capture import Snapshots  # noqa: E402
 from chrono.store.store import Store  # noqa: E402
 
 COMMANDS = "ls /mnt; echo x > /mnt/y; sync"
+IDLE_SECONDS = 5
 
 
 def store_used(store: Store) -> int:
@@ -101,6 +104,13 @@ def chrono_side(spec, ready: str, work: Path) -> dict:
         r["incr_pages"], r["incr_blocks"] = snaps.times.pages, snaps.times.blocks
         used2, file2 = store_used(store), store.file_size()
         r["incr_used"], r["incr_file"] = used2 - used1, file2 - file1
+
+        g.idle(IDLE_SECONDS)
+        t = time.perf_counter()
+        snaps.save("idle")
+        r["idle"] = time.perf_counter() - t
+        r["idle_paused"] = snaps.times.paused
+        r["idle_new"], r["idle_pages"] = snaps.times.new_bytes, snaps.times.pages
 
         t = time.perf_counter()
         snaps.load("booted")
@@ -201,6 +211,13 @@ def qemu_side(spec, ready: str, work: Path) -> dict:
         size3 = file_sizes(qcow2)
         r["incr_file"], r["incr_alloc"] = size3[0] - size2[0], size3[1] - size2[1]
 
+        time.sleep(IDLE_SECONDS)
+        t = time.perf_counter()
+        reply = q.monitor("savevm idle")
+        r["idle"] = time.perf_counter() - t
+        assert "Error" not in reply, reply
+        r["idle_file"] = file_sizes(qcow2)[0] - size3[0]
+
         t = time.perf_counter()
         reply = q.monitor("loadvm booted")
         r["load"] = time.perf_counter() - t
@@ -282,6 +299,12 @@ def main() -> None:
          f"blocks); LMDB used +{mib(c['incr_used'])}",
          f"qcow2 +{mib(q['incr_file'])} (allocated +{mib(q['incr_alloc'])}); "
          f"VM SIZE {q['vm_sizes'].get('after', '?')}" if q else "-"),
+        (f"savevm idle (after {IDLE_SECONDS} s idle): time",
+         f"{ms(best(chrono_runs, 'idle'))} (paused {ms(best(chrono_runs, 'idle_paused'))})",
+         ms(best(qemu_runs, "idle")) if q else "-"),
+        ("savevm idle: bytes added",
+         f"{mib(c['idle_new'])} new blobs ({c['idle_pages']} RAM pages)",
+         f"qcow2 +{mib(q['idle_file'])}" if q else "-"),
         ("loadvm booted: time", ms(best(chrono_runs, "load")), ms(best(qemu_runs, "load")) if q else "-"),
         ("then `echo ready-1` answered after",
          f"{ms(best(chrono_runs, 'answer'))} ({c['answer_steps']} instructions, "
@@ -311,9 +334,11 @@ def main() -> None:
     if q:
         print(f"\nratios chrono/QEMU: savevm {best(chrono_runs, 'save') / best(qemu_runs, 'save'):.2f}, "
               f"incremental savevm {best(chrono_runs, 'incr') / best(qemu_runs, 'incr'):.2f}, "
+              f"idle savevm {best(chrono_runs, 'idle') / best(qemu_runs, 'idle'):.2f}, "
               f"loadvm {best(chrono_runs, 'load') / best(qemu_runs, 'load'):.3f}, "
               f"bytes (first) {c['save_new'] / max(1, q['save_file']):.2f}, "
-              f"bytes (incremental) {c['incr_new'] / max(1, q['incr_file']):.3f}")
+              f"bytes (incremental) {c['incr_new'] / max(1, q['incr_file']):.3f}, "
+              f"bytes (idle) {c['idle_new'] / max(1, q['idle_file']):.4f}")
 
 
 if __name__ == "__main__":

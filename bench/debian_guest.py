@@ -123,6 +123,13 @@ class ChronoDebian:
             if r.reason == Stop.IDLE and not self.pending:
                 return
 
+    def idle(self, seconds: float) -> None:
+        """Let the guest sit at its prompt for `seconds` of its own time."""
+        m = self.machine
+        until = m.vclock + int(seconds * m.timebase_hz * m.steps_per_tick)   # step units
+        while m.vclock < until:
+            self.step()
+
     def run_command(self, n: int, command: str) -> str:
         """Type a framed command and run until its output is complete; the output."""
         data, end = frame(n, command)

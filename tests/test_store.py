@@ -172,7 +172,7 @@ def test_copy_pages_pads_the_tail_and_encode_pages_threads_agree():
                      for i in range(600)])
     serial = encode_pages(many, range(600))
     with ThreadPoolExecutor(2) as pool:
-        threaded = encode_pages(many, range(600), pool, chunk=64)
+        threaded = encode_pages(many, range(600), pool)
     assert serial == threaded
     changes, blobs = serial
     assert len(changes) == 600 and len(blobs) == 50      # each content once, zero pages none

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from concurrent.futures import Executor
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import zstandard
@@ -78,16 +78,20 @@ def encode_blob(data, level: int = ZSTD_LEVEL) -> tuple[bytes, bytes | None]:
     Returns (ZERO_HASH, None) for an all-zero 4 KiB page: nothing to store.
     Pure: safe to run in many threads at once.
     """
+    key = blob_key(data)
+    return key, (None if key == ZERO_HASH else compress_blob(data, level))
+
+
+def compress_blob(data, level: int = ZSTD_LEVEL) -> bytes:
+    """The stored value of `data`: codec byte + zstd frame, or raw when zstd
+    saves less than 1/32.  Pure: safe to run in many threads at once."""
     view = memoryview(data)
     if view.nbytes > MAX_BLOB_SIZE:
         raise ValueError(f"blob of {view.nbytes} bytes exceeds the {MAX_BLOB_SIZE} byte limit")
-    digest = hashlib.sha256(view).digest()
-    if digest == _ZERO_PAGE_SHA256:
-        return ZERO_HASH, None
     packed = _compressor(level).compress(view)
     if len(packed) < view.nbytes - view.nbytes // 32:
-        return digest, b"\x01" + packed
-    return digest, b"\x00" + view.tobytes()
+        return b"\x01" + packed
+    return b"\x00" + view.tobytes()
 
 
 def decode_blob(key: bytes, value, where: str = "") -> bytes:
@@ -166,36 +170,43 @@ def copy_pages(buffer: np.ndarray, indices) -> np.ndarray:
     return out
 
 
-def encode_pages(pages: Sequence, indices: Iterable[int], pool: Executor | None = None,
-                 chunk: int | None = None) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+def in_chunks(fn: Callable[[Any], Any], items: Sequence, pool: Executor | None = None
+              ) -> Callable[[], list]:
+    """Start fn(item) for every item, in chunks spread over `pool`'s workers (or
+    here, later, without one).  Returns a function that waits for the results
+    and gives them in order: the caller can do other work in between."""
+    if pool is None or len(items) < 2:
+        return lambda: [fn(item) for item in items]
+    # Small batches (an idle guest's few hundred pages) split evenly over the
+    # workers; big ones in chunks large enough to keep the overhead low.
+    workers = getattr(pool, "_max_workers", 1)
+    chunk = min(256, max(8, -(-len(items) // (2 * workers))))
+    futures = [pool.submit(lambda part: [fn(item) for item in part], items[i:i + chunk])
+               for i in range(0, len(items), chunk)]
+    return lambda: [result for future in futures for result in future.result()]
+
+
+def hash_pages(pages: Sequence, pool: Executor | None = None) -> list[bytes]:
+    """Keys of page buffers (ZERO_HASH for all-zero pages), hashed in `pool`."""
+    return in_chunks(blob_key, pages, pool)()
+
+
+def encode_pages(pages: Sequence, indices: Iterable[int], pool: Executor | None = None
+                 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Hash and compress pages: ({page_index: key}, [(key, value) to store]).
 
     `pages` is a sequence of page buffers (e.g. the rows copy_pages returned),
-    `indices` their page numbers.  With `pool` (a ThreadPoolExecutor), chunks
-    of pages are encoded in parallel.  Zero pages map to ZERO_HASH and are not
-    in the list; duplicate contents appear in it once.
+    `indices` their page numbers.  With `pool` (a ThreadPoolExecutor), the
+    work is spread over its threads.  Zero pages map to ZERO_HASH and are not
+    in the list; duplicate contents appear in it once and are compressed once.
     """
     indices = [int(i) for i in indices]
     if len(indices) != len(pages):
         raise ValueError(f"{len(pages)} pages but {len(indices)} indices")
-    if chunk is None:
-        # Small captures (an idle guest's few hundred pages) split evenly over
-        # the workers; big ones in chunks large enough to keep overhead low.
-        workers = getattr(pool, "_max_workers", 1) if pool is not None else 1
-        chunk = min(256, max(16, -(-len(pages) // (2 * workers))))
-
-    def encode_chunk(start: int) -> list[tuple[bytes, bytes | None]]:
-        return [encode_blob(pages[i]) for i in range(start, min(start + chunk, len(pages)))]
-
-    starts = range(0, len(pages), chunk)
-    results = pool.map(encode_chunk, starts) if pool is not None else map(encode_chunk, starts)
-    changes: dict[int, bytes] = {}
-    blobs: dict[bytes, bytes] = {}
-    position = 0
-    for encoded in results:
-        for key, value in encoded:
-            changes[indices[position]] = key
-            if value is not None:
-                blobs.setdefault(key, value)
-            position += 1
-    return changes, list(blobs.items())
+    keys = hash_pages(pages, pool)
+    distinct: dict[bytes, Any] = {}
+    for key, page in zip(keys, pages):
+        if key != ZERO_HASH:
+            distinct.setdefault(key, page)
+    values = in_chunks(compress_blob, list(distinct.values()), pool)()
+    return dict(zip(indices, keys)), list(zip(distinct, values))

@@ -32,7 +32,8 @@ import numpy as np
 
 from chrono.core.machine import PAGE_SIZE
 from chrono.errors import ChronoError, SnapshotMismatchError
-from chrono.store.blobs import ZERO_HASH, ZERO_PAGE, blob_key, copy_pages, encode_blob, encode_pages
+from chrono.store.blobs import (ZERO_HASH, ZERO_PAGE, blob_key, compress_blob, copy_pages,
+                                encode_blob, hash_pages, in_chunks)
 from chrono.store.manifest import DiskTable, Manifest
 from chrono.store.pagetable import PageTable, diff, pages_for
 from chrono.store.store import Store, Writer, lease_holder
@@ -54,7 +55,9 @@ class CaptureTimes:
     """Seconds spent in each phase of the last capture (for benchmarks and the monitor)."""
 
     paused: float = 0.0         # copying dirty pages: the guest is stopped for this
-    encode: float = 0.0         # hashing + compression
+    encode: float = 0.0         # hashing the copied pages
+    # commit: compressing what the store lacks (in the pool) while the tables
+    # are built, then the write transaction
     commit: float = 0.0         # the write transaction
     pages: int = 0              # RAM pages captured
     blocks: int = 0             # disk blocks captured
@@ -180,13 +183,17 @@ class Snapshots:
 
     def _commit(self, base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name,
                 also):
-        """Encode and commit what save() copied; returns (id, bytes added, tables, time)."""
-        m, disk = self.guest.machine, self.guest.disk
+        """Encode and commit what save() copied; returns (id, bytes added, tables, time).
 
-        ram_changes, ram_blobs = encode_pages(ram_copy, ram_pages, self._pool)
-        disk_changes, disk_blobs = ({}, [])
-        if disk is not None:
-            disk_changes, disk_blobs = encode_pages(disk_copy, disk_blocks, self._pool)
+        Pages are hashed first (cheap); only contents the store lacks are
+        compressed (the costly part), in the pool, while this thread builds
+        the page tables inside the write transaction.
+        """
+        m, disk = self.guest.machine, self.guest.disk
+        # Hashing is fast (SHA extensions): spreading it over threads costs more
+        # than it saves.
+        ram_keys = hash_pages(ram_copy)
+        disk_keys = hash_pages(disk_copy) if disk is not None else []
         state_key, state_value = encode_blob(state)
         dtb_key, dtb_value = encode_blob(self.guest.dtb)
         t2 = time.perf_counter()
@@ -195,21 +202,29 @@ class Snapshots:
         # baseline's leaves as that transaction sees them: a concurrent gc
         # cannot pull a leaf from under a snapshot being written.
         with self.store.writer() as w:
+            missing: dict[bytes, np.ndarray] = {}
+            for key, page in zip(ram_keys + disk_keys, _rows_of(ram_copy, disk_copy)):
+                if key not in missing and not w.has_blob(key):
+                    missing[key] = page
+            compressed = in_chunks(compress_blob, list(missing.values()), self._pool)
+
             ram_base = base.ram if base else PageTable.empty(pages_for(m.ram_size))
-            ram_table, ram_leaves = ram_base.with_changes(ram_changes, w)
+            ram_table, ram_leaves = ram_base.with_changes(dict(zip(ram_pages.tolist(), ram_keys)), w)
             disks, disk_leaves = [], []
             if disk is not None:
                 disk_base = base.disks[0] if base else PageTable.empty(pages_for(disk.size))
-                disk_table, disk_leaves = disk_base.with_changes(disk_changes, w)
+                disk_table, disk_leaves = disk_base.with_changes(
+                    dict(zip(disk_blocks.tolist(), disk_keys)), w)
                 disks.append(DiskTable(disk.size, disk_table))
             manifest = Manifest(config=self.config, state=state_key, ram=ram_table,
                                 disks=tuple(disks), dtb=dtb_key,
                                 parent=base.snapshot_id if base else None,
                                 steps=position[0], vclock=position[1])
-            blobs = ram_blobs + disk_blobs + ram_leaves + disk_leaves
+            blobs = ram_leaves + disk_leaves
             blobs += [(k, v) for k, v in ((state_key, state_value), (dtb_key, dtb_value))
                       if v is not None]
-            new = {k: v for k, v in blobs if v is not None and not w.has_blob(k)}
+            new = {k: v for k, v in blobs if not w.has_blob(k)}
+            new.update(zip(missing, compressed()))
             w.put_blobs(new.items())
             added = sum(len(v) for v in new.values())
             sid = w.put_snapshot(manifest)
@@ -339,6 +354,13 @@ class Differences:
 
     def __bool__(self) -> bool:
         return self.state or bool(self.ram) or bool(self.disk)
+
+
+def _rows_of(*arrays):
+    """The pages of several copies (None for a guest without a disk), in order."""
+    for array in arrays:
+        if array is not None:
+            yield from array
 
 
 def _differing(buffer: np.ndarray, pages: np.ndarray, table: PageTable, source) -> list[int]:
