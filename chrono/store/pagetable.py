@@ -23,7 +23,7 @@ from typing import Iterator, Mapping, Protocol
 
 import numpy as np
 
-from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, encode_blob
+from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, blob_key, encode_blob
 
 LEAF_PAGES = 512
 LEAF_BYTES = LEAF_PAGES * HASH_SIZE
@@ -32,6 +32,9 @@ _ROOT_HEAD = struct.Struct("<QI")      # page count, leaf count
 
 class LeafSource(Protocol):
     def get_leaf(self, key: bytes) -> bytes: ...
+
+    # Optional: sources that cache leaves may also offer
+    # remember_leaf(key, leaf) to be handed the leaves with_changes builds.
 
 
 def pages_for(size: int) -> int:
@@ -46,6 +49,15 @@ def _rows(key: bytes, source: LeafSource | None) -> np.ndarray:
     if source is None:
         raise ValueError("reading a page-table leaf needs a source (a Store, Reader or Writer)")
     return np.frombuffer(source.get_leaf(key), dtype=np.uint8).reshape(LEAF_PAGES, HASH_SIZE)
+
+
+def _encode_leaf(rows: np.ndarray, zero_entries: int) -> tuple[bytes, bytes]:
+    """(key, value) of a leaf with `zero_entries` ZERO_HASH entries.  Page keys
+    are SHA-256 digests, which zstd cannot shrink: only the zero entries
+    compress, so a leaf with fewer than 1/32 of them is stored raw without trying."""
+    if zero_entries * 32 < LEAF_PAGES:
+        return blob_key(rows), b"\x00" + rows.tobytes()
+    return encode_blob(rows)              # 16 KiB: never the zero-page sentinel
 
 
 class PageTable:
@@ -109,18 +121,22 @@ class PageTable:
         cuts = np.flatnonzero(np.diff(leaf_of)) + 1
         leaves = list(self.leaves)
         new_blobs = []
+        remember = getattr(source, "remember_leaf", None)
         for start, end in zip([0, *cuts], [*cuts, len(index)]):
             li = int(leaf_of[start])
             old = leaves[li]
             rows = _rows(old, source).copy()
             rows[index[start:end] - li * LEAF_PAGES] = keys[start:end]
-            if not rows.any():
+            used = int(np.count_nonzero(rows.view(np.uint64).any(axis=1)))
+            if not used:
                 leaves[li] = ZERO_HASH
                 continue
-            key, value = encode_blob(rows)       # 16 KiB: never the zero-page sentinel
+            key, value = _encode_leaf(rows, LEAF_PAGES - used)
             if key != old:
                 leaves[li] = key
                 new_blobs.append((key, value))
+                if remember is not None:        # the next capture starts from this leaf
+                    remember(key, rows.tobytes())
         return PageTable(self.npages, leaves), new_blobs
 
     # ---- reading -------------------------------------------------------------------

@@ -838,6 +838,11 @@ class Writer(Reader):
         _, added = self._txn.cursor(db=self.store._blobs).putmulti(items, overwrite=False)
         return added
 
+    def remember_leaf(self, key: bytes, leaf: bytes) -> None:
+        """Cache a leaf this writer built (key = its SHA-256, computed by the
+        caller), so the next capture need not read it back and decode it."""
+        self.store._leaves.put(key, leaf)
+
     def get_leaf(self, key: bytes) -> bytes:
         """A leaf, checked to be in the store *in this transaction*: with_changes()
         copies page keys out of it, and those pages are only known to be present
