@@ -190,9 +190,10 @@ def test_monitor_savevm_loadvm_and_last_write(crash):
     out = gdb(crash, "break cache_crash", "continue", "delete", "monitor savevm here",
               "monitor when", "stepi 50", "monitor loadvm here", "monitor when",
               "monitor goto 393000", "monitor last-write 0x80005710 8", "monitor when",
-              "monitor loadvm nosuch")
+              "monitor loadvm nosuch", "monitor frobnicate 1")
     here, back, after = WHEN.findall(out)
     assert back[0] == here[0] and after[0] == "393000"
     assert re.search(r"position \d+: the instruction at pc 0x80000eca \(20943823, privilege 3\) "
                      r"wrote 0x80005710", out), out
     assert "error: no snapshot named 'nosuch'" in out
+    assert "unknown monitor command 'frobnicate 1'; `monitor help` lists them" in out

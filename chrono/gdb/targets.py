@@ -64,14 +64,18 @@ class Target:
             if address not in self.hardware | self.software:
                 self._remove_breakpoint(address)
 
-    def _common_monitor(self, words: list[str]) -> str | None:
-        """help and phys; None for another command."""
+    def monitor(self, line: str) -> str:
+        """Answer `monitor LINE`: help and phys here, the rest in _monitor."""
+        words = line.split()
         if not words or words[0] == "help":
             return self.help_text + "\n"
         if words[0] == "phys" and words[1:] in (["on"], ["off"]):
             self.physical = words[1] == "on"
             return f"memory addresses are {'physical' if self.physical else 'virtual'}\n"
-        return None
+        return self._monitor(words[0], words[1:])
+
+    def _monitor(self, command: str, args: list[str]) -> str:
+        raise NotImplementedError
 
 
 class ReplayTarget(Target):
@@ -127,12 +131,7 @@ class ReplayTarget(Target):
         kind = {"step": "step", "seek": "step"}.get(halt.reason, halt.reason)
         return StopEvent(kind)
 
-    def monitor(self, line: str) -> str:
-        words = line.split()
-        common = self._common_monitor(words)
-        if common is not None:
-            return common
-        command, args = words[0], words[1:]
+    def _monitor(self, command: str, args: list[str]) -> str:
         if command == "when":
             return (f"position {self.t.position} of {self.t.start}..{self.t.end}, "
                     f"pc {self.t.pc:#x}\n")
@@ -153,7 +152,7 @@ class ReplayTarget(Target):
             return f"at position {halt.position} ({args[0]}), pc {halt.pc:#x}\n"
         if command == "last-write" and len(args) in (1, 2):
             return self._last_write(int(args[0], 0), int(args[1], 0) if len(args) == 2 else 1)
-        return f"unknown monitor command {line!r}; `monitor help` lists them\n"
+        return f"unknown monitor command {' '.join([command, *args])!r}; `monitor help` lists them\n"
 
     def _last_write(self, address: int, size: int) -> str:
         from chrono.trace.writes import last_write
@@ -255,12 +254,7 @@ class LiveTarget(Target):
         self.ended = outcome
         return StopEvent("exited", code=outcome.exit_code)
 
-    def monitor(self, line: str) -> str:
-        words = line.split()
-        common = self._common_monitor(words)
-        if common is not None:
-            return common
-        command, args = words[0], words[1:]
+    def _monitor(self, command: str, args: list[str]) -> str:
         if command == "when":
             return f"instruction {self.machine.steps}, pc {self.machine.pc:#x}\n"
         if command in ("savevm", "loadvm") and len(args) == 1:
@@ -272,7 +266,7 @@ class LiveTarget(Target):
                 return f"saved {args[0]} ({sid[:12]})\n"
             manifest = self._snapshots.load(args[0])
             return f"restored {args[0]} at instruction {manifest.steps}\n"
-        return f"unknown monitor command {line!r}; `monitor help` lists them\n"
+        return f"unknown monitor command {' '.join([command, *args])!r}; `monitor help` lists them\n"
 
     def detach(self) -> None:
         for address in self.hardware | self.software:

@@ -91,7 +91,12 @@ def compress_blob(data, level: int = ZSTD_LEVEL) -> bytes:
     packed = _compressor(level).compress(view)
     if len(packed) < view.nbytes - view.nbytes // 32:
         return b"\x01" + packed
-    return b"\x00" + view.tobytes()
+    return raw_blob(view)
+
+
+def raw_blob(data) -> bytes:
+    """The stored value of `data` without compression (codec RAW)."""
+    return b"\x00" + memoryview(data).tobytes()
 
 
 def decode_blob(key: bytes, value, where: str = "") -> bytes:

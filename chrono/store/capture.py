@@ -56,9 +56,7 @@ class CaptureTimes:
 
     paused: float = 0.0         # copying dirty pages: the guest is stopped for this
     encode: float = 0.0         # hashing the copied pages
-    # commit: compressing what the store lacks (in the pool) while the tables
-    # are built, then the write transaction
-    commit: float = 0.0         # the write transaction
+    commit: float = 0.0         # tables, compressing what the store lacks, the transaction
     pages: int = 0              # RAM pages captured
     blocks: int = 0             # disk blocks captured
     new_bytes: int = 0          # bytes this capture added to the store (compressed)

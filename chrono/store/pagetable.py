@@ -23,7 +23,7 @@ from typing import Iterator, Mapping, Protocol
 
 import numpy as np
 
-from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, blob_key, encode_blob
+from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, blob_key, encode_blob, raw_blob
 
 LEAF_PAGES = 512
 LEAF_BYTES = LEAF_PAGES * HASH_SIZE
@@ -56,7 +56,7 @@ def _encode_leaf(rows: np.ndarray, zero_entries: int) -> tuple[bytes, bytes]:
     are SHA-256 digests, which zstd cannot shrink: only the zero entries
     compress, so a leaf with fewer than 1/32 of them is stored raw without trying."""
     if zero_entries * 32 < LEAF_PAGES:
-        return blob_key(rows), b"\x00" + rows.tobytes()
+        return blob_key(rows), raw_blob(rows)
     return encode_blob(rows)              # 16 KiB: never the zero-page sentinel
 
 
