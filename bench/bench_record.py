@@ -41,8 +41,8 @@ from chrono.core.launch import launch  # noqa: E402
 from chrono.core.session import Session  # noqa: E402
 from chrono.store import Store  # noqa: E402
 from chrono.store.capture import Snapshots  # noqa: E402
-from chrono.trace.recorder import Recorder  # noqa: E402
-from chrono.trace.replay import Replayer  # noqa: E402
+from chrono.replay.recorder import Recorder  # noqa: E402
+from chrono.replay.replay import Replayer  # noqa: E402
 
 EPOCH = 1_790_000_000 * 10**9
 REPLAY_TIMEOUT = 300              # seconds QEMU's replay gets to reach the poweroff
@@ -168,7 +168,7 @@ def main() -> None:
 
 def _bundle(store: Store, folder: Path) -> None:
     try:
-        from chrono.trace.bundle import export_bundle
+        from chrono.replay.bundle import export_bundle
     except ImportError:
         print("  bundle: `chrono export` is not available in this build")
         return

@@ -128,12 +128,12 @@ def chrono_side(spec, ready: str, work: Path) -> dict:
 
     # The CLI's own start-up (interpreter, imports), for scale.
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "chrono.cli", "--version"], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-P", "-m", "chrono.cli", "--version"], check=True, capture_output=True)
     r["cli_startup"] = time.perf_counter() - t
 
     # Fast boot in a new process.
     proc_start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "chrono.cli", "run", "--from", "booted",
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "chrono.cli", "run", "--from", "booted",
                              "--store", str(store_path)], cwd=work,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     got = bytearray()

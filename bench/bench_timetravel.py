@@ -56,9 +56,9 @@ from chrono.core.launch import launch  # noqa: E402
 from chrono.core.session import Session  # noqa: E402
 from chrono.store import Store  # noqa: E402
 from chrono.store.capture import Snapshots  # noqa: E402
-from chrono.trace import writes  # noqa: E402
-from chrono.trace.recorder import Recorder  # noqa: E402
-from chrono.trace.timeline import Timeline  # noqa: E402
+from chrono.replay import writes  # noqa: E402
+from chrono.replay.recorder import Recorder  # noqa: E402
+from chrono.replay.timeline import Timeline  # noqa: E402
 
 
 def record(spec, folder: Path) -> None:

@@ -357,7 +357,7 @@ def store_verify(store_path):
     from chrono.render_store import console, problems_table, verify_progress
     from chrono.store import Store, verify
     from chrono.store.verify import Problem
-    from chrono.trace.verify import verify_traces
+    from chrono.replay.verify import verify_traces
 
     out = console()
     with Store(store_path, readonly=True) as store, verify_progress(out) as progress:

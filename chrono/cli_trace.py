@@ -1,6 +1,6 @@
 """The `chrono` commands for recordings: record, replay, export, import, trace.
 
-Thin, like chrono.cli: parse options, call chrono.trace, print.
+Thin, like chrono.cli: parse options, call chrono.replay, print.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 from chrono.cli import finish_run, guest_options, main, start_guest, store_option
 from chrono.errors import UsageError
 
-KEYFRAME_INTERVAL_DEFAULT = 1 << 30     # chrono.trace.recorder.KEYFRAME_INTERVAL (no import: fast --help)
+KEYFRAME_INTERVAL_DEFAULT = 1 << 30     # chrono.replay.recorder.KEYFRAME_INTERVAL (no import: fast --help)
 DIGEST_INTERVAL = 1 << 20
 
 
@@ -59,8 +59,8 @@ def record_session(snapshots, name, keyframe_interval, reboot, max_insns, pace,
     from chrono.core.console import Console
     from chrono.core.session import Session
     from chrono.monitor import Monitor
-    from chrono.trace.catalog import check_new_name, free_name
-    from chrono.trace.recorder import Recorder
+    from chrono.replay.catalog import check_new_name, free_name
+    from chrono.replay.recorder import Recorder
 
     store = snapshots.store
     name = check_new_name(store, name) if name else free_name(store)
@@ -131,7 +131,7 @@ def replay(recording, to_position, quiet, live, branch, keyframe_interval, store
     is the state at POSITION (it shares every page with the original).
     `chrono trace list` shows branches under the recording they left.
     """
-    from chrono.trace.replay import Replayer
+    from chrono.replay.replay import Replayer
 
     if (live or branch) and to_position is None:
         raise UsageError("--live and --name need --to POSITION: where to leave the recording")
@@ -195,7 +195,7 @@ def export(recording, output, start, end, store_path):
     """
     from chrono.render_store import size
     from chrono.store.store import Store
-    from chrono.trace.bundle import export_bundle
+    from chrono.replay.bundle import export_bundle
 
     trimmed = start is not None or end is not None
     with Store(store_path, readonly=not trimmed) as store:
@@ -222,7 +222,7 @@ def import_(bundle, name, store_path):
     unsafe bundle is refused with exit status 7, and the store is unchanged.
     """
     from chrono.store.store import Store
-    from chrono.trace.bundle import import_bundle
+    from chrono.replay.bundle import import_bundle
 
     with Store(store_path, create=True) as store:
         with store.reader() as r:
@@ -250,7 +250,7 @@ class _opened_recording:
         from chrono.store.store import Store
         path = Path(self.recording)
         if self.recording.endswith(".chrono") or (path.is_file()):
-            from chrono.trace.bundle import import_bundle
+            from chrono.replay.bundle import import_bundle
             if self.keep:
                 self.store = Store.open(self.store_path, create=True)
             else:
@@ -281,7 +281,7 @@ def trace_list(store_path):
     from chrono.render_store import console
     from chrono.render_traces import traces_table
     from chrono.store.store import Store
-    from chrono.trace.catalog import list_traces
+    from chrono.replay.catalog import list_traces
 
     with Store(store_path, readonly=True) as store:
         rows = list_traces(store)
@@ -322,7 +322,7 @@ def trace_verify(names, store_path):
     """
     from chrono.errors import StoreCorruptError
     from chrono.store.store import Store
-    from chrono.trace.verify import verify_traces
+    from chrono.replay.verify import verify_traces
 
     with Store(store_path, readonly=True) as store:
         reports = verify_traces(store, list(names) or None)
@@ -350,7 +350,7 @@ def trace_verify(names, store_path):
 def trace_rm(names, store_path):
     """Remove recordings; `chrono store gc` then frees their snapshots."""
     from chrono.store.store import Store
-    from chrono.trace.catalog import remove_trace
+    from chrono.replay.catalog import remove_trace
 
     with Store(store_path) as store:
         for name in names:
@@ -382,7 +382,7 @@ def debug(recording, port, host, store_path):
     """
     from chrono.gdb.stub import GdbStub, listen
     from chrono.gdb.targets import ReplayTarget
-    from chrono.trace.timeline import Timeline
+    from chrono.replay.timeline import Timeline
 
     with _opened_recording(recording, store_path, False) as (store, name):
         timeline = Timeline(store, name)
@@ -424,7 +424,7 @@ def _here_too(command):
 
 
 def _timeline(ctx, store_here=None):
-    from chrono.trace.timeline import Timeline
+    from chrono.replay.timeline import Timeline
     recording, store_path = ctx.obj
     store_path = store_here or store_path
     opened = _opened_recording(recording, store_path, False)
@@ -453,7 +453,7 @@ def _address(ctx, param, value):
 @click.pass_context
 def query_hits(ctx, pc, start, end, store_here):
     """Every position where the hart is about to execute the instruction at ADDR."""
-    from chrono.trace.query import hits
+    from chrono.replay.query import hits
     t = _timeline(ctx, store_here)
     found = hits(t, pc, start, end)
     for position in found.positions:
@@ -470,7 +470,7 @@ def query_hits(ctx, pc, start, end, store_here):
 def query_diff(ctx, first, second, store_here):
     """Which RAM pages, disk blocks and CPU/device state differ between two positions."""
     from chrono.render_store import console, diff_table
-    from chrono.trace.query import diff
+    from chrono.replay.query import diff
     t = _timeline(ctx, store_here)
     result, a, b = diff(t, first, second)
     console().print(diff_table(result, a, b, f"position {first}", f"position {second}"))
@@ -495,7 +495,7 @@ def query_last_write(ctx, address, size, before, physical, store_here):
     The first query of a recording builds its write index (one replay); later
     ones, in any process, replay only the intervals that wrote the page.
     """
-    from chrono.trace.writes import last_write
+    from chrono.replay.writes import last_write
     t = _timeline(ctx, store_here)
     hit = last_write(t, address, size, before, physical)
     where = f"before instruction {before}" if before is not None else "in the recording"
@@ -516,7 +516,7 @@ def query_last_write(ctx, address, size, before, physical, store_here):
 def query_output(ctx, text, store_here):
     """Where the guest's console printed TEXT: the positions of the instructions
     that wrote its first and last bytes, for every occurrence."""
-    from chrono.trace.query import output
+    from chrono.replay.query import output
     t = _timeline(ctx, store_here)
     found = output(t, text)
     for p in found:

@@ -32,7 +32,7 @@ help              this list"""
 
 class Monitor:
     def __init__(self, open_snapshots: Callable[[], "Snapshots"], recorder=None):
-        """`recorder` (a chrono.trace.recorder.Recorder) makes savevm a keyframe
+        """`recorder` (a chrono.replay.recorder.Recorder) makes savevm a keyframe
         and loadvm a logged input of the recording."""
         self._open_snapshots = open_snapshots
         self._recorder = recorder

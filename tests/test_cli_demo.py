@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-CHRONO = [sys.executable, "-m", "chrono.cli"]
+from chronocmd import CHRONO
 BENCH_1_CHECKSUM = "checksum 0x293f286cb41ca541"
 PROMPT = "demo> "
 DISK_SIZE = 4 << 20
@@ -374,7 +374,7 @@ def test_max_insns_zero_is_a_usage_error():
 def _entry_point():
     beside = Path(sys.executable).with_name("chrono")
     found = str(beside) if beside.exists() else shutil.which("chrono")
-    assert found, "the `chrono` command is not installed (pip install -e .)"
+    assert found, "the `chrono` command is not installed (pip install .)"
     return found
 
 

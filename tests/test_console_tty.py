@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-CHRONO = [sys.executable, "-m", "chrono.cli"]
+from chronocmd import CHRONO
 
 
 class Terminal:

@@ -23,7 +23,7 @@ from test_guest_debian import PI_AWK, debian, xdg_cache  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.network
 
-CHRONO = [sys.executable, "-m", "chrono.cli"]
+from chronocmd import CHRONO
 BOOT_TIMEOUT = 300
 READY = "chrono-debian: shell ready"
 # Busybox's shell start-up discards a few bytes of tty input that arrived

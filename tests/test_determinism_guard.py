@@ -21,7 +21,7 @@ import pytest
 
 from chrono import _core as core_module
 from chrono.store import Store
-from chrono.trace.replay import Replayer
+from chrono.replay.replay import Replayer
 from tracehelp import chrono
 
 NATIVE = Path(__file__).resolve().parents[1] / "native"

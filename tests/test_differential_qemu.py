@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 import chrono
+from chronocmd import CHRONO
 
 DEMO_ELF = Path(chrono.__file__).parent / "data" / "demo.elf"
 DISK_SIZE = 4 << 20
@@ -95,7 +96,7 @@ def run_qemu(qemu, script, disk):
 
 
 def run_chrono(script, disk, *options):
-    cmd = [sys.executable, "-m", "chrono.cli", "run", "--disk", str(disk), *options]
+    cmd = [*CHRONO, "run", "--disk", str(disk), *options]
     proc = subprocess.run(cmd, input=script.encode(), capture_output=True, timeout=TIMEOUT)
     assert proc.returncode == 0, (proc.returncode, proc.stderr.decode(errors="replace"))
     return proc.stdout

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from chronocmd import CHRONO
 
 OPENSBI = Path("/usr/lib/riscv64-linux-gnu/opensbi/generic")
 GCC = "riscv64-unknown-elf-gcc"
@@ -99,7 +100,7 @@ def test_opensbi_boots_an_s_mode_payload_and_serves_sbi_calls(payload, firmware)
     if not bios.is_file():
         pytest.fail(f"{bios} not found: apt-get install opensbi (.ci/run does)")
     proc = subprocess.run(
-        [sys.executable, "-m", "chrono.cli", "run", "--bios", str(bios), "--kernel", str(payload),
+        [*CHRONO, "run", "--bios", str(bios), "--kernel", str(payload),
          "--max-insns", "200000000"],
         stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
     out = proc.stdout.decode(errors="replace")

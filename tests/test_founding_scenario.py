@@ -15,6 +15,7 @@ from chrono.core.machine import Stop
 from chrono.store.capture import Snapshots
 from chrono.store.store import Store
 from storehelp import restore_ram_only
+from chronocmd import CHRONO
 
 EPOCH = 1_764_000_000 * 10**9
 MONITOR = b"\x01c"
@@ -27,7 +28,7 @@ def blank_image(tmp_path, size=4 << 20):
 
 
 def chrono_run(tmp_path, script: bytes, *args):
-    return subprocess.run([sys.executable, "-m", "chrono.cli", "run", *args],
+    return subprocess.run([*CHRONO, "run", *args],
                           input=script, capture_output=True, timeout=120, cwd=tmp_path)
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from chrono.core.launch import demo_guest_path
 from tracehelp import chrono, record_demo
+from chronocmd import CHRONO
 
 GDB = shutil.which("gdb-multiarch")
 pytestmark = pytest.mark.skipif(GDB is None, reason="needs gdb-multiarch (apt install gdb-multiarch)")
@@ -33,7 +34,7 @@ def recording(tmp_path_factory):
 
 def gdb(work, *commands, elf=True) -> str:
     """Run gdb-multiarch in batch mode against `chrono debug g`; its output."""
-    server = subprocess.Popen([sys.executable, "-m", "chrono.cli", "debug", "--store",
+    server = subprocess.Popen([*CHRONO, "debug", "--store",
                                str(work / "store"), "--port", "0", "g"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=work, text=True)
     try:
@@ -94,7 +95,7 @@ def test_info_registers_shows_the_recorded_state(recording):
               "info registers pc sp a0 priv mstatus",
               "info registers fcsr")
     from chrono.store import Store
-    from chrono.trace.timeline import Timeline
+    from chrono.replay.timeline import Timeline
     with Store(recording / "store") as store:
         t = Timeline(store, "g")
         t.seek(500_000)
@@ -155,7 +156,7 @@ def test_a_live_guest_under_gdb(tmp_path):
     """`chrono run --gdb`: the guest waits for gdb, runs under it with its console
     live, stops at breakpoints and watchpoints, takes register writes, and runs
     on to its end when gdb continues."""
-    server = subprocess.Popen([sys.executable, "-m", "chrono.cli", "run", "--gdb", "0"],
+    server = subprocess.Popen([*CHRONO, "run", "--gdb", "0"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, cwd=tmp_path)
     try:

@@ -10,7 +10,7 @@ from chrono.errors import UsageError
 from test_guest_cache import write_fake_guest
 from test_guest_fetch_offline import invoke
 
-CHRONO = [sys.executable, "-m", "chrono.cli"]
+from chronocmd import CHRONO
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from chrono.guests.initramfs import READY_MARKER
 
 pytestmark = pytest.mark.network
 
-CHRONO = [sys.executable, "-m", "chrono.cli"]
+from chronocmd import CHRONO
 BOOT_TIMEOUT = 120          # QEMU reaches the shell in a few seconds here
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from chrono.core.machine import Watch
 from chrono.store import Store
-from chrono.trace import writes
-from chrono.trace.timeline import Timeline
+from chrono.replay import writes
+from chrono.replay.timeline import Timeline
 from tracehelp import chrono, symbol
 
 LINK_OFFSET = 0x210             # offsetof(struct cblock, next) in the demo guest

@@ -33,6 +33,7 @@ from chrono.errors import RefNameError, SnapshotMismatchError
 from chrono.store.capture import Snapshots, guest_from_snapshot
 from chrono.store import Store, stats
 from snapshot_driver import EPOCH, Driver, digest_dict
+from chronocmd import CHRONO
 
 DISK_SIZE = 4 << 20
 CHILD = Path(__file__).parent / "snapshot_driver.py"
@@ -439,7 +440,7 @@ def test_restoring_into_a_machine_of_another_size_is_refused(idle, tmp_path, oth
 # (`chrono snap rm`/`delvm`, then `chrono store gc`) must not break the guest.
 
 def gc_in_another_process(store: Store) -> str:
-    proc = subprocess.run([sys.executable, "-m", "chrono.cli", "store", "gc", "--store",
+    proc = subprocess.run([*CHRONO, "store", "gc", "--store",
                            str(store.path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     # The guest's lease keeps its baseline snapshot, nameless or not.

@@ -13,7 +13,7 @@ from chrono.cli import main
 from chrono.store import STORE_ENV_VAR, DEFAULT_DIR, Store, encode_blob, verify
 from storehelp import flip_everywhere, page, save
 
-CHRONO = [sys.executable, "-m", "chrono.cli"]
+from chronocmd import CHRONO
 
 
 @pytest.fixture

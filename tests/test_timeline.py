@@ -1,4 +1,4 @@
-"""Time travel over a demo-guest recording (chrono.trace.timeline).
+"""Time travel over a demo-guest recording (chrono.replay.timeline).
 
 The reference for "the state at position P" is a plain forward replay from
 the recording's start to P; every move of the timeline — seeks back and
@@ -13,8 +13,8 @@ import pytest
 
 from chrono.core.digest import state_digest
 from chrono.store import Store
-from chrono.trace import timeline as timeline_module
-from chrono.trace.timeline import Timeline
+from chrono.replay import timeline as timeline_module
+from chrono.replay.timeline import Timeline
 from tracehelp import chrono, record_demo, symbol
 
 SESSION = "write a hello\nsync\nbench 2\ncat a\nls\npoweroff\n"

@@ -8,7 +8,7 @@ and leave every database of the store exactly as it was.  A mutation test
 feeds thousands of damaged bundles to import_bundle in-process.
 
 The helpers below read and write the bundle format from its description
-(docs/bundle.md), independently of chrono.trace.bundle.
+(docs/bundle.md), independently of chrono.replay.bundle.
 """
 import hashlib
 import json
@@ -27,14 +27,14 @@ from chrono.cli import main
 from chrono.errors import BundleError, DivergenceError
 from chrono.store.store import Store
 from chrono.store.traces import TraceManifest, read_trace
-from chrono.trace import bundle as bundle_module
-from chrono.trace.bundle import export_bundle, import_bundle
-from chrono.trace.catalog import remove_trace
-from chrono.trace.events import LOAD
-from chrono.trace.replay import Replayer, trace_events
-from chrono.trace.verify import verify_traces
+from chrono.replay import bundle as bundle_module
+from chrono.replay.bundle import export_bundle, import_bundle
+from chrono.replay.catalog import remove_trace
+from chrono.replay.events import LOAD
+from chrono.replay.replay import Replayer, trace_events
+from chrono.replay.verify import verify_traces
 
-CHRONO = [sys.executable, "-m", "chrono.cli"]
+from chronocmd import CHRONO
 SESSION = b"write a hello\nsync\nbench 1\nls\npoweroff\n"
 MON = b"\x01c"               # Ctrl-A c: to the monitor and back (see test_monitor.py)
 LOADING = (b"write a one\n" + MON + b"savevm s1\n" + MON + b"write b two\n" + MON

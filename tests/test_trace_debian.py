@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from chrono.trace.recorder import DIGEST_INTERVAL
+from chrono.replay.recorder import DIGEST_INTERVAL
 from test_guest_debian import debian, xdg_cache  # noqa: F401 - fixtures
 from tracehelp import DIVERGED, alter_console_input, chrono, trace_manifest
 

@@ -12,8 +12,9 @@ import time
 import pytest
 
 from chrono.store import Store, snapshot_diff
-from chrono.trace.recorder import DIGEST_INTERVAL
+from chrono.replay.recorder import DIGEST_INTERVAL
 from tracehelp import DIVERGED, MON, alter_console_input, chrono, trace_manifest
+from chronocmd import CHRONO
 
 SESSION = "write a hello\nsync\nbench 3\nls\ncat a\npoweroff\n"
 KEYFRAMES = 4_000_000          # small, so a short session has several
@@ -199,7 +200,7 @@ def test_a_killed_recording_keeps_a_replayable_prefix(tmp_path):
     import subprocess
     import sys
     store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-m", "chrono.cli", "record", "--store", str(store),
+    proc = subprocess.Popen([*CHRONO, "record", "--store", str(store),
                              "--name", "cut", "--keyframe-interval", str(1 << 24)],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=tmp_path)

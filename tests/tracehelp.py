@@ -10,10 +10,10 @@ import pytest
 
 from chrono.store import Store
 from chrono.store.traces import read_trace
-from chrono.trace.events import CONSOLE, Event, decode_events, encode_events, pack_chunk, unpack_chunk
-from chrono.trace.events import chunk_base
+from chrono.replay.events import CONSOLE, Event, decode_events, encode_events, pack_chunk, unpack_chunk
+from chrono.replay.events import chunk_base
 
-CHRONO = [sys.executable, "-m", "chrono.cli"]
+from chronocmd import CHRONO
 MON = "\x01c"               # Ctrl-A c: to the monitor, and back to the guest
 DIVERGED = re.compile(r"matched the recording up to instruction (\d+), and at instruction (\d+) (.*)")
 

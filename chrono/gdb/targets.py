@@ -155,7 +155,7 @@ class ReplayTarget(Target):
         return f"unknown monitor command {' '.join([command, *args])!r}; `monitor help` lists them\n"
 
     def _last_write(self, address: int, size: int) -> str:
-        from chrono.trace.writes import last_write
+        from chrono.replay.writes import last_write
         here = self.t.position
         try:
             hit = last_write(self.t, address, size, here, self.physical)

@@ -749,7 +749,7 @@ class Reader:
                                    f"(`chrono snap list` shows them)")
 
 
-    # ---- recordings (chrono.trace keeps their format) ---------------------------------
+    # ---- recordings (chrono.replay keeps their format) ---------------------------------
     def get_trace(self, name: str) -> bytes | None:
         """The stored manifest of recording `name`, or None."""
         if self.store._traces is None:

@@ -1,7 +1,7 @@
 """Recordings in the store: the trace manifest and its stored form.
 
 A recording (trace) is a starting snapshot plus the log of every
-non-deterministic input (chrono.trace.events), with keyframe snapshots along
+non-deterministic input (chrono.replay.events), with keyframe snapshots along
 the way.  Its manifest, stored under its name in the `traces` database, says
 where everything is:
 

@@ -28,7 +28,7 @@ from chrono.store.blobs import HASH_SIZE, ZERO_HASH, decode_blob
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import Reader, Store
 from chrono.store.traces import TRACE_ID_BYTES, TraceManifest, read_trace
-from chrono.trace.events import (CONSOLE, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
+from chrono.replay.events import (CONSOLE, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
                                  EventFormatError, chunk_base, decode_events, unpack_chunk)
 
 CHUNK_KEY_SIZE = TRACE_ID_BYTES + 12

@@ -1,6 +1,6 @@
 """Questions a debugger asks of a recording, answered by replaying only what
 they need: where the pc reached an address, what changed between two
-positions.  (chrono.trace.timeline does the moving.)"""
+positions.  (chrono.replay.timeline does the moving.)"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +9,7 @@ import numpy as np
 
 from chrono.errors import UsageError
 from chrono.store.manifest import SnapshotDiff, snapshot_diff
-from chrono.trace.timeline import Timeline
+from chrono.replay.timeline import Timeline
 
 MAX_HITS = 100_000
 

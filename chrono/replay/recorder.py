@@ -24,7 +24,7 @@ from chrono import version
 from chrono.core.machine import Machine, RunResult
 from chrono.store.capture import Snapshots
 from chrono.store.traces import TRACE_ID_BYTES, Keyframe, TraceManifest
-from chrono.trace.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
+from chrono.replay.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
                                  chunk_key, encode_events, light_digest, pack_chunk)
 
 DIGEST_INTERVAL = 1 << 20           # instructions between light digests

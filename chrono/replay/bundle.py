@@ -21,7 +21,7 @@ Format 1 (docs/bundle.md says more), integers little-endian:
 Values are stored values, byte for byte as in the store:
 
     TRCE  one record: the trace manifest (chrono.store.traces: SHA-256 + JSON)
-    CHNK  the event chunks in key order (chrono.trace.events: codec, SHA-256, zstd)
+    CHNK  the event chunks in key order (chrono.replay.events: codec, SHA-256, zstd)
     SNAP  the snapshot manifests the recording needs (keyframes, loads), in id order
     BLOB  the blobs those snapshots need (chrono.store.blobs: codec + payload): first
           states, device trees and page-table leaves, then the pages under the
@@ -57,9 +57,9 @@ from chrono.store.pagetable import LEAF_BYTES, LEAF_PAGES, pages_for
 from chrono.store.store import Reader, Store, check_ref_name, ref_name_problem
 from chrono.store.traces import (TRACE_FORMAT, TRACE_ID_BYTES, Keyframe, TraceFormatError,
                                  TraceManifest, all_traces, read_trace)
-from chrono.trace.events import (CONSOLE, ENTROPY, KEYFRAME, LOAD, MAX_CHUNK, SKIP, Event,
+from chrono.replay.events import (CONSOLE, ENTROPY, KEYFRAME, LOAD, MAX_CHUNK, SKIP, Event,
                                  chunk_key, encode_events, pack_chunk)
-from chrono.trace.verify import CHUNK_KEY_SIZE, LogCheck
+from chrono.replay.verify import CHUNK_KEY_SIZE, LogCheck
 
 MAGIC = b"CHRONO-TRACE\n"
 FORMAT = 1
@@ -177,7 +177,7 @@ def export_bundle(store: Store, name: str, path, start: int | None = None,
 def _trim(store: Store, m: TraceManifest, start: int | None, end: int | None):
     """(manifest, chunks, replayer) of the window start..end of `m` (see export_bundle);
     the replayer holds the end snapshot until it is closed."""
-    from chrono.trace.replay import Replayer
+    from chrono.replay.replay import Replayer
 
     last = m.end_position if m.complete else m.keyframes[-1].position
     start = m.start_position if start is None else start

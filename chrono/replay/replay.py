@@ -25,7 +25,7 @@ from chrono.errors import DivergenceError, StoreCorruptError, UsageError
 from chrono.store.capture import guest_from_snapshot
 from chrono.store.store import Store
 from chrono.store.traces import TraceManifest, read_trace
-from chrono.trace.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
+from chrono.replay.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
                                  EventFormatError, chunk_base, decode_events, digest_differences,
                                  light_digest, unpack_chunk)
 

@@ -26,7 +26,7 @@ import zstandard
 from chrono.core.machine import PAGE_SIZE, Watch
 from chrono.core.board import RAM_BASE
 from chrono.errors import UsageError
-from chrono.trace.timeline import Checkpoint, Timeline
+from chrono.replay.timeline import Checkpoint, Timeline
 
 INTERVAL = 1 << 20          # instructions per index entry
 CHECKPOINT = 1 << 26        # instructions between the index's checkpoints

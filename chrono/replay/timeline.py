@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from chrono.core.machine import Stop, Watch
 from chrono.errors import StoreError, UsageError
 from chrono.store.store import Store
-from chrono.trace.events import INPUT_KINDS, KEYFRAME
-from chrono.trace.replay import RUNNING_STOPS, Replayer, trace_events
+from chrono.replay.events import INPUT_KINDS, KEYFRAME
+from chrono.replay.replay import RUNNING_STOPS, Replayer, trace_events
 
 SLICE = 1 << 22             # steps per run call while an interrupt may come (~20 ms)
 COARSE = 1 << 26            # temporary checkpoints on long forward runs (~0.3 s of replay)
