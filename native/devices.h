@@ -46,7 +46,7 @@ struct uart_state {
     uint8_t thre_pending;       /* transmit-empty interrupt armed (cleared by IIR read / THR write) */
     uint8_t pad;
     uint16_t rx_from_host;      /* bit per FIFO slot: the byte came from the host (not loopback) */
-    uint16_t empty_polls;       /* LSR reads that found no data (saturating), see uart.c */
+    uint16_t empty_polls;       /* empty LSR reads in a row, nothing else between (saturating), see uart.c */
 };
 
 struct rtc_state {

@@ -22,7 +22,7 @@ enum { REG_RBR = 0, REG_IER = 1, REG_IIR = 2, REG_LCR = 3,
 #define LSR_TEMT 0x40
 #define MSR_IDLE 0xb0           /* DCD | DSR | CTS: a modem that is always there */
 #define RX_SIZE 16
-#define POLLING_GUEST 1000      /* empty-LSR reads that make a guest a polling console */
+#define POLLING_GUEST 1000      /* empty-LSR reads in a row that make a guest a polling console */
 _Static_assert(sizeof ((struct uart_state){ 0 }).rx_fifo == RX_SIZE, "rx_fifo size");
 
 /* Highest-priority interrupt cause, as IIR bits 3:0. */
@@ -87,6 +87,8 @@ static bool uart_read(struct machine *m, uint64_t offset, int size, uint64_t *va
     uint8_t v = 0;
 
     (void)size;
+    if (offset != REG_LSR)
+        u->empty_polls = 0;             /* not a loop waiting for data: see uart_wants_input */
     switch (offset) {
     case REG_RBR:
         if (dlab) {
@@ -121,7 +123,9 @@ static bool uart_read(struct machine *m, uint64_t offset, int size, uint64_t *va
         break;
     case REG_LSR:
         v = LSR_THRE | LSR_TEMT | (u->rx_count ? LSR_DR : 0);
-        if (!u->rx_count && u->empty_polls < POLLING_GUEST) {
+        if (u->rx_count)
+            u->empty_polls = 0;
+        else if (u->empty_polls < POLLING_GUEST) {
             u->empty_polls++;
             if (u->empty_polls == POLLING_GUEST && m->input_waiting)
                 machine_request_stop(m, CHRONO_STOP_INPUT, 0);
@@ -147,6 +151,7 @@ static bool uart_write(struct machine *m, uint64_t offset, int size, uint64_t va
     uint8_t v = (uint8_t)value;
 
     (void)size;
+    u->empty_polls = 0;                 /* printing or configuring, not waiting for data */
     switch (offset) {
     case REG_RBR:                       /* THR */
         if (dlab) {
@@ -200,10 +205,15 @@ void uart_reset(struct machine *m)
     plic_set_level(m, UART_IRQ, 0);
 }
 
-/* The host delivers input only to a guest that is ready for it: one that
- * enabled the receive interrupt, or one that keeps polling the line status
- * (a polling console).  Drivers read and reset the receiver while they
- * initialize; input delivered before then would be lost. */
+/* The host delivers input only to a guest that can keep it: one that enabled
+ * the receive interrupt, or one polling the line status for data right now
+ * (POLLING_GUEST empty LSR reads in a row, no other UART access between).
+ * Firmware and kernels read LSR before every byte they print, so a count that
+ * survived THR writes would call any chatty boot "polling"; Linux's 8250
+ * start-up then clears the FIFO and reads RBR twice to drop stale bytes
+ * before it enables the receive interrupt, and input delivered meanwhile
+ * was lost.  Both conditions are guest-visible state, so delivery points are
+ * deterministic and a replay finds them at the same instructions. */
 bool uart_wants_input(struct machine *m)
 {
     return (m->uart.ier & IER_RDA) || m->uart.empty_polls >= POLLING_GUEST;

@@ -26,9 +26,6 @@ pytestmark = pytest.mark.network
 from chronocmd import CHRONO
 BOOT_TIMEOUT = 300
 READY = "chrono-debian: shell ready"
-# Busybox's shell start-up discards a few bytes of tty input that arrived
-# before it: lead with blank lines so only those are lost.
-LEAD = "\n" * 4
 MONITOR = "\x01c"
 HOST_TOOLS = {"PATH": os.environ["PATH"] + ":/usr/sbin:/sbin"}
 
@@ -70,7 +67,7 @@ def committed_boot(debian, xdg_cache, tmp_path_factory):
         "cat /sys/class/misc/hw_random/rng_current",
         "head -c 16 /dev/hwrng | od -x; head -c 16 /dev/hwrng | od -x",
     ]
-    script = LEAD + "".join(wrapped(i, c) for i, c in enumerate(commands, 1)) + "poweroff\n"
+    script = "".join(wrapped(i, c) for i, c in enumerate(commands, 1)) + "poweroff\n"
     before = time.time()
     proc, out, err = chrono_run(["debian", "--disk", str(disk), "--commit"], script,
                                 xdg_cache, work)
@@ -153,7 +150,7 @@ def snapshot_boot(committed_boot, xdg_cache, tmp_path_factory):
     work = tmp_path_factory.mktemp("debian-snap")
     disk, store = committed_boot["disk"], work / "store"
     image_before = disk.read_bytes()
-    script = (LEAD + wrapped(1, "cat /mnt/proof.txt")
+    script = (wrapped(1, "cat /mnt/proof.txt")
               + MONITOR + "savevm booted\n" + MONITOR
               + wrapped(2, "echo after-save > /mnt/later.txt && sync && ls /mnt")
               + MONITOR + "loadvm booted\n" + MONITOR
