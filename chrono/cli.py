@@ -15,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 from chrono.core.board import parse_ram_size
+from chrono.core.console import Terminated
 from chrono.errors import ChronoError, UsageError
 
 
@@ -30,6 +31,9 @@ class ChronoGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("chrono: interrupted", err=True)
             ctx.exit(130)
+        except Terminated as e:
+            click.echo(f"chrono: terminated by {e.name}", err=True)
+            ctx.exit(128 + e.signum)
 
 
 @click.group(cls=ChronoGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,7 +159,8 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
     console = Console()
     try:
         started.announce(console)
-        session = Session(guest.machine, reboot=started.reboot, monitor=monitor)
+        session = Session(guest.machine, reboot=started.reboot, monitor=monitor,
+                          restored=started.restored is not None)
         outcome = None
         if gdb_port is not None:
             outcome = _under_gdb(gdb_port, guest, session, console, open_snapshots)

@@ -49,12 +49,13 @@ def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size
                           ram_size=ram_size)
     snapshots = started.snapshots or Snapshots(Store.open(store_path, create=True), started.guest)
     outcome = record_session(snapshots, name, keyframe_interval, started.reboot, max_insns, pace,
-                             announce=started.announce)
+                             announce=started.announce, restored=started.restored is not None)
     finish_run(_Messages(), outcome, started, commit)
 
 
 def record_session(snapshots, name, keyframe_interval, reboot, max_insns, pace,
-                   announce=lambda console: None, parent: dict | None = None):
+                   announce=lambda console: None, parent: dict | None = None,
+                   restored: bool = False):
     """Record the guest of `snapshots` at the console until it ends; the outcome."""
     from chrono.core.console import Console
     from chrono.core.session import Session
@@ -73,7 +74,7 @@ def record_session(snapshots, name, keyframe_interval, reboot, max_insns, pace,
         announce(console)
         console.message(f"recording {name} (Ctrl-A x ends it)")
         session = Session(recorder.proxy, monitor=monitor,
-                          reboot=recorder.reboot if reboot else None)
+                          reboot=recorder.reboot if reboot else None, restored=restored)
         outcome = session.run(console, max_steps=max_insns, paced=pace)
     finally:
         console.close()

@@ -2,8 +2,9 @@
 console, in the spirit of QEMU's human monitor.
 
 Each command is one line; the reply is text plus an action for the session
-(quit, stop, cont, restored).  Errors caused by the user (unknown snapshot,
-damaged store...) are replies, not exceptions: the guest keeps running.
+(quit, stop, cont, restored, or pending: savevm's report comes later, from
+poll()).  Errors caused by the user (unknown snapshot, damaged store...) are
+replies, not exceptions: the guest keeps running.
 The store is opened on first use, so a run that never saves creates nothing.
 """
 from __future__ import annotations
@@ -104,7 +105,7 @@ class Monitor:
             self._recorder.savevm(name)
         else:
             self.snapshots.save(name, background=True)
-        return MonitorReply()
+        return MonitorReply("", "pending")
 
     def poll(self) -> str:
         """A finished background savevm's report (or error), once; else ''."""

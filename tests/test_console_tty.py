@@ -2,6 +2,7 @@
 terminal would drive it: raw mode, Ctrl-A keys, terminal restored at exit."""
 import os
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -94,3 +95,54 @@ def test_guest_failure_exit_restores_the_terminal(terminal):
     t.expect(b"TRAP")
     assert t.proc.wait(timeout=10) == 1
     assert termios.tcgetattr(t.slave) == t.before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_terminating_signal_restores_the_terminal(terminal, signum):
+    t = terminal("run")
+    t.expect(b"demo> ")
+    t.proc.send_signal(signum)
+    assert t.proc.wait(timeout=10) == 128 + signum
+    assert termios.tcgetattr(t.slave) == t.before
+    t.expect(f"chrono: terminated by {signal.Signals(signum).name}".encode())
+
+
+def test_keys_typed_while_chrono_starts_reach_the_guest(terminal):
+    t = terminal("run")
+    t.type(b"echo typed-ahead\r")        # before chrono has even put the terminal in raw mode
+    t.expect(b"typed-ahead\r\ndemo> ")
+    t.type(b"\x01x")
+    assert t.proc.wait(timeout=10) == 0
+
+
+@pytest.fixture
+def saved_demo(tmp_path):
+    """A store holding `booted`: the demo guest saved at its prompt."""
+    store = tmp_path / "store"
+    proc = subprocess.run(CHRONO + ["run", "--store", str(store)], input=b"\x01csavevm booted\n",
+                          capture_output=True, timeout=60)
+    assert b"saved booted (" in proc.stdout, proc.stdout + proc.stderr
+    return store
+
+
+def test_run_from_at_a_terminal_says_the_guest_is_waiting(terminal, saved_demo):
+    t = terminal("run", "--from", "booted", "--store", str(saved_demo))
+    t.expect(b"the guest is waiting for input")       # without a key pressed
+    t.type(b"echo back\r")
+    t.expect(b"back\r\ndemo> ")
+    t.type(b"\x01x")
+    assert t.proc.wait(timeout=10) == 0
+
+
+def test_savevm_prints_its_result_before_the_next_prompt(terminal, tmp_path):
+    t = terminal("run", "--store", str(tmp_path / "store"))
+    t.expect(b"demo> ")
+    t.type(b"\x01c")
+    t.expect(b"(chrono) ")
+    t.type(b"savevm s1\r")
+    seen = t.expect(b"saved s1 (")
+    after_command = seen[seen.index(b"savevm s1"):]
+    assert b"(chrono)" not in after_command, after_command
+    seen = t.expect(b"in all\r\n(chrono) ")
+    t.type(b"quit\r")
+    assert t.proc.wait(timeout=10) == 0

@@ -1,6 +1,6 @@
-"""The fast-boot story at a real terminal, on Debian: boot, Ctrl-A c
-`savevm booted`, quit; then `chrono run --from booted` is at a live shell at
-once.  Marked `network`: it needs the fetched Debian guest."""
+"""The fast-boot story at a real terminal, on Debian: a line typed ahead while
+it boots, boot, Ctrl-A c `savevm booted`, quit; then `chrono run --from booted`
+is at a live shell at once.  Marked `network`: it needs the fetched Debian guest."""
 import os
 import re
 import shutil
@@ -24,7 +24,9 @@ def test_savevm_at_the_terminal_then_run_from_gives_a_live_shell(debian, home):
     shutil.copyfile(debian.path / debian.manifest.disk, disk)
     first = Terminal(["run", "debian", "--disk", str(disk), "--store", str(home / "store")])
     try:
+        first.type(b"echo ear''ly-$((6*7))\r")       # typed ahead, while the guest boots
         first.expect(b"chrono-debian: shell ready", timeout=180)
+        first.expect(b"\nearly-42\r\n")              # the shell got the whole line
         first.type(b"\r")
         first.expect(b"/ # ")
         first.type(b"echo before-save > /tmp/mark; echo SA\"\"VED\r")

@@ -38,6 +38,7 @@ def recorded(debian, xdg_cache, tmp_path_factory):
 def test_the_recorded_session_ran_the_commands(recorded):
     out = recorded["proc"].stdout
     assert "typed-42" in out
+    assert "/ # " + SCRIPT.split("\n")[0] + "\n" in out     # the first typed line, whole
     assert "lost+found" in out and "\nx" in out.replace("  ", "\n")
     m = recorded["manifest"]
     assert m.complete and m.outcome == "poweroff"

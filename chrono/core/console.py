@@ -7,14 +7,19 @@ work the same with a terminal and with piped input, so scripts can drive the
 monitor too (`printf 'ls\\n\\001csavevm s1\\n'`).  With a terminal, stdin is
 put in raw mode (restored on every exit path by close(), which the caller
 runs in a finally block); with pipes or files the terminal is not touched.
+SIGTERM and SIGHUP raise Terminated while a Console is open, so they unwind
+through those finally blocks like Ctrl-C does, instead of killing chrono
+with the terminal left raw (or a recording unfinished).
 """
 from __future__ import annotations
 
 import enum
 import os
 import select
+import signal
 import sys
 import termios
+import threading
 import tty
 from dataclasses import dataclass
 
@@ -42,6 +47,22 @@ class MonitorLine:
 
 Event = bytes | MonitorLine | Command
 
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP during a session.  A BaseException, like
+    KeyboardInterrupt, so that no `except Exception` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
 
 class Console:
     """Reads host input for the guest and the monitor, writes guest output."""
@@ -58,15 +79,33 @@ class Console:
         self._line_start = True         # the last byte written ended a line
         self._saved_tty = None
         self._escape = False
+        self._saved_handlers = self._catch_ending_signals()
         if self.interactive:
             self._saved_tty = termios.tcgetattr(self._fd)
-            tty.setraw(self._fd)
+            # TCSANOW, not setraw's default TCSAFLUSH: keys typed while chrono
+            # started are input for the guest, not to be thrown away.
+            tty.setraw(self._fd, termios.TCSANOW)
+
+    @staticmethod
+    def _catch_ending_signals() -> dict:
+        """Signals that would kill chrono outright raise Terminated instead
+        (only those left at their default: `nohup` and the like win)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, _terminate) for sig in ENDING_SIGNALS
+                if signal.getsignal(sig) is signal.SIG_DFL}
 
     def close(self) -> None:
-        """Restore the terminal.  Safe to call more than once."""
+        """Restore the terminal and the signal handlers.  Safe to call more than once."""
         if self._saved_tty is not None:
-            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_tty)
-            self._saved_tty = None
+            saved, self._saved_tty = self._saved_tty, None
+            try:
+                termios.tcsetattr(self._fd, termios.TCSADRAIN, saved)
+            except termios.error:
+                pass                    # the terminal hung up: nothing left to restore
+        for sig, handler in self._saved_handlers.items():
+            signal.signal(sig, handler)
+        self._saved_handlers = {}
         self.flush()
 
     # ---- output -------------------------------------------------------------

@@ -66,7 +66,8 @@ class MonitorReply:
     """What a monitor command printed and what the session should do next."""
 
     text: str = ""
-    action: str | None = None     # None, "quit", "stop", "cont", "restored"
+    action: str | None = None     # None, "quit", "stop", "cont", "restored",
+                                  # "pending": the result comes later, from monitor.poll()
 
 
 class Pacer:
@@ -83,11 +84,19 @@ class Pacer:
         return target - time.monotonic()
 
 
+WAITING_NOTE = ("the guest is waiting for input; its screen from before the snapshot "
+                "is not redrawn (Enter gives a shell a new prompt)")
+
+
 class Session:
     def __init__(self, machine: Machine, reboot: Callable[[], None] | None = None,
                  monitor: Callable[[str], MonitorReply] | None = None,
-                 entropy: Callable[[int], bytes] = os.urandom):
+                 entropy: Callable[[int], bytes] = os.urandom, restored: bool = False):
+        """`restored`: the machine comes from a snapshot (`run --from`), so the
+        terminal shows nothing of it yet; a guest that waits there without
+        printing gets WAITING_NOTE on stderr, lest the user think it hung."""
         self.machine = machine
+        self._note_waiting = restored
         self.entropy = entropy                  # n -> n bytes for the guest's virtio-rng
         self.reboot = reboot
         self.monitor = monitor
@@ -147,8 +156,8 @@ class Session:
             console.leave_monitor()
         elif reply.action == "restored":
             self._restored = True
-        if not self._quit and console.in_monitor:
-            console.monitor_prompt()
+        if not self._quit and console.in_monitor and reply.action != "pending":
+            console.monitor_prompt()        # a pending command's prompt follows its result
 
     def _monitor_poll(self, console: Console) -> None:
         """Reports the monitor has for us between slices (a savevm that finished)."""
@@ -192,7 +201,7 @@ class Session:
         always_paced = console.interactive if paced is None else paced
         pacer = Pacer(m) if always_paced else None
         settled = False
-        last_activity = m.vclock            # console output or input taken, in guest time
+        last_activity = start_vclock = m.vclock   # console output or input taken, in guest time
 
         def outcome(kind, code=0, detail=""):
             return Outcome(kind, code, m.steps - start, detail)
@@ -238,6 +247,8 @@ class Session:
                 self.pending.appendleft(returned)
             if output or self._queued_bytes() != queued or returned:
                 last_activity = m.vclock
+            if self._note_waiting:
+                self._waiting_note(console, result, output, start_vclock)
             settled = False
             if result.reason == Stop.IDLE and self._command_waiting():
                 quiet_at = last_activity + QUIET_NS
@@ -272,6 +283,16 @@ class Session:
                 if console.eof and not self.pending and not result.has_deadline:
                     return outcome("input-ended", 0,
                                    "the guest is waiting for input and the input has ended")
+
+    def _waiting_note(self, console: Console, result, output: bytes, since: int) -> None:
+        """Say once that a restored guest waits, if it printed nothing and the
+        user typed nothing (only on the host's stderr: the guest sees nothing)."""
+        if output or self.pending or not console.interactive:
+            self._note_waiting = False      # the guest drew something, or the user acts
+        elif result.reason == Stop.IDLE and (not result.has_deadline
+                                             or self.machine.vclock >= since + QUIET_NS):
+            console.message(WAITING_NOTE)
+            self._note_waiting = False
 
     def _idle(self, console: Console, pacer: Pacer | None, result) -> None:
         """The guest waits and nothing is queued: advance time or wait for input."""
