@@ -140,9 +140,24 @@ def test_savevm_prints_its_result_before_the_next_prompt(terminal, tmp_path):
     t.type(b"\x01c")
     t.expect(b"(chrono) ")
     t.type(b"savevm s1\r")
-    seen = t.expect(b"saved s1 (")
-    after_command = seen[seen.index(b"savevm s1"):]
-    assert b"(chrono)" not in after_command, after_command
     seen = t.expect(b"in all\r\n(chrono) ")
+    after_command = seen[seen.index(b"savevm s1"):]
+    assert after_command.index(b"saved s1 (") < after_command.index(b"(chrono)"), after_command
     t.type(b"quit\r")
     assert t.proc.wait(timeout=10) == 0
+
+
+def test_sigterm_during_a_recording_finishes_it(terminal, tmp_path):
+    store = str(tmp_path / "store")
+    t = terminal("record", "--store", store, "--name", "cut")
+    t.expect(b"demo> ")
+    t.type(b"echo one\r")
+    t.expect(b"one\r\ndemo> ")
+    t.proc.send_signal(signal.SIGTERM)
+    assert t.proc.wait(timeout=20) == 128 + signal.SIGTERM
+    assert termios.tcgetattr(t.slave) == t.before
+    t.expect(b"chrono: recorded cut: ")
+    replayed = subprocess.run(CHRONO + ["replay", "--store", store, "cut"], capture_output=True,
+                              text=True, timeout=60)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "demo> echo one\none\n" in replayed.stdout

@@ -123,7 +123,7 @@ class Console:
             pass
 
     def _newline(self) -> str:
-        return "\r\n" if self.interactive else "\n"
+        return "\r\n" if self._saved_tty is not None else "\n"   # raw: no CR added for us
 
     def message(self, text: str) -> None:
         """A line from chrono itself (not the guest), kept apart from guest output."""
