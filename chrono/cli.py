@@ -32,7 +32,10 @@ class ChronoGroup(click.Group):
             click.echo("chrono: interrupted", err=True)
             ctx.exit(130)
         except Terminated as e:
-            click.echo(f"chrono: terminated by {e.name}", err=True)
+            try:
+                click.echo(f"chrono: terminated by {e.name}", err=True)
+            except OSError:
+                pass                    # SIGHUP: the terminal may be gone
             ctx.exit(128 + e.signum)
 
 

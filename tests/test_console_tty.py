@@ -161,3 +161,34 @@ def test_sigterm_during_a_recording_finishes_it(terminal, tmp_path):
                               text=True, timeout=60)
     assert replayed.returncode == 0, replayed.stderr
     assert "demo> echo one\none\n" in replayed.stdout
+
+
+def test_closing_the_terminal_ends_chrono_as_sighup():
+    """The terminal window closes: the kernel hangs up chrono's controlling
+    terminal, and chrono ends (status 129) without a write to it failing."""
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.close(slave)
+
+    def own_terminal():                 # a session whose controlling terminal is the pty
+        os.setsid()
+        fd = os.open(path, os.O_RDWR)
+        for std in (0, 1, 2):
+            os.dup2(fd, std)
+
+    proc = subprocess.Popen(CHRONO + ["run"], preexec_fn=own_terminal, close_fds=True)
+    try:
+        seen = b""
+        while b"demo> " not in seen:
+            ready, _, _ = select.select([master], [], [], 20)
+            assert ready, f"no prompt; saw {seen!r}"
+            seen += os.read(master, 4096)
+        os.close(master)
+        master = None
+        assert proc.wait(timeout=20) == 128 + signal.SIGHUP
+    finally:
+        if master is not None:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
