@@ -474,7 +474,8 @@ def query_hits(ctx, pc, start, end, store_here):
     for position in found.positions:
         click.echo(position)
     more = f" (only the first {len(found.positions)} listed)" if found.truncated else ""
-    click.echo(f"{len(found.positions)} hits of pc {pc:#x}{more}", err=True)
+    from chrono.render import plural
+    click.echo(f"{plural(len(found.positions), 'hit')} of pc {pc:#x}{more}", err=True)
 
 
 @query_group.command("diff")
@@ -537,4 +538,5 @@ def query_output(ctx, text, store_here):
     found = output(t, text)
     for p in found:
         click.echo(f"position {p.last} (from {p.first}): {p.context}")
-    click.echo(f"{len(found)} occurrences of {text!r}", err=True)
+    from chrono.render import plural
+    click.echo(f"{plural(len(found), 'occurrence')} of {text!r}", err=True)

@@ -2,6 +2,7 @@
 CliRunner for the everyday commands, a real subprocess where the store is
 damaged (one clear line, an exit status, no traceback, nothing changed)."""
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -160,6 +161,12 @@ def test_a_flipped_byte_in_data_mdb_is_reported_by_name_without_a_traceback(snap
     key = encode_blob(noise)[0].hex()
     assert key in proc.stdout and sid in proc.stdout
     assert key in one_error_line(proc.stderr)
+    as_json = chrono("store", "verify", "--json", "--store", path)
+    assert as_json.returncode == 7 and key in one_error_line(as_json.stderr)
+    report = json.loads(as_json.stdout)
+    assert report["sound"] is False
+    assert {"object": "blob", "name": key} in [{k: p[k] for k in ("object", "name")}
+                                               for p in report["problems"]]
     # Snapshots not using the blob still work; the damaged page is named when read.
     assert chrono("snap", "diff", "booted", "work", "--store", path).returncode == 0
     assert (path / "data.mdb").read_bytes() == damaged        # read-only commands wrote nothing
