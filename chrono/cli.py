@@ -445,7 +445,7 @@ def snap_group():
 @json_option
 def snap_list(show_all, store_path, as_json):
     """The named snapshots, oldest first: names, id, creation time, position
-    (instructions and virtual time), parent, and what keeps each one.
+    (instructions and virtual time), and what keeps each one.
 
     `chrono store gc` removes the snapshots nothing keeps: no name (savevm,
     `snap tag`), no recording, no running guest.
@@ -460,19 +460,17 @@ def snap_list(show_all, store_path, as_json):
         everything = list(r.snapshots())
     rows = [(sid, m) for sid, m in everything if show_all or holders.of(sid).names]
     groups = snapshot_order(rows, holders)
-    if as_json:
-        show(None, {"store": str(store_path), "all": show_all,
-                    "snapshots": [snapshot_record(sid, m, holders)
-                                  for group in groups for sid, m in group]}, True)
-        return
     hidden = len(everything) - len(rows)
     more = f"; --all shows {plural(hidden, 'more snapshot')}" if hidden else ""
-    if not rows:
+    if not rows and not as_json:
         click.echo(f"no {'' if show_all else 'named '}snapshots in store {store_path}{more}")
         return
     title = f"{plural(len(rows), 'snapshot' if show_all else 'named snapshot')} in store " \
             f"{store_path}{more}"
-    show(snapshots_table(groups, holders, title))
+    show(snapshots_table(groups, holders, title),
+         {"store": str(store_path), "all": show_all,
+          "snapshots": [snapshot_record(sid, m, holders) for group in groups for sid, m in group]},
+         as_json)
 
 
 @snap_group.command("info")

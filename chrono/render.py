@@ -135,8 +135,8 @@ def plain_lines(grid: Grid) -> list[str]:
 
 def aligned_lines(grid: Grid) -> list[str]:
     """Space-aligned columns with a header line, for the (chrono) monitor."""
-    table = plain_lines(Grid(grid.title, grid.columns, True, rows=grid.rows))
-    cells = [line.split("\t") for line in table]
+    cells = [[c.header for c in grid.columns]]
+    cells += [[plain_cell(cell) for cell in row] for row in grid.rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(grid.columns))]
     return ["  ".join((cell.rjust(w) if col.right else cell.ljust(w))
                       for cell, w, col in zip(row, widths, grid.columns)).rstrip()
@@ -148,7 +148,7 @@ def rich_table(grid: Grid):
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=grid.title or None, title_justify="left", show_header=grid.header,
+    table = Table(title=Text(grid.title) if grid.title else None, title_justify="left", show_header=grid.header,
                   show_lines=grid.lines, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   collapse_padding=True)
     for col in grid.columns:

@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from chrono.core.board import RAM_BASE
-from chrono.render import Grid, columns, instructions, iso_utc, plural, vtime, when
+from chrono.render import Grid, columns, iso_utc, plural, vtime, when
 from chrono.store import PAGE_SIZE, ZERO_HASH, Manifest, SnapshotDiff, StoreStats, VerifyReport
 from chrono.store.holders import Holders, SnapshotHolders
 

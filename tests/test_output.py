@@ -13,7 +13,6 @@ import shlex
 import shutil
 import struct
 import subprocess
-import sys
 import termios
 
 import pytest
