@@ -459,7 +459,7 @@ def snap_list(show_all, store_path, as_json):
         holders = snapshot_holders(r)
         everything = list(r.snapshots())
     rows = [(sid, m) for sid, m in everything if show_all or holders.of(sid).names]
-    groups = snapshot_order(rows, holders)
+    groups = snapshot_order(rows, holders, grouped=show_all)
     hidden = len(everything) - len(rows)
     more = f"; --all shows {plural(hidden, 'more snapshot')}" if hidden else ""
     if not rows and not as_json:

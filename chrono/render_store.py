@@ -150,15 +150,17 @@ def _lease(lease: str) -> str:
 Row = tuple[str, Manifest]
 
 
-def snapshot_order(rows: list[Row], holders: SnapshotHolders) -> list[list[Row]]:
-    """Groups for `snap list --all`: named snapshots, then each recording's
-    (keyframes and loads), then those only a running guest holds, then those gc
-    removes; each group oldest first."""
+def snapshot_order(rows: list[Row], holders: SnapshotHolders, grouped: bool) -> list[list[Row]]:
+    """Oldest first, in one group; or `grouped` (`snap list --all`): named
+    snapshots, then each recording's (keyframes and loads), then those only a
+    running guest holds, then those gc removes; each group oldest first."""
     groups: dict[tuple, list[Row]] = {}
     recordings = sorted({r for sid, _ in rows for r in holders.of(sid).recordings})
     for sid, m in rows:
         h = holders.of(sid)
-        if h.recordings:
+        if not grouped:
+            key = (0,)
+        elif h.recordings:
             key = (1, recordings.index(h.recordings[0]))
         elif h.names:
             key = (0,)
