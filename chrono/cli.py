@@ -85,6 +85,12 @@ def store_option(command):
                         help="Snapshot store directory.")(command)
 
 
+def json_option(command):
+    """--json: the command's output as JSON (docs/output.md gives each shape)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print JSON instead of a table (shapes: docs/output.md).")(command)
+
+
 def guest_options(command):
     """The options that say which guest to start (shared by run and record)."""
     for option in reversed(_GUEST_OPTIONS):
@@ -310,23 +316,21 @@ def guest_fetch(name, force, mirror):
 
 
 @guest.command("list")
-def guest_list():
+@json_option
+def guest_list(as_json):
     """List the guests in the cache: name, size on disk, package versions, path."""
-    from rich.console import Console
-
     from chrono.guests import list_guests
     from chrono.guests.cache import cache_root
-    from chrono.render_guests import guests_table
+    from chrono.render import show
+    from chrono.render_guests import guest_record, guests_table
 
     guests = list_guests()
-    if not guests:
+    if not guests and not as_json:
         click.echo(f"no guests cached in {cache_root()}; fetch one with "
                    "`chrono guest fetch debian`")
         return
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)        # pipes and files: no wrapping inside cells
-    console.print(guests_table(guests))
+    show(guests_table(guests), {"cache": str(cache_root()),
+                                "guests": [guest_record(g) for g in guests]}, as_json)
 
 
 # ---- the snapshot store ------------------------------------------------------------------
@@ -343,18 +347,22 @@ def store_group():
 
 @store_group.command("stats")
 @store_option
-def store_stats(store_path):
+@json_option
+def store_stats(store_path, as_json):
     """Counts and sizes: snapshots, blobs, logical vs stored bytes, dedup ratio."""
-    from chrono.render_store import console, stats_table
+    from chrono.render import show
+    from chrono.render_store import stats_record, stats_table
     from chrono.store import Store, stats
 
     with Store(store_path, readonly=True) as store:
-        console().print(stats_table(stats(store)))
+        s = stats(store)
+    show(stats_table(s), stats_record(s), as_json)
 
 
 @store_group.command("verify")
 @store_option
-def store_verify(store_path):
+@json_option
+def store_verify(store_path, as_json):
     """Check every blob's hash and codec, every snapshot's references, every ref
     and every recording's log.
 
@@ -362,41 +370,50 @@ def store_verify(store_path):
     is damaged (each problem is listed with the name of the damaged object).
     """
     from chrono.errors import StoreCorruptError
-    from chrono.render_store import console, problems_table, verify_progress
+    from chrono.render import plural, show
+    from chrono.render_store import problems_table, verify_progress, verify_record
     from chrono.store import Store, verify
     from chrono.store.verify import Problem
     from chrono.replay.verify import verify_traces
 
-    out = console()
-    with Store(store_path, readonly=True) as store, verify_progress(out) as progress:
+    with Store(store_path, readonly=True) as store, verify_progress() as progress:
         report = verify(store, progress)
         traces = verify_traces(store)
     report.problems += [Problem("recording", t.name, p) for t in traces for p in t.problems]
+    show(problems_table(report) if report.problems else None,
+         verify_record(report, len(traces)), as_json)
     if report.problems:
-        out.print(problems_table(report))
         first = report.problems[0]
-        raise StoreCorruptError(f"store {store_path} is damaged: {len(report.problems)} problems, "
-                                f"the first: {first}")
-    click.echo(f"store {store_path} is sound: {report.blobs} blobs, {report.snapshots} snapshots "
-               f"({report.pages} page references), {report.refs} names, {len(traces)} "
-               f"recordings checked")
+        raise StoreCorruptError(f"store {store_path} is damaged: "
+                                f"{plural(len(report.problems), 'problem')}, the first: {first}")
+    if not as_json:
+        click.echo(f"store {store_path} is sound: {plural(report.blobs, 'blob')}, "
+                   f"{plural(report.snapshots, 'snapshot')} "
+                   f"({plural(report.pages, 'page reference')}), {plural(report.refs, 'name')}, "
+                   f"{plural(len(traces), 'recording')} checked")
 
 
 @store_group.command("gc")
 @store_option
 def store_gc(store_path):
-    """Delete the snapshots and blobs no name reaches (`chrono snap rm` removes names)."""
+    """Delete the snapshots that no name, recording or running guest keeps, and
+    the pages only they used.
+
+    Names come from savevm and `chrono snap tag` (`chrono snap rm` removes
+    them); a recording keeps its keyframes and the snapshots its log loads
+    until `chrono trace rm`.  `chrono snap list --all` shows what keeps each
+    snapshot.
+    """
+    from chrono.render import plural
     from chrono.render_store import size
     from chrono.store import Store, gc
 
     with Store(store_path) as store:
         report = gc(store)
-    def count(n, what):
-        return f"{n} {what}{'' if n == 1 else 's'}"
-
-    click.echo(f"removed {count(report.snapshots_removed, 'snapshot')} and "
-               f"{count(report.blobs_removed, 'blob')} ({size(report.bytes_freed)}); kept "
-               f"{count(report.snapshots_kept, 'snapshot')} and {count(report.blobs_kept, 'blob')}")
+    click.echo(f"removed {plural(report.snapshots_removed, 'snapshot')} and "
+               f"{plural(report.blobs_removed, 'blob')} ({size(report.bytes_freed)}); kept "
+               f"{plural(report.snapshots_kept, 'snapshot')} and "
+               f"{plural(report.blobs_kept, 'blob')}")
     if report.bytes_freed:
         click.echo("the freed space is reused by later snapshots; `chrono store compact` "
                    "shrinks the file")
@@ -422,60 +439,79 @@ def snap_group():
     """List, inspect, name, remove and compare snapshots.
 
     A snapshot is named by a ref (e.g. `booted`), by its id, or by a unique
-    prefix of its id (at least 4 hex digits).
+    prefix of its id (at least 4 hex digits).  Recordings keep snapshots of
+    their own (keyframes): `chrono snap list --all` shows them under their
+    recording.
     """
 
 
-def _names_by_id(refs: dict[str, str]) -> dict[str, list[str]]:
-    names: dict[str, list[str]] = {}
-    for name, sid in refs.items():
-        names.setdefault(sid, []).append(name)
-    return names
-
-
 @snap_group.command("list")
+@click.option("--all", "show_all", is_flag=True,
+              help="Every snapshot in the store: also the keyframes of recordings (grouped "
+                   "by recording), those running guests hold, and those gc removes.")
 @store_option
-def snap_list(store_path):
-    """Every snapshot, oldest first: names, id, creation time, position, sizes."""
-    from chrono.render_store import console, snapshots_table
+@json_option
+def snap_list(show_all, store_path, as_json):
+    """The named snapshots, oldest first: names, id, creation time, position
+    (instructions and virtual time), and what keeps each one.
+
+    `chrono store gc` removes the snapshots nothing keeps: no name (savevm,
+    `snap tag`), no recording, no running guest.
+    """
+    from chrono.render import plural, show
+    from chrono.render_store import snapshot_order, snapshot_record, snapshots_table
     from chrono.store import Store
+    from chrono.store.holders import snapshot_holders
 
     with Store(store_path, readonly=True) as store, store.reader() as r:
-        names = _names_by_id(r.refs())
-        rows = sorted(((sid, m, names.get(sid, [])) for sid, m in r.snapshots()),
-                      key=lambda row: (row[1].created_ns, row[0]))
-    if not rows:
-        click.echo(f"no snapshots in store {store_path}")
+        holders = snapshot_holders(r)
+        everything = list(r.snapshots())
+    rows = [(sid, m) for sid, m in everything if show_all or holders.of(sid).names]
+    groups = snapshot_order(rows, holders, grouped=show_all)
+    hidden = len(everything) - len(rows)
+    more = f"; --all shows {plural(hidden, 'more snapshot')}" if hidden else ""
+    if not rows and not as_json:
+        click.echo(f"no {'' if show_all else 'named '}snapshots in store {store_path}{more}")
         return
-    console().print(snapshots_table(rows, store_path))
+    title = f"{plural(len(rows), 'snapshot' if show_all else 'named snapshot')} in store " \
+            f"{store_path}{more}"
+    show(snapshots_table(groups, holders, title),
+         {"store": str(store_path), "all": show_all,
+          "snapshots": [snapshot_record(sid, m, holders) for group in groups for sid, m in group]},
+         as_json)
 
 
 @snap_group.command("info")
 @click.argument("name")
 @store_option
-def snap_info(name, store_path):
-    """Everything about one snapshot."""
-    from chrono.render_store import console, snapshot_table
+@json_option
+def snap_info(name, store_path, as_json):
+    """Everything about one snapshot, and what keeps it in the store."""
+    from chrono.render import show
+    from chrono.render_store import snapshot_info_record, snapshot_table
     from chrono.store import Store, stored_size
+    from chrono.store.holders import snapshot_holders
 
     with Store(store_path, readonly=True) as store, store.reader() as r:
         sid = r.resolve(name)
         manifest = r.get_snapshot(sid)
-        names = _names_by_id(r.refs()).get(sid, [])
+        holders = snapshot_holders(r)
         nonzero = {what: len(table.nonzero_pages(r)) for what, table in manifest.tables()}
         sizes = {}
         for what, key in (("state", manifest.state), ("device tree", manifest.dtb)):
             raw = r.get_raw(key) if key else None
             sizes[what] = stored_size(raw) if raw is not None else None
         parent_present = bool(manifest.parent) and r.has_snapshot(manifest.parent)
-    console().print(snapshot_table(sid, manifest, names, parent_present, nonzero, sizes))
+    facts = (sid, manifest, holders, parent_present, nonzero, sizes)
+    show(snapshot_table(*facts), snapshot_info_record(*facts), as_json)
 
 
 @snap_group.command("rm")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @store_option
 def snap_rm(names, store_path):
-    """Remove snapshot names (a ref, or every ref of an id); `chrono store gc` frees the data."""
+    """Remove snapshot names (a ref, or every ref of an id); `chrono store gc` then
+    frees the snapshots nothing else keeps (a recording keeps its keyframes)."""
     from chrono.store import Store
 
     with Store(store_path) as store:
@@ -483,7 +519,8 @@ def snap_rm(names, store_path):
             sid, removed = store.remove(name)
             what = ", ".join(repr(n) for n in removed) or "no names"
             click.echo(f"removed {what} from snapshot {sid[:12]}")
-    click.echo("run `chrono store gc` to free the space of snapshots left without a name")
+    click.echo("run `chrono store gc` to free the snapshots nothing keeps now "
+               "(`chrono snap list --all` shows what keeps each)")
 
 
 @snap_group.command("tag")
@@ -506,13 +543,14 @@ def snap_tag(name, new_name, force, store_path):
 @store_option
 def snap_diff(a, b, store_path):
     """Which RAM pages, disk blocks and state differ between snapshots A and B."""
-    from chrono.render_store import console, diff_table
+    from chrono.render import show
+    from chrono.render_store import diff_table
     from chrono.store import Store, snapshot_diff
 
     with Store(store_path, readonly=True) as store, store.reader() as r:
         ma, mb = r.snapshot(a), r.snapshot(b)
         result = snapshot_diff(r, ma, mb)
-    console().print(diff_table(result, ma, mb, a, b))
+    show(diff_table(result, ma, mb, a, b))
 
 
 from chrono import cli_trace  # noqa: E402,F401  (registers record, replay, trace...)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from chrono.cli import finish_run, guest_options, main, start_guest, store_option
+from chrono.cli import finish_run, guest_options, json_option, main, start_guest, store_option
 from chrono.errors import UsageError
 
 KEYFRAME_INTERVAL_DEFAULT = 1 << 30     # chrono.replay.recorder.KEYFRAME_INTERVAL (no import: fast --help)
@@ -96,10 +96,12 @@ class _Messages:
 
 
 def _recorded_line(m) -> str:
+    from chrono.render import instructions, plural
     per_k = m.log_bytes / max(m.length, 1) * 1000
-    return (f"recorded {m.name}: {m.length:,} instructions, {len(m.keyframes)} keyframes, "
-            f"{m.inputs['console']} console bytes, {m.inputs['entropy']} entropy bytes, "
-            f"{m.inputs['skips']} idle skips; log {m.log_bytes:,} bytes "
+    return (f"recorded {m.name}: {instructions(m.length)}, {plural(len(m.keyframes), 'keyframe')}, "
+            f"{plural(m.inputs['console'], 'console byte')}, "
+            f"{plural(m.inputs['entropy'], 'entropy byte')}, "
+            f"{plural(m.inputs['skips'], 'idle skip')}; log {plural(m.log_bytes, 'byte')} "
             f"({per_k:.3f} per 1,000 instructions). Replay it with `chrono replay {m.name}`")
 
 
@@ -157,21 +159,22 @@ def replay(recording, to_position, quiet, live, branch, keyframe_interval, store
                 sys.exit(outcome.exit_code if outcome else 130)
         finally:
             replayer.close()
-    mips = report.instructions / max(report.seconds, 1e-9) / 1e6
+    from chrono.render import instructions, mips, plural
+    checked = f"{plural(report.keyframes, 'keyframe')} and {plural(report.digests, 'digest')}"
     if report.snapshot:
-        click.echo(f"replayed {name} to instruction {report.end} ({report.keyframes} keyframes "
-                   f"and {report.digests} digests matched); saved snapshot {report.snapshot}: "
-                   f"`chrono run --from {report.snapshot}` continues from there", err=True)
+        click.echo(f"replayed {name} to instruction {report.end:,} ({checked} matched); saved "
+                   f"snapshot {report.snapshot}: `chrono run --from {report.snapshot}` "
+                   f"continues from there", err=True)
     elif not report.complete:
         click.echo(f"recording {name} was cut short (its recorder stopped without finishing); "
-                   f"replayed to its last keyframe, which matched: {report.instructions:,} "
-                   f"instructions, {report.keyframes} keyframes and {report.digests} digests "
-                   f"verified; {report.seconds:.2f} s", err=True)
+                   f"replayed to its last keyframe, which matched: "
+                   f"{instructions(report.instructions)}, {checked} verified; "
+                   f"{report.seconds:.2f} s", err=True)
     else:
-        click.echo(f"replay of {name} matched the recording: {report.instructions:,} instructions, "
-                   f"{report.keyframes} keyframes and {report.digests} digests verified, console "
-                   f"output identical ({report.output_bytes} bytes); {report.seconds:.2f} s, "
-                   f"{mips:.0f} MIPS", err=True)
+        click.echo(f"replay of {name} matched the recording: {instructions(report.instructions)}, "
+                   f"{checked} verified, console output identical "
+                   f"({plural(report.output_bytes, 'byte')}); {report.seconds:.2f} s, "
+                   f"{mips(report.instructions, report.seconds)}", err=True)
 
 
 @main.command("export")
@@ -194,6 +197,7 @@ def export(recording, output, start, end, store_path):
     make a keyframe at its end, so the bundle replays as exactly as the
     original.
     """
+    from chrono.render import instructions, plural
     from chrono.render_store import size
     from chrono.store.store import Store
     from chrono.replay.bundle import export_bundle
@@ -203,10 +207,11 @@ def export(recording, output, start, end, store_path):
         info = export_bundle(store, recording, output, start, end)
     window = f"; asked for {start if start is not None else 'the start'} to " \
              f"{end if end is not None else 'the end'}" if trimmed else ""
-    click.echo(f"wrote {info.path}: {size(info.bytes)} ({info.bytes:,} bytes), recording "
-               f"{info.name}, {info.instructions:,} instructions (positions {info.start:,} to "
-               f"{info.end:,}{window}), {info.keyframes} keyframes, {info.snapshots} snapshots, "
-               f"{info.blobs} blobs. Replay it with `chrono replay {info.path}`")
+    click.echo(f"wrote {info.path}: {size(info.bytes)} ({plural(info.bytes, 'byte')}), recording "
+               f"{info.name}, {instructions(info.instructions)} (positions {info.start:,} to "
+               f"{info.end:,}{window}), {plural(info.keyframes, 'keyframe')}, "
+               f"{plural(info.snapshots, 'snapshot')}, {plural(info.blobs, 'blob')}. "
+               f"Replay it with `chrono replay {info.path}`")
 
 
 @main.command("import")
@@ -233,9 +238,10 @@ def import_(bundle, name, store_path):
         click.echo(f"recording {m.name} from {bundle} is in store {store_path} already "
                    f"(identical); nothing was imported")
         return
-    click.echo(f"imported recording {m.name} from {bundle}: {m.length:,} instructions, "
-               f"{len(m.keyframes)} keyframes, {m.events} events. Replay it with "
-               f"`chrono replay {m.name}`")
+    from chrono.render import instructions, plural
+    click.echo(f"imported recording {m.name} from {bundle}: {instructions(m.length)}, "
+               f"{plural(len(m.keyframes), 'keyframe')}, {plural(m.events, 'event')}. "
+               f"Replay it with `chrono replay {m.name}`")
 
 
 class _opened_recording:
@@ -277,28 +283,31 @@ def trace_group():
 
 @trace_group.command("list")
 @store_option
-def trace_list(store_path):
-    """Every recording: length, virtual time, keyframes, inputs, log size."""
-    from chrono.render_store import console
-    from chrono.render_traces import traces_table
+@json_option
+def trace_list(store_path, as_json):
+    """Every recording: length in instructions, virtual time, keyframes, inputs, log size."""
+    from chrono.render import show
+    from chrono.render_traces import trace_record, traces_table
     from chrono.store.store import Store
     from chrono.replay.catalog import list_traces
 
     with Store(store_path, readonly=True) as store:
         rows = list_traces(store)
-    if not rows:
+    if not rows and not as_json:
         click.echo(f"no recordings in store {store_path}")
         return
-    console().print(traces_table(rows, store_path))
+    show(traces_table(rows, store_path),
+         {"store": str(store_path), "recordings": [trace_record(m) for m in rows]}, as_json)
 
 
 @trace_group.command("info")
 @click.argument("name")
 @store_option
-def trace_info(name, store_path):
-    """Everything about one recording."""
-    from chrono.render_store import console
-    from chrono.render_traces import trace_table
+@json_option
+def trace_info(name, store_path, as_json):
+    """Everything about one recording, with every keyframe snapshot it keeps."""
+    from chrono.render import show
+    from chrono.render_traces import trace_info_record, trace_table
     from chrono.store.gc import reachable
     from chrono.store.store import Store
     from chrono.store.traces import read_trace
@@ -307,7 +316,11 @@ def trace_info(name, store_path):
         manifest = read_trace(r, name)
         blobs = reachable(r, manifest.snapshot_ids())
         stored = sum(len(r.get_raw(key) or b"") for key in blobs)
-    console().print(trace_table(manifest, stored, len(blobs)))
+        names: dict[str, list[str]] = {}
+        for ref, sid in r.refs(strict=False).items():
+            names.setdefault(sid, []).append(ref)
+    facts = (manifest, stored, len(blobs), names)
+    show(trace_table(*facts), trace_info_record(*facts), as_json)
 
 
 @trace_group.command("verify")
@@ -322,6 +335,7 @@ def trace_verify(names, store_path):
     recording is sound, 7 when something is damaged (one line per problem).
     """
     from chrono.errors import StoreCorruptError
+    from chrono.render import plural
     from chrono.store.store import Store
     from chrono.replay.verify import verify_traces
 
@@ -335,14 +349,15 @@ def trace_verify(names, store_path):
             click.echo(f"recording {report.name}: {problem}")
         if report.ok:
             m = report.manifest
-            click.echo(f"recording {report.name} is sound: {m.chunks} event chunks, {m.events} "
-                       f"events, {len(m.keyframes)} keyframes, {report.snapshots} snapshots, "
-                       f"{report.blobs} blobs")
+            click.echo(f"recording {report.name} is sound: {plural(m.chunks, 'event chunk')}, "
+                       f"{plural(m.events, 'event')}, {plural(len(m.keyframes), 'keyframe')}, "
+                       f"{plural(report.snapshots, 'snapshot')}, {plural(report.blobs, 'blob')}")
     damaged = [r for r in reports if not r.ok]
     if damaged:
         problems = sum(len(r.problems) for r in damaged)
-        raise StoreCorruptError(f"{len(damaged)} of {len(reports)} recordings in store "
-                                f"{store_path} are damaged ({problems} problems)")
+        raise StoreCorruptError(f"{len(damaged)} of {plural(len(reports), 'recording')} in "
+                                f"store {store_path} {'is' if len(damaged) == 1 else 'are'} "
+                                f"damaged ({plural(problems, 'problem')})")
 
 
 @trace_group.command("rm")
@@ -460,7 +475,8 @@ def query_hits(ctx, pc, start, end, store_here):
     for position in found.positions:
         click.echo(position)
     more = f" (only the first {len(found.positions)} listed)" if found.truncated else ""
-    click.echo(f"{len(found.positions)} hits of pc {pc:#x}{more}", err=True)
+    from chrono.render import plural
+    click.echo(f"{plural(len(found.positions), 'hit')} of pc {pc:#x}{more}", err=True)
 
 
 @query_group.command("diff")
@@ -470,11 +486,12 @@ def query_hits(ctx, pc, start, end, store_here):
 @click.pass_context
 def query_diff(ctx, first, second, store_here):
     """Which RAM pages, disk blocks and CPU/device state differ between two positions."""
-    from chrono.render_store import console, diff_table
+    from chrono.render import show
+    from chrono.render_store import diff_table
     from chrono.replay.query import diff
     t = _timeline(ctx, store_here)
     result, a, b = diff(t, first, second)
-    console().print(diff_table(result, a, b, f"position {first}", f"position {second}"))
+    show(diff_table(result, a, b, f"position {first:,}", f"position {second:,}"))
 
 
 PRIVILEGE = {0: "U", 1: "S", 3: "M"}
@@ -522,4 +539,5 @@ def query_output(ctx, text, store_here):
     found = output(t, text)
     for p in found:
         click.echo(f"position {p.last} (from {p.first}): {p.context}")
-    click.echo(f"{len(found)} occurrences of {text!r}", err=True)
+    from chrono.render import plural
+    click.echo(f"{plural(len(found), 'occurrence')} of {text!r}", err=True)

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 HELP = """\
 savevm NAME       save the whole machine (CPU, devices, RAM, disk) as snapshot NAME
 loadvm NAME       restore snapshot NAME (RAM and disk together)
-info snapshots    list the snapshots in the store
-delvm NAME        remove snapshot NAME (its data goes at the next `chrono store gc`)
+info snapshots    list the named snapshots in the store (as `chrono snap list`)
+delvm NAME        remove the name NAME; `chrono store gc` frees what nothing else keeps
 stop              pause the guest
 cont              resume the guest (and go back to its console: Ctrl-A c)
 quit              exit chrono
@@ -150,12 +150,13 @@ class Monitor:
         refs = store.refs()
         if not refs:
             return MonitorReply(f"no snapshots in {store.path}")
-        rows = ["NAME                 ID            INSTRUCTIONS   VIRTUAL TIME  SAVED"]
+        # The words and columns of `chrono snap list`, aligned for the console.
+        from chrono.render import Grid, aligned_lines, columns, vtime, when
+        grid = Grid("", columns("name", "id", "created", ">instructions", ">virtual time"))
         for name, sid in sorted(refs.items()):
             m = store.get_snapshot(sid)
-            saved = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created))
-            rows.append(f"{name:20} {sid[:12]}  {m.steps:>13}  {m.vclock / 1e9:>10.3f} s  {saved}")
-        return MonitorReply("\n".join(rows))
+            grid.add(name, sid[:12], when(m.created), f"{m.steps:,}", vtime(m.vclock))
+        return MonitorReply("\n".join(aligned_lines(grid)))
 
     def cmd_stop(self) -> MonitorReply:
         return MonitorReply("guest stopped; `cont` resumes it", "stop")

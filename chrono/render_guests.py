@@ -1,6 +1,6 @@
-"""How the CLI shows ready-made guests with rich: the progress of a fetch, and
-the table of cached guests.  The library never imports this; it reports through
-callbacks and returns plain objects."""
+"""How the CLI shows ready-made guests: the progress of a fetch (rich), and the
+table of cached guests (chrono.render draws it) with its --json record.  The
+library never imports this; it reports through callbacks and returns plain objects."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -10,10 +10,9 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn)
-from rich.table import Table
-from rich.text import Text
 
 from chrono.guests import CachedGuest, ProgressEvent, ProgressFn
+from chrono.render import Column, Grid, Styled
 
 
 @contextmanager
@@ -53,20 +52,24 @@ def progress_view(console: Console) -> Iterator[ProgressFn]:
             bars.stop()
 
 
-def guests_table(guests: list[CachedGuest]) -> Table:
-    table = Table(show_lines=True)
-    table.add_column("guest", style="bold")
-    table.add_column("size", justify="right")
-    table.add_column("packages")
-    table.add_column("path", overflow="fold")
+def guests_table(guests: list[CachedGuest]) -> Grid:
+    t = Grid("", [Column("guest", bold=True), Column("size", right=True), Column("packages", wrap=True),
+                  Column("path", wrap=True)], lines=True)
     for guest in guests:
         if guest.manifest is not None:
-            versions = Text("\n".join(f"{name} {version}"
-                                      for name, version in guest.manifest.packages.items()))
+            versions: list = [f"{name} {version}"
+                              for name, version in guest.manifest.packages.items()]
             if guest.outdated:
-                versions.append(f"\nbuilt by another chrono: `chrono guest fetch {guest.name}` "
-                                "rebuilds it", style="yellow")
+                versions.append(Styled(f"built by another chrono: `chrono guest fetch "
+                                       f"{guest.name}` rebuilds it", "yellow"))
         else:
-            versions = Text(guest.problem, style="red")
-        table.add_row(guest.name, decimal(guest.size), versions, Text(str(guest.path)))
-    return table
+            versions = [Styled(guest.problem, "red")]
+        t.add(guest.name, decimal(guest.size), versions, str(guest.path))
+    return t
+
+
+def guest_record(guest: CachedGuest) -> dict:
+    """A guest in `guest list --json`."""
+    return {"name": guest.name, "path": str(guest.path), "size_bytes": guest.size,
+            "packages": guest.manifest.packages if guest.manifest is not None else None,
+            "problem": guest.problem or None, "outdated": guest.outdated}

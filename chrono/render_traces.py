@@ -1,12 +1,10 @@
-"""How the CLI shows recordings with rich (the trace library returns plain objects)."""
+"""How the CLI shows recordings: their tables (chrono.render draws them) and their
+--json records.  The trace library returns plain objects."""
 from __future__ import annotations
 
-from rich.table import Table
-
-from chrono.render_store import short, size, when
+from chrono.render import Grid, columns, iso_utc, plural, vtime, when
+from chrono.render_store import short, size
 from chrono.store.traces import TraceManifest
-
-STEPS_PER_SECOND = 1_000_000_000        # virtual time: one instruction step is 1 ns
 
 
 def _status(m: TraceManifest) -> str:
@@ -15,23 +13,23 @@ def _status(m: TraceManifest) -> str:
     return m.outcome or "complete"
 
 
-def traces_table(rows: list[TraceManifest], store_path) -> Table:
-    t = Table(title=f"{len(rows)} recordings in store {store_path}", title_justify="left")
-    for name, justify in (("name", "left"), ("created", "left"), ("instructions", "right"),
-                          ("virtual time", "right"), ("keyframes", "right"),
-                          ("inputs", "right"), ("log", "right"), ("ended", "left"),
-                          ("from", "left")):
-        t.add_column(name, justify=justify)
+def traces_table(rows: list[TraceManifest], store_path) -> Grid:
+    t = Grid(f"{plural(len(rows), 'recording')} in store {store_path}",
+             columns("~name", "~created", ">instructions", ">virtual time", ">keyframes",
+                     ">~log", "~ended", "~from"))
     for depth, m in _tree(rows):
-        origin = ""
-        if m.origin:
-            origin = f"trimmed from {m.origin['trace']} {m.origin['from']:,}..{m.origin['to']:,}"
-        elif m.parent:
-            origin = f"branch of {m.parent['trace']} at {m.parent['position']:,}"
         name = ("  " * (depth - 1) + "└─ " if depth else "") + m.name
-        t.add_row(name, when(m.created), f"{m.length:,}", _vtime(m), str(len(m.keyframes)),
-                  str(_input_count(m)), size(m.log_bytes), _status(m), origin)
+        t.add(name, when(m.created), f"{m.length:,}", vtime(_vtime_ns(m)),
+              f"{len(m.keyframes):,}", size(m.log_bytes), _status(m), _origin(m))
     return t
+
+
+def _origin(m: TraceManifest) -> str:
+    if m.origin:
+        return f"trimmed from {m.origin['trace']} {m.origin['from']:,}..{m.origin['to']:,}"
+    if m.parent:
+        return f"branch of {m.parent['trace']} at {m.parent['position']:,}"
+    return ""
 
 
 def _tree(rows: list[TraceManifest]) -> list[tuple[int, TraceManifest]]:
@@ -54,45 +52,73 @@ def _tree(rows: list[TraceManifest]) -> list[tuple[int, TraceManifest]]:
     return out
 
 
-def _vtime(m: TraceManifest) -> str:
-    start = m.keyframes[0].vclock
-    return f"{(m.end_vclock - start) / STEPS_PER_SECOND:.3f} s"
+def _vtime_ns(m: TraceManifest) -> int:
+    return m.end_vclock - m.keyframes[0].vclock
 
 
 def _input_count(m: TraceManifest) -> int:
     return sum(m.inputs.get(k, 0) for k in ("console", "entropy", "skips", "loads"))
 
 
-def trace_table(m: TraceManifest, snapshot_bytes: int, blobs: int) -> Table:
-    t = Table(title=f"recording {m.name}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("id", m.id)
-    t.add_row("created", f"{when(m.created)} by chrono {m.chrono_version}")
-    t.add_row("status", _status(m))
-    t.add_row("instructions", f"{m.length:,} (positions {m.start_position:,} to {m.end_position:,})")
-    t.add_row("virtual time", _vtime(m))
+def trace_record(m: TraceManifest) -> dict:
+    """A recording in `trace list --json` (and the first fields of `trace info --json`)."""
+    return {"name": m.name, "id": m.id, "created": iso_utc(m.created),
+            "chrono_version": m.chrono_version, "status": _status(m), "complete": m.complete,
+            "outcome": m.outcome, "instructions": m.length,
+            "start_position": m.start_position, "end_position": m.end_position,
+            "virtual_time_ns": _vtime_ns(m), "keyframe_count": len(m.keyframes),
+            "inputs": {k: m.inputs.get(k, 0) for k in ("console", "entropy", "skips", "loads")},
+            "log_bytes": m.log_bytes, "parent": m.parent, "origin": m.origin}
+
+
+def trace_info_record(m: TraceManifest, snapshot_bytes: int, blobs: int,
+                      names: dict[str, list[str]]) -> dict:
+    return {**trace_record(m), "rtc_epoch_ns": m.rtc_epoch_ns, "output_bytes": m.output_bytes,
+            "events": m.events, "chunks": m.chunks, "keyframe_interval": m.keyframe_interval,
+            "digest_interval": m.digest_interval, "snapshot_bytes": snapshot_bytes,
+            "snapshot_blobs": blobs, "config": m.config,
+            "keyframes": [{"keyframe": i, "position": k.position, "instructions": k.steps,
+                           "virtual_time_ns": k.vclock, "snapshot": k.snapshot,
+                           "names": names.get(k.snapshot, [])}
+                          for i, k in enumerate(m.keyframes)],
+            "loads": m.loads}
+
+
+def trace_table(m: TraceManifest, snapshot_bytes: int, blobs: int,
+                names: dict[str, list[str]]) -> Grid:
+    """`names`: snapshot id -> its names, for the keyframes that have one."""
+    t = Grid(f"recording {m.name}", columns("what", "~value"), header=False)
+    t.columns[0].bold = True
+    t.add("name", m.name)
+    t.add("id", m.id)
+    t.add("created", f"{when(m.created)} by chrono {m.chrono_version}")
+    t.add("status", _status(m))
+    t.add("instructions", f"{m.length:,} (positions {m.start_position:,} to {m.end_position:,})")
+    t.add("virtual time", vtime(_vtime_ns(m)))
     i = m.inputs
-    t.add_row("inputs", f"{i.get('console', 0)} console bytes, {i.get('entropy', 0)} entropy "
-              f"bytes, {i.get('skips', 0)} idle skips, {i.get('loads', 0)} machine loads")
-    t.add_row("RTC epoch", f"{m.rtc_epoch_ns} ns since 1970")
-    t.add_row("console output", f"{m.output_bytes:,} bytes")
+    t.add("inputs", f"{plural(i.get('console', 0), 'console byte')}, "
+          f"{plural(i.get('entropy', 0), 'entropy byte')}, {plural(i.get('skips', 0), 'idle skip')}, "
+          f"{plural(i.get('loads', 0), 'machine load')}")
+    t.add("RTC epoch", f"{m.rtc_epoch_ns} ns since 1970")
+    t.add("console output", plural(m.output_bytes, "byte"))
     per_k = m.log_bytes / max(m.length, 1) * 1000
-    t.add_row("log", f"{m.events} events in {m.chunks} chunks, {size(m.log_bytes)} "
-              f"({per_k:.3f} bytes per 1,000 instructions)")
-    t.add_row("keyframes", f"{len(m.keyframes)}, every {m.keyframe_interval:,} instructions; "
-              f"light digests every {m.digest_interval:,}")
-    t.add_row("size", f"{size(m.log_bytes + snapshot_bytes)}: log + {blobs} blobs of snapshot "
-              f"data ({size(snapshot_bytes)} stored, shared with other snapshots)")
-    t.add_row("machine", f"{m.config.get('isa', '?')}, {m.config.get('ram_size', 0) >> 20} MiB RAM, "
-              f"{', '.join(m.config.get('devices', []))}")
+    t.add("log", f"{plural(m.events, 'event')} in {plural(m.chunks, 'chunk')}, "
+          f"{size(m.log_bytes)} ({per_k:.3f} bytes per 1,000 instructions)")
+    t.add("keyframes", f"{len(m.keyframes):,}, every {plural(m.keyframe_interval, 'instruction')}; "
+          f"light digests every {m.digest_interval:,}")
+    t.add("size", f"{size(m.log_bytes + snapshot_bytes)}: log + {plural(blobs, 'blob')} of "
+          f"snapshot data ({size(snapshot_bytes)} stored, shared with other snapshots)")
+    t.add("machine", f"{m.config.get('isa', '?')}, {m.config.get('ram_size', 0) >> 20} MiB RAM, "
+          f"{', '.join(m.config.get('devices', []))}")
     if m.parent:
-        t.add_row("branch of", f"{m.parent['trace']} at instruction {m.parent['position']:,}")
+        t.add("branch of", f"{m.parent['trace']} at instruction {m.parent['position']:,}")
     if m.origin:
-        t.add_row("trimmed from", f"{m.origin['trace']} (instructions {m.origin['from']:,} "
-                  f"to {m.origin['to']:,})")
-    for k in m.keyframes[:3]:
-        t.add_row("keyframe", f"{k.position:,}: snapshot {short(k.snapshot)}")
-    if len(m.keyframes) > 3:
-        t.add_row("keyframe", f"... and {len(m.keyframes) - 3} more")
+        t.add("trimmed from", f"{m.origin['trace']} (instructions {m.origin['from']:,} "
+              f"to {m.origin['to']:,})")
+    for n, k in enumerate(m.keyframes):
+        named = f" ({', '.join(names[k.snapshot])})" if names.get(k.snapshot) else ""
+        t.add(f"keyframe {n}", f"position {k.position:,}: snapshot {short(k.snapshot)}{named}")
+    for sid in dict.fromkeys(m.loads):
+        named = f" ({', '.join(names[sid])})" if names.get(sid) else ""
+        t.add("loads", f"snapshot {short(sid)}{named}")
     return t

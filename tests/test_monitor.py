@@ -26,7 +26,8 @@ from test_console_tty import Terminal
 from tracehelp import CHRONO, MON, chrono
 
 PROMPT = "demo> "
-INFO_ROW = re.compile(r"^(\S+)\s+([0-9a-f]{12})\s+(\d+)\s+(\d+\.\d{3}) s\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+INFO_ROW = re.compile(r"^(\S+)\s+([0-9a-f]{12})\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+([\d,]+)\s+"
+                      r"(\d+\.\d{3}) s$")
 
 
 def run_with_store(tmp_path, script, *args, store="store"):
@@ -50,11 +51,11 @@ def info_rows(text: str) -> dict[str, tuple[str, int, float]]:
     for line in text.split("\n"):
         match = INFO_ROW.match(line)
         if match:
-            rows[match[1]] = (match[2], int(match[3]), float(match[4]))
+            rows[match[1]] = (match[2], int(match[3].replace(",", "")), float(match[4]))
     return rows
 
 
-def last_block(text: str, header: str = "NAME ") -> str:
+def last_block(text: str, header: str = "name ") -> str:
     """The output from the last `info snapshots` table on."""
     return text[text.rindex(header):]
 

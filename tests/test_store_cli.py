@@ -2,6 +2,7 @@
 CliRunner for the everyday commands, a real subprocess where the store is
 damaged (one clear line, an exit status, no traceback, nothing changed)."""
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -54,17 +55,19 @@ def test_store_option_defaults_and_environment_variable_match_the_library():
     assert (DEFAULT_DIR, STORE_ENV_VAR) == (".chrono", "CHRONO_STORE")
 
 
-def test_snap_list_shows_names_ids_and_parents(snapshots):
+def test_snap_list_shows_the_named_snapshots_and_all_shows_the_unnamed_one(snapshots):
     path, snaps = snapshots
     result = run("snap", "list", "--store", path)
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert "3 snapshots" in lines[0]
-    booted_line = next(line for line in lines if "booted" in line)
-    work_line = next(line for line in lines if "work" in line)
-    assert snaps["booted"][0][:12] in booted_line
-    assert snaps["work"][0][:12] in work_line and snaps["booted"][0][:12] in work_line
-    assert any(snaps["loose"][0][:12] in line for line in lines)
+    header, *rows = result.output.splitlines()
+    assert header.split("\t") == ["name", "id", "created", "instructions", "virtual time",
+                                  "kept by"]
+    assert [row.split("\t")[:2] for row in rows] == [["booted", snaps["booted"][0][:12]],
+                                                     ["work", snaps["work"][0][:12]]]
+    assert rows[1].split("\t")[3:5] == ["1,000", "0.000 s"]
+    everything = run("snap", "list", "--all", "--store", path).output.splitlines()
+    loose = next(line for line in everything if snaps["loose"][0][:12] in line)
+    assert loose.split("\t")[0] == "-" and loose.endswith("nothing: `chrono store gc` removes it")
 
 
 def test_the_store_can_be_named_by_the_environment(snapshots):
@@ -72,7 +75,7 @@ def test_the_store_can_be_named_by_the_environment(snapshots):
     result = run("snap", "info", "work", env={"CHRONO_STORE": str(path)})
     assert result.exit_code == 0, result.output
     assert snaps["work"][0] in result.output
-    assert "1000 steps" in result.output and "2 of 64 blocks non-zero" in result.output
+    assert "instructions\t1,000\n" in result.output and "2 of 64 blocks non-zero" in result.output
 
 
 def test_snap_info_accepts_names_ids_and_prefixes(snapshots):
@@ -81,15 +84,15 @@ def test_snap_info_accepts_names_ids_and_prefixes(snapshots):
     for name in ("booted", sid, sid[:8]):
         result = run("snap", "info", name, "--store", path)
         assert result.exit_code == 0, result.output
-        assert sid in result.output and "64 of 2048 pages non-zero" in result.output
+        assert sid in result.output and "64 of 2,048 pages non-zero" in result.output
 
 
 def test_snap_diff_prints_counts_and_ranges_of_pages_and_blocks(snapshots):
     path, _ = snapshots
     result = run("snap", "diff", "booted", "work", "--store", path)
     assert result.exit_code == 0, result.output
-    ram = next(line for line in result.output.splitlines() if line.strip("│ ").startswith("RAM"))
-    assert "3 of 2048 pages" in ram and "pages 3-4" in ram and "page 9" in ram
+    ram = next(line for line in result.output.splitlines() if line.startswith("RAM\t"))
+    assert "3 of 2,048 pages" in ram and "pages 3-4" in ram and "page 9" in ram
     assert "0x80003000" in ram
     disk = next(line for line in result.output.splitlines() if "disk 0" in line)
     assert "1 of 64 blocks" in disk and "block 1" in disk
@@ -158,6 +161,12 @@ def test_a_flipped_byte_in_data_mdb_is_reported_by_name_without_a_traceback(snap
     key = encode_blob(noise)[0].hex()
     assert key in proc.stdout and sid in proc.stdout
     assert key in one_error_line(proc.stderr)
+    as_json = chrono("store", "verify", "--json", "--store", path)
+    assert as_json.returncode == 7 and key in one_error_line(as_json.stderr)
+    report = json.loads(as_json.stdout)
+    assert report["sound"] is False
+    assert {"object": "blob", "name": key} in [{k: p[k] for k in ("object", "name")}
+                                               for p in report["problems"]]
     # Snapshots not using the blob still work; the damaged page is named when read.
     assert chrono("snap", "diff", "booted", "work", "--store", path).returncode == 0
     assert (path / "data.mdb").read_bytes() == damaged        # read-only commands wrote nothing

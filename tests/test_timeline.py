@@ -125,7 +125,7 @@ def test_query_hits_and_diff_through_the_command_line(recording, timeline):
     # Between the first and the last hit, the console's output buffer page changed.
     d = chrono(store.parent, "query", "--store", store, "t", "diff", expected[0], expected[-1])
     assert d.returncode == 0, d.stderr
-    assert re.search(r"RAM\s+│\s+\d+ of \d+ pages", d.stdout) and "differs" in d.stdout
+    assert re.search(r"^RAM\t[\d,]+ of [\d,]+ pages", d.stdout, re.M) and "differs" in d.stdout
     same = chrono(store.parent, "query", "--store", store, "t", "diff", expected[1], expected[1])
     assert "0 of" in same.stdout or "same" in same.stdout
 

@@ -13,6 +13,7 @@ The helpers below read and write the bundle format from its description
 import hashlib
 import json
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -268,7 +269,7 @@ def test_trimmed_bundle_starts_at_the_keyframe_before_from_and_replays_to_the_en
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout and demo.output.endswith(replayed.stdout)
     assert replayed.stdout != demo.output
-    assert f"{len(m.keyframes) - 1} keyframes".encode() in replayed.stderr
+    assert re.search(rf"\b{len(m.keyframes) - 1} keyframes? and".encode(), replayed.stderr)
 
 
 def test_trimmed_bundle_ends_at_to_with_a_keyframe_and_the_windows_output(demo, tmp_path):

@@ -658,8 +658,9 @@ class _Verify:
         problem = problem or _config_problem(manifest)
         for k in self.expected[sid]:
             if (manifest.steps, manifest.vclock) != (k.steps, k.vclock):
-                problem = (f"it is at guest step {manifest.steps}, its keyframe at "
-                           f"{k.steps}")
+                problem = (f"it is at instruction {manifest.steps:,} (virtual time "
+                           f"{manifest.vclock / 1e9:.9f} s), its keyframe at {k.steps:,} "
+                           f"({k.vclock / 1e9:.9f} s)")
         if problem:
             raise _damaged(self.path, f"snapshot {sid}: {problem}")
         self.snapshots[sid] = manifest

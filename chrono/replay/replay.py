@@ -195,7 +195,8 @@ class Replayer:
         differences = self.snapshots.differences(target)
         what = []
         if m.vclock != keyframe.vclock:
-            what.append(f"virtual time {keyframe.vclock} recorded, {m.vclock} replayed")
+            what.append(f"virtual time {keyframe.vclock / 1e9:.9f} s recorded, "
+                        f"{m.vclock / 1e9:.9f} s replayed")
         if differences.state:
             what.append("CPU/device state differs")
         if differences.ram:

@@ -192,8 +192,9 @@ def _verify_one(r: Reader, name: str, value: bytes, verified: dict) -> TraceRepo
         report.snapshots += 1
         for i, k in positions.get(sid, []):
             if (snap.steps, snap.vclock) != (k.steps, k.vclock):
-                report.problems.append(f"keyframe {i}: snapshot {sid} is at guest step "
-                                       f"{snap.steps}, the manifest says {k.steps}")
+                report.problems.append(f"keyframe {i}: snapshot {sid} is at instruction "
+                                       f"{snap.steps:,} (virtual time {snap.vclock / 1e9:.9f} s), "
+                                       f"the manifest says {k.steps:,} ({k.vclock / 1e9:.9f} s)")
         needed = [("CPU/device state", snap.state)] + ([("device tree", snap.dtb)] if snap.dtb else [])
         needed += [(f"{table_name} page-table leaf", leaf)
                    for table_name, table in snap.tables() for leaf in sorted(table.leaf_keys)]
