@@ -287,9 +287,12 @@ def _named_keys(snapshot: bytes) -> set[bytes]:
         return set()
 
 
-def rekey_blob(b: Bundle, old: bytes, new: bytes) -> None:
-    """Blob `old` is now `new`: fix the leaves and manifests naming it."""
+def rekey_blob(b: Bundle, old: bytes, new: bytes, depth: int = 0) -> None:
+    """Blob `old` is now `new`: fix the leaves and manifests naming it (so far: a
+    mutant leaf may name itself)."""
     for i, (k, v) in enumerate(list(b.sections[b"BLOB"])):
+        if depth > 8:
+            break
         c = blob_content(v)
         if c is None or len(c) != 16384 or old not in c:
             continue
@@ -299,7 +302,7 @@ def rekey_blob(b: Bundle, old: bytes, new: bytes) -> None:
         leaf = b"".join(new if r == old else r for r in rows)
         key, value = encode_blob(leaf)
         b.sections[b"BLOB"][i] = (key, value)
-        rekey_blob(b, k, key)
+        rekey_blob(b, k, key, depth + 1)
     for i, (k, v) in enumerate(list(b.sections[b"SNAP"])):
         if old in v:
             nv = v.replace(old, new)
@@ -307,8 +310,9 @@ def rekey_blob(b: Bundle, old: bytes, new: bytes) -> None:
             rekey_snapshot(b, k, hashlib.sha256(nv).digest())
 
 
-def rekey_snapshot(b: Bundle, old: bytes, new: bytes) -> None:
-    """Snapshot `old` is now `new`: fix the trace manifest, load events and child parents."""
+def rekey_snapshot(b: Bundle, old: bytes, new: bytes, depth: int = 0) -> None:
+    """Snapshot `old` is now `new`: fix the trace manifest, load events and child parents
+    (a chain of parents is followed only so far: a mutant may make one its own parent)."""
     m = trace_json(b)
     if m is not None:
         text = json.dumps(m, sort_keys=True, separators=(",", ":")).replace(old.hex(), new.hex())
@@ -318,10 +322,10 @@ def rekey_snapshot(b: Bundle, old: bytes, new: bytes) -> None:
         if events is not None and old in events:
             b.sections[b"CHNK"][i] = (k, pack_chunk(events.replace(old, new)))
     for i, (k, v) in enumerate(list(b.sections[b"SNAP"])):
-        if k != new and v[8:40] == old:
+        if k != new and v[8:40] == old and depth < 64:
             nv = v[:8] + new + v[40:]
             b.sections[b"SNAP"][i] = (hashlib.sha256(nv).digest(), nv)
-            rekey_snapshot(b, k, hashlib.sha256(nv).digest())
+            rekey_snapshot(b, k, hashlib.sha256(nv).digest(), depth + 1)
 
 
 def chunk_content(value: bytes) -> bytes | None:
@@ -434,6 +438,8 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes, dict]:
             what, mutant = MUTATIONS[kind][1](data, rng)
         except _Skip:
             continue
+        except (RecursionError, ValueError, KeyError, IndexError, TypeError, struct.error):
+            continue        # a mutation this bundle's shape does not allow
         if mutant != data:
             return f"{kind}: {what}", mutant, options
     return "identity", data, options
@@ -1135,11 +1141,11 @@ def run_case(setup_info: dict, seed: int, sources: dict, digests: dict, scratch:
         if m is None:
             if store_digest(store_path) != digests[base]:
                 out.update({"class": "partial import", "detail": out["refusal"]})
-            elif "\n" in out["refusal"] or str(path) not in out["refusal"] and "name" not in options:
+            elif "\n" in out["refusal"] or (out["exit"] == 7 and str(path) not in out["refusal"]):
                 out.update({"class": "bad refusal", "detail": out["refusal"]})
             else:
                 out["class"] = "refused"
-            if cli:
+            if cli and "\x00" not in str(options.get("name")):     # argv cannot hold NUL
                 _cli_check(out, path, store_path, None)
             return out
         same = meaning(mutant) == meaning(sources[source])
@@ -1169,7 +1175,7 @@ def run_case(setup_info: dict, seed: int, sources: dict, digests: dict, scratch:
         else:
             out["class"] = "accepted" if same else (
                 "accepted, diverged" if out["replay"] != "matched" else "accepted, replayed")
-        if cli:
+        if cli and "\x00" not in str(options.get("name")):
             shutil.rmtree(store_path)
             shutil.copytree(setup_info["stores"][base], store_path)
             _cli_check(out, path, store_path, m.name)
@@ -1272,7 +1278,7 @@ def fuzz(seed: int, count: int, time_limit: float, workers: int = 1, case_timeou
     sources = {k: Path(v).read_bytes() for k, v in info["bundles"].items()}
     todo = list(seeds) if seeds is not None else [case_seed(seed, i) for i in range(count)]
     todo.reverse()
-    counts, failures = Counter(), []
+    counts, tried, failures = Counter(), Counter(), []
     pool = [Worker(setup_file) for _ in range(max(1, workers))]
     idle = list(pool)
     busy = {}
@@ -1282,6 +1288,7 @@ def fuzz(seed: int, count: int, time_limit: float, workers: int = 1, case_timeou
         nonlocal done
         done += 1
         counts[result["class"]] += 1
+        tried[str(result.get("what", "?")).split(":")[0]] += 1
         if result["class"] in FAILURES:
             failures.append(result)
             echo(f"FAIL {result['class']}: seed {result['seed']} ({result.get('source')}, "
@@ -1336,7 +1343,7 @@ def fuzz(seed: int, count: int, time_limit: float, workers: int = 1, case_timeou
             w.kill()
         if tmp is not None:
             tmp.cleanup()
-    return {"counts": counts, "failures": failures, "cases": done,
+    return {"counts": counts, "tried": tried, "failures": failures, "cases": done,
             "seconds": time.monotonic() - started}
 
 
@@ -1363,6 +1370,7 @@ def main(argv=None) -> int:
     failed = sum(r["counts"][c] for c in FAILURES)
     print(f"bundle_mutate: seed {args.seed}: {r['cases']} mutants in {r['seconds']:.0f} s: "
           + ", ".join(f"{n} {c}" for c, n in sorted(r["counts"].items())) + f"; {failed} failures")
+    print("mutations tried: " + ", ".join(f"{k} {n}" for k, n in sorted(r["tried"].items())))
     if r["failures"]:
         print("failing seeds: " + " ".join(str(f["seed"]) for f in r["failures"]))
     return 1 if failed else 0
