@@ -10,6 +10,7 @@ feeds thousands of damaged bundles to import_bundle in-process.
 The helpers below read and write the bundle format from its description
 (docs/bundle.md), independently of chrono.replay.bundle.
 """
+import copy
 import hashlib
 import json
 import random
@@ -583,3 +584,176 @@ def test_trace_verify_names_each_damaged_part(tiny, tmp_path):
     assert "recording other" not in damaged.output
     unknown = runner.invoke(main, ["trace", "verify", "--store", str(path), "nope"])
     assert unknown.exit_code == 3
+
+
+# ---- hostile bundles that pass every checksum (found by tools/fuzz/bundle_mutate.py) --
+
+def _fuzzer():
+    """tools/fuzz/bundle_mutate.py, whose helpers change a bundle and recompute every
+    hash above the change (blob keys, leaves, snapshot ids, references, header)."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "tools" / "fuzz" / "bundle_mutate.py"
+    spec = importlib.util.spec_from_file_location("bundle_mutate", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bundle_mutate", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+fuzz = _fuzzer()
+
+
+def rehashed(data: bytes, change) -> bytes:
+    """`data` parsed, changed by change(bundle), rebuilt with every hash recomputed."""
+    b, _ = fuzz.parse(data)
+    change(b)
+    fuzz.sort_bundle(b)
+    return fuzz.build(b)
+
+
+def snapshot_manifests(b):
+    from chrono.store.manifest import Manifest
+    return [Manifest.decode(v) for _, v in b.sections[b"SNAP"]]
+
+
+def set_config(b, index: int, cfg: dict) -> None:
+    """Snapshot `index`'s machine configuration replaced (its id and references follow)."""
+    value = b.sections[b"SNAP"][index][1]
+    text = json.dumps(cfg, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    config_len = struct.unpack_from("<I", value, 128)[0]
+    fuzz.replace_snapshot(b, index, value[:128] + struct.pack("<I", len(text)) + text
+                          + value[132 + config_len:])
+
+
+def everywhere(**changes):
+    """The machine configuration changed alike in the recording and every snapshot."""
+    def change(b):
+        m = fuzz.trace_json(b)
+        for key, value in changes.items():
+            if value is KeyError:
+                m["config"].pop(key)
+            else:
+                m["config"][key] = value
+        fuzz.set_trace_json(b, m)
+        for i in range(len(b.sections[b"SNAP"])):
+            set_config(b, i, m["config"])
+    return change
+
+
+def bigger_ram(b):
+    """The last keyframe's snapshot on a machine with twice the RAM (tables to match)."""
+    from chrono.store.pagetable import PageTable
+    m = fuzz.trace_json(b)
+    sid = bytes.fromhex(m["keyframes"][-1]["snapshot"])
+    index = [k for k, _ in b.sections[b"SNAP"]].index(sid)
+    snap = snapshot_manifests(b)[index]
+    pages = 2 * snap.ram.npages
+    grown = copy.copy(snap)
+    object.__setattr__(grown, "ram", PageTable(pages, list(snap.ram.leaves) + [bytes(32)] * len(snap.ram.leaves)))
+    object.__setattr__(grown, "config", dict(snap.config, ram_size=pages * 4096))
+    fuzz.replace_snapshot(b, index, grown.encode())
+
+
+def shared_leaf(b) -> tuple[int, bytes]:
+    """(snapshot index, leaf key) of a RAM leaf another snapshot has too: replacing it in
+    the one leaves every blob of the bundle used."""
+    snaps = snapshot_manifests(b)
+    for i, snap in enumerate(snaps):
+        for leaf in snap.ram.leaf_keys:
+            if any(leaf in other.ram.leaf_keys for j, other in enumerate(snaps) if j != i):
+                return i, leaf
+    raise AssertionError("no shared leaf")
+
+
+def state_as_leaf(b):
+    """A snapshot's RAM leaf replaced by its own CPU/device state."""
+    i, leaf = shared_leaf(b)
+    state = snapshot_manifests(b)[i].state
+    fuzz.replace_snapshot(b, i, b.sections[b"SNAP"][i][1].replace(leaf, state))
+
+
+def state_part_size(b):
+    """A CPU/device state whose header declares another size for a part."""
+    snap = snapshot_manifests(b)[0]
+    index = [k for k, _ in b.sections[b"BLOB"]].index(snap.state)
+    state = bytearray(fuzz.blob_content(b.sections[b"BLOB"][index][1]))
+    state[24:28] = struct.pack("<I", 0xFFFFFFFF)
+    fuzz.replace_blob(b, index, bytes(state))
+
+
+HOSTILE = {
+    "a keyframe on a machine with more RAM": (bigger_ram, "is not its recording's"),
+    "a machine without HTIF addresses": (everywhere(htif=KeyError), "has no 'htif'"),
+    "a machine with a bad ISA extension": (
+        everywhere(isa_extensions=["i", "m", "a", "f", "d", "c", -1]), "ISA extension -1"),
+    "a machine of an MMU that is no text": (everywhere(mmu={}), "wrong type"),
+    "a machine of another state layout": (everywhere(state_size=999), "another layout"),
+    "a snapshot naming its state as a leaf": (
+        state_as_leaf, "claims 1348 bytes where a page-table leaf has 16384"),
+    "a state this core cannot load": (state_part_size, "is not one this chrono loads"),
+    "an end past 2^63": (lambda b: fuzz.set_trace_json(b, dict(fuzz.trace_json(b), end_position=1 << 64)),
+                         "from 0 to 2^63 - 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_self_consistent_bundle_replay_could_not_use_is_refused(tiny, demo, tmp_path, case):
+    """Every checksum, id and header agrees: only the checks of meaning can refuse it
+    (before, these were imported and then replay failed with a traceback or an error)."""
+    change, words = HOSTILE[case]
+    store = tmp_path / "store"
+    with Store(store, create=True) as s:
+        import_bundle(s, demo.bundle)
+    before = keys(store)
+    bad = tmp_path / "bad.chrono"
+    bad.write_bytes(rehashed(tiny.bundle.read_bytes(), change))
+    proc = chrono("import", bad, "--store", store)
+    assert proc.returncode == 7, (case, proc.stderr, proc.stdout)
+    line = one_error_line(proc.stderr)
+    assert words in line and str(bad) in line, line
+    assert keys(store) == before
+
+
+def test_a_leaf_the_store_has_as_a_page_is_the_bundles_error_not_the_stores(tiny, tmp_path):
+    """A snapshot names, as a leaf, a page the bundle leaves out and the store has:
+    the message blames the bundle, not the (sound) store."""
+    store = tmp_path / "store"
+    with Store(store, create=True) as s:
+        import_bundle(s, tiny.bundle, name="first")
+    pages = fuzz._page_keys(fuzz.parse(tiny.bundle.read_bytes())[0])
+
+    def change(b):
+        page = sorted(pages)[0]
+        b.sections[b"BLOB"] = [(k, v) for k, v in b.sections[b"BLOB"] if k != page]
+        i, leaf = shared_leaf(b)
+        fuzz.replace_snapshot(b, i, b.sections[b"SNAP"][i][1].replace(leaf, page))
+
+    bad = tmp_path / "bad.chrono"
+    bad.write_bytes(rehashed(tiny.bundle.read_bytes(), change))
+    before = keys(store)
+    proc = chrono("import", bad, "--store", store)
+    assert proc.returncode == 7, proc.stderr
+    line = one_error_line(proc.stderr)
+    assert str(bad) in line and "as a page-table leaf, and it is not one" in line, line
+    assert keys(store) == before
+    assert chrono("store", "verify", "--store", store).returncode == 0
+
+
+def test_a_skip_past_what_the_clock_can_count_is_a_divergence(tiny, tmp_path):
+    """An idle skip of 2^64 - 1 (the log's counts agreeing): import cannot know the
+    clock, replay must say it diverged (before: an OverflowError traceback)."""
+    import random
+    from chrono.replay.events import SKIP, Event
+
+    def change(b):
+        events = fuzz.log_events(b)
+        events.insert(2, Event(events[2].position, SKIP, b"", (1 << 64) - 1))
+        fuzz.set_log(b, events, random.Random(1), fix_counts=True)
+
+    path = tmp_path / "skip.chrono"
+    path.write_bytes(rehashed(tiny.bundle.read_bytes(), change))
+    store = tmp_path / "store"
+    assert chrono("import", path, "--store", store).returncode == 0
+    proc = chrono("replay", "tiny", "-q", "--store", store)
+    assert proc.returncode == 9, proc.stderr
+    assert "skips the virtual clock" in one_error_line(proc.stderr)

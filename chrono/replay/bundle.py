@@ -50,6 +50,7 @@ import zstandard
 
 from chrono.errors import (BundleError, StoreCorruptError, StoreError, UsageError,
                            os_error_message)
+from chrono.store.capture import config_problem, incompatibility, state_problem
 from chrono.store.blobs import CODEC_RAW, CODEC_ZSTD, HASH_SIZE, PAGE_SIZE, ZERO_HASH, decode_blob
 from chrono.store.gc import reachable
 from chrono.store.manifest import Manifest, ManifestFormatError, snapshot_id
@@ -623,6 +624,10 @@ class _Verify:
         if problem:
             raise _unsafe(self.path, f"its recording is named {m.name!r}, and {problem}; "
                                      f"import it with --name NAME")
+        problem = config_problem(m.config)
+        if problem:
+            raise BundleError(f"bundle {self.path} holds a recording this chrono cannot replay: "
+                              f"{problem}; nothing was imported")
         self.manifest = m
         self.log = LogCheck(m)
         self.expected = {k.snapshot: [] for k in m.keyframes}
@@ -655,7 +660,8 @@ class _Verify:
         except (ValueError, TypeError, RecursionError) as e:
             raise _damaged(self.path, f"snapshot {sid} is malformed ({e})") from None
         problem = None if canonical else "it is not in the form chrono writes"
-        problem = problem or _config_problem(manifest)
+        problem = problem or _config_problem(manifest, self.manifest.config,
+                                             keyframe=bool(self.expected[sid]))
         for k in self.expected[sid]:
             if (manifest.steps, manifest.vclock) != (k.steps, k.vclock):
                 problem = (f"it is at instruction {manifest.steps:,} (virtual time "
@@ -667,7 +673,8 @@ class _Verify:
         self.states.add(manifest.state)
         if manifest.dtb:
             self.dtbs.add(manifest.dtb)
-        self.leaves |= manifest.blob_keys() - {manifest.state, manifest.dtb}
+        for _, table in manifest.tables():
+            self.leaves |= table.leaf_keys
 
     def blob(self, key: bytes, value: bytes) -> None:
         if not self.blobs:
@@ -693,8 +700,9 @@ class _Verify:
             raise _unsafe(self.path, f"it carries blob {name}, which none of its snapshots "
                                      f"uses (before the leaf naming it, if any)")
         size = _stored_content_size(value)
-        if size is None or not any(low <= size <= high for _, low, high in allowed):
-            role, low, high = allowed[0]
+        wrong = [a for a in allowed if size is None or not a[1] <= size <= a[2]]
+        if wrong:       # a blob in several places must fit each (a leaf is never a page)
+            role, low, high = wrong[0]
             expected = f"{low} bytes" if low == high else f"at most {high} bytes"
             raise _unsafe(self.path, f"blob {name} claims "
                                      f"{'no size' if size is None else f'{size} bytes'} where "
@@ -703,12 +711,30 @@ class _Verify:
             data = decode_blob(key, value)
         except StoreCorruptError as e:
             raise _damaged(self.path, f"blob {name} does not match its key ({e.reason})") from None
+        if key in self.states:
+            self._check_state(key, data)
         self.blobs.add(key)
         self.blob_content += len(data)
         if key in self.leaves and len(data) == LEAF_BYTES:
             self._add_pages(data)
         if key == self._first_state():
             self.state_version = _state_version(data)
+
+    def _check_state(self, key: bytes, state: bytes) -> None:
+        """Replay loads every state its snapshots name: each must be one this core loads."""
+        problem = state_problem(state)
+        if problem:
+            raise _damaged(self.path, f"blob {key.hex()}, a CPU/device state, is not one this "
+                                      f"chrono loads ({problem})")
+
+    def _store_leaf(self, r: Reader, key: bytes) -> bytes:
+        """A leaf the bundle's snapshots name and the store supplies: a blob of
+        the store that is no leaf (a page, a state) is the bundle's error."""
+        data = r.get_blob(key)          # damage in the store is the store's error
+        if len(data) != LEAF_BYTES:
+            raise _damaged(self.path, f"its snapshots name blob {key.hex()} of store "
+                                      f"{self.store.path} as a page-table leaf, and it is not one")
+        return data
 
     def _first_state(self) -> bytes | None:
         snap = self.snapshots.get(self.manifest.keyframes[0].snapshot)
@@ -747,8 +773,10 @@ class _Verify:
                                                   f"need, is neither in it nor in store "
                                                   f"{self.store.path}")
                     from_store.add(key)
+                    if key in self.states:
+                        self._check_state(key, r.get_blob(key))
                     if key in self.leaves:
-                        self._add_pages(r.get_leaf(key))
+                        self._add_pages(self._store_leaf(r, key))
                     if key == self._first_state():
                         self.state_version = _state_version(r.get_blob(key))
             # Pages under leaves the store supplied are in the store as well (a store
@@ -761,20 +789,27 @@ class _Verify:
         return _Plan(self.path, m, self.name or m.name, from_store)
 
 
-def _config_problem(manifest: Manifest) -> str | None:
-    """Does the snapshot's machine configuration agree with its tables?  (Replay
-    builds the machine from it.)"""
+def _config_problem(manifest: Manifest, recording: dict, keyframe: bool) -> str | None:
+    """Can replay rebuild the snapshot's machine (guest_from_snapshot), does its
+    configuration agree with its tables, and is it the recording's machine (a
+    keyframe's configuration is the recording's, a loaded snapshot's one the
+    recording's machine can restore)?"""
     cfg = manifest.config
-    if not isinstance(cfg, dict):
-        return "its machine configuration is not a mapping"
-    ram = cfg.get("ram_size")
-    if not isinstance(ram, int) or pages_for(ram) != manifest.ram.npages:
+    problem = config_problem(cfg)
+    if problem:
+        return problem
+    if pages_for(cfg["ram_size"]) != manifest.ram.npages:
         return "its RAM size does not match its page table"
-    disk = cfg.get("disk_size")
-    if disk is None and not manifest.disks:
-        return None
-    if not isinstance(disk, int) or len(manifest.disks) != 1 or manifest.disks[0].size != disk:
+    disk = cfg["disk_size"]
+    if disk is None and manifest.disks:
+        return "it has a disk table but its machine has no disk"
+    if disk is not None and (len(manifest.disks) != 1 or manifest.disks[0].size != disk):
         return "its disk size does not match its disk table"
+    if keyframe and json.dumps(cfg, sort_keys=True) != json.dumps(recording, sort_keys=True):
+        return "its machine configuration is not its recording's"
+    found = incompatibility(recording, cfg)
+    if found:
+        return f"it was taken on a machine with another {found[1]} than its recording's"
     return None
 
 

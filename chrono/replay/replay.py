@@ -160,6 +160,9 @@ class Replayer:
             m.entropy_write(event.data)         # logged as offered (see the recorder)
             self.report.inputs += 1
         elif kind == SKIP:
+            if m.vclock + event.value >= 1 << 64:
+                raise self._diverged(f"the log skips the virtual clock by {event.value}, past "
+                                     f"what it can count (it is at {m.vclock})")
             m.skip_to(m.vclock + event.value)
             self.report.inputs += 1
         elif kind == LOAD:

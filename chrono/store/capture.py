@@ -23,6 +23,8 @@ written (untouched RAM is zero) and every non-zero disk block.
 """
 from __future__ import annotations
 
+import functools
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,23 +66,115 @@ class CaptureTimes:
 
 def machine_config(guest) -> dict:
     """The configuration a snapshot can only be restored into."""
-    m = guest.machine
-    cfg = guest.config
+    disk_size = guest.disk.size if guest.disk is not None else None
+    return _config(guest.config, disk_size, [guest.boot.tohost, guest.boot.fromhost],
+                   len(guest.machine.save_state()))
+
+
+def _config(board, disk_size: int | None, htif: list, state_size: int) -> dict:
     return {
         "version": CONFIG_VERSION,
-        "ram_size": m.ram_size,
-        "disk_size": guest.disk.size if guest.disk is not None else None,
-        "isa": cfg.riscv_isa,
-        "isa_extensions": list(cfg.isa_extensions),
-        "mmu": cfg.mmu_type,
+        "ram_size": board.ram_size,
+        "disk_size": disk_size,
+        "isa": board.riscv_isa,
+        "isa_extensions": list(board.isa_extensions),
+        "mmu": board.mmu_type,
         "devices": ["sifive,test0", "goldfish-rtc", "clint", "plic", "ns16550a",
-                    "virtio-mmio-blk" if guest.disk is not None else "virtio-mmio",
+                    "virtio-mmio-blk" if disk_size is not None else "virtio-mmio",
                     "virtio-mmio-rng"],
-        "state_size": len(m.save_state()),
-        "htif": [guest.boot.tohost, guest.boot.fromhost],
-        "bootargs": cfg.bootargs,
-        "initrd": list(cfg.initrd) if cfg.initrd else None,
+        "state_size": state_size,
+        "htif": htif,
+        "bootargs": board.bootargs,
+        "initrd": list(board.initrd) if board.initrd else None,
     }
+
+
+# What a snapshot's machine must share with the machine it is restored into.
+_COMPATIBLE = (("version", "configuration format"), ("state_size", "CPU/device state layout"),
+               ("ram_size", "RAM size"), ("disk_size", "disk size"), ("devices", "devices"),
+               ("isa", "ISA"))
+
+
+def incompatibility(mine: dict, theirs: dict) -> tuple[str, str] | None:
+    """(key, what it is) of the first setting in which a snapshot of configuration
+    `theirs` cannot be restored into a machine of configuration `mine`, or None."""
+    for key, what in _COMPATIBLE:
+        if mine.get(key) != theirs.get(key):
+            return key, what
+    return None
+
+
+@functools.cache
+def _scratch_machine():
+    """A small machine for checking states (never run)."""
+    from chrono.core.board import RAM_MIN
+    from chrono.core.machine import Machine
+    return Machine(RAM_MIN)
+
+
+@functools.cache
+def core_state_size() -> int:
+    """Bytes of this core's CPU/device state (fixed by the build)."""
+    return len(_scratch_machine().save_state())
+
+
+def state_problem(state: bytes) -> str | None:
+    """Why this core cannot load CPU/device state `state` (None: it can).  The
+    core's own check: its size, format version and the size of every part."""
+    try:
+        _scratch_machine().load_state(state)
+    except ChronoError as e:
+        return e.message
+    return None
+
+
+def config_problem(cfg) -> str | None:
+    """Why `cfg` is not a machine configuration this chrono would write, and
+    so one guest_from_snapshot cannot build a machine from (None: it is one).
+
+    A configuration may come from a bundle: it is checked the way it is used,
+    by building the board it describes (its own checks) and the configuration
+    that board has, which must be `cfg` exactly, types included.
+    """
+    if not isinstance(cfg, dict):
+        return "its machine configuration is not a mapping"
+    version, size = cfg.get("version"), cfg.get("state_size")
+    if type(version) is not int or version != CONFIG_VERSION:
+        return (f"its machine configuration has format {version!r}; this chrono reads "
+                f"format {CONFIG_VERSION}")
+    if type(size) is not int or size != core_state_size():
+        return (f"its CPU/device state has another layout ({size!r} bytes; this chrono's has "
+                f"{core_state_size()}): it was saved by another version of chrono")
+    try:
+        board = _board(cfg)
+        disk_size, htif = cfg["disk_size"], cfg["htif"]
+    except KeyError as e:
+        return f"its machine configuration has no {e.args[0]!r}"
+    except ChronoError as e:
+        return f"its machine configuration is unusable ({e.message})"
+    except (TypeError, ValueError, AttributeError):
+        return "its machine configuration has a value of the wrong type"
+    if disk_size is not None and (type(disk_size) is not int or disk_size <= 0
+                                  or disk_size % 512):
+        return f"its disk size {disk_size!r} is not a positive multiple of 512 bytes"
+    if not (isinstance(htif, list) and len(htif) == 2 and all(
+            a is None or (type(a) is int and 0 < a < 1 << 64) for a in htif)):
+        return f"its HTIF addresses {htif!r} are not two addresses"
+    rebuilt = _config(board, disk_size, htif, size)
+    for key in sorted(set(cfg) | set(rebuilt)):
+        if json.dumps(cfg.get(key), sort_keys=True) != json.dumps(rebuilt.get(key), sort_keys=True):
+            return (f"its machine configuration is not one this chrono writes ({key} is "
+                    f"{str(cfg.get(key))[:60]!r})")
+    return None
+
+
+def _board(cfg: dict):
+    """The BoardConfig a configuration describes (UsageError if it describes none)."""
+    from chrono.core.board import BoardConfig
+    return BoardConfig(cfg["ram_size"], isa_extensions=tuple(cfg["isa_extensions"]),
+                       mmu_type=cfg["mmu"], bootargs=cfg["bootargs"],
+                       initrd=tuple(cfg["initrd"]) if cfg["initrd"] else None,
+                       has_disk=cfg["disk_size"] is not None)
 
 
 def _nonzero_pages(buffer: np.ndarray) -> np.ndarray:
@@ -238,19 +332,19 @@ class Snapshots:
     # ---- restore --------------------------------------------------------------
     def check_compatible(self, manifest: Manifest, name: str) -> None:
         mine, theirs = self.config, manifest.config
-        for key in ("version", "state_size"):
-            if mine.get(key) != theirs.get(key):
-                raise SnapshotMismatchError(
-                    f"snapshot {name!r} was saved by another version of chrono (its CPU/device "
-                    f"state layout differs: {theirs.get(key)!r}, this one {mine.get(key)!r}); "
-                    f"restore it with the chrono that saved it")
-        for key, what in (("ram_size", "RAM size"), ("disk_size", "disk size"),
-                          ("devices", "devices"), ("isa", "ISA")):
-            if mine.get(key) != theirs.get(key):
-                raise SnapshotMismatchError(
-                    f"snapshot {name!r} was taken on a machine with another {what} "
-                    f"({theirs.get(key)!r}, this one has {mine.get(key)!r}); "
-                    f"start it with `chrono run --from {name}` instead")
+        found = incompatibility(mine, theirs)
+        if found is None:
+            return
+        key, what = found
+        if key in ("version", "state_size"):
+            raise SnapshotMismatchError(
+                f"snapshot {name!r} was saved by another version of chrono (its CPU/device "
+                f"state layout differs: {theirs.get(key)!r}, this one {mine.get(key)!r}); "
+                f"restore it with the chrono that saved it")
+        raise SnapshotMismatchError(
+            f"snapshot {name!r} was taken on a machine with another {what} "
+            f"({theirs.get(key)!r}, this one has {mine.get(key)!r}); "
+            f"start it with `chrono run --from {name}` instead")
 
     def load(self, name: str, fresh: bool = False) -> Manifest:
         """Restore the snapshot `name` into the guest (delta + lazy).  `fresh`
@@ -378,7 +472,6 @@ def guest_from_snapshot(store: Store, name: str):
     configuration, its disk is in memory (there is no image behind it), and
     its RAM is restored lazily, so it can run at once.
     """
-    from chrono.core.board import BoardConfig
     from chrono.core.disk import Disk
     from chrono.core.launch import Guest
     from chrono.core.loader import BootImage
@@ -386,19 +479,16 @@ def guest_from_snapshot(store: Store, name: str):
 
     manifest = store.snapshot(name)
     cfg = manifest.config
-    if cfg.get("version") != CONFIG_VERSION:
-        raise SnapshotMismatchError(f"snapshot {name!r} has a machine configuration of format "
-                                    f"{cfg.get('version')!r}; this chrono reads format {CONFIG_VERSION}")
+    problem = config_problem(cfg)
+    if problem:
+        raise SnapshotMismatchError(f"snapshot {name!r} cannot be restored: {problem}")
     tohost, fromhost = cfg["htif"]
     machine = Machine(cfg["ram_size"], tohost=tohost, fromhost=fromhost)
     disk = None
     if cfg["disk_size"] is not None:
         disk = Disk.blank(cfg["disk_size"])
         machine.attach_disk(disk)
-    board = BoardConfig(cfg["ram_size"], isa_extensions=tuple(cfg["isa_extensions"]),
-                        mmu_type=cfg["mmu"], bootargs=cfg["bootargs"],
-                        initrd=tuple(cfg["initrd"]) if cfg["initrd"] else None,
-                        has_disk=disk is not None)
+    board = _board(cfg)
     boot = BootImage(segments=[], entry=0, tohost=tohost, fromhost=fromhost,
                      description=f"snapshot {name}")
     dtb = store.get_blob(manifest.dtb) if manifest.dtb else None

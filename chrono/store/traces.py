@@ -144,8 +144,8 @@ class TraceManifest:
         ints = (self.start_position, self.chunks, self.events, self.log_bytes, self.end_position,
                 self.end_vclock, self.output_bytes, self.digest_interval,
                 self.keyframe_interval, self.rtc_epoch_ns)
-        if not all(isinstance(v, int) and v >= 0 for v in ints):
-            raise ValueError("a count or position is not a non-negative integer")
+        if not all(_is_count(v) for v in ints):
+            raise ValueError("a count or position is not an integer from 0 to 2^63 - 1")
         if not _is_hex(self.id, 2 * TRACE_ID_BYTES):
             raise ValueError("bad id")
         if not (isinstance(self.name, str) and isinstance(self.chrono_version, str)
@@ -166,8 +166,8 @@ class TraceManifest:
             raise ValueError("no keyframes")
         previous = self.start_position
         for k in self.keyframes:
-            if not all(isinstance(v, int) and v >= 0 for v in (k.position, k.steps, k.vclock)):
-                raise ValueError("a keyframe position is not a non-negative integer")
+            if not all(_is_count(v) for v in (k.position, k.steps, k.vclock)):
+                raise ValueError("a keyframe position is not an integer from 0 to 2^63 - 1")
             if k.position < previous or k.position > self.end_position:
                 raise ValueError("keyframes out of order")
             _check_sid(k.snapshot)
@@ -180,6 +180,11 @@ class TraceManifest:
             raise ValueError("bad configuration")
         if self.digest_interval <= 0 or self.keyframe_interval <= 0:
             raise ValueError("bad intervals")
+
+
+def _is_count(value) -> bool:
+    """A position, clock or count: the core counts in 64 bits, and no run gets near 2^63."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
 
 
 def _check_sid(sid) -> None:
