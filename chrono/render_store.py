@@ -17,6 +17,7 @@ from rich.table import Table
 
 from chrono.core.board import RAM_BASE
 from chrono.store import PAGE_SIZE, ZERO_HASH, Manifest, SnapshotDiff, StoreStats, VerifyReport
+from chrono.units import format_size as size  # noqa: F401  (the CLI's one size format)
 
 MAX_RANGES = 8
 
@@ -25,16 +26,6 @@ def console() -> Console:
     """stdout; pipes and files get a wide console so cells do not wrap."""
     out = Console(highlight=False)
     return out if out.is_terminal else Console(width=200, highlight=False)
-
-
-def size(n: int) -> str:
-    """Bytes in binary units: 512 bytes, 4.0 KiB, 1.5 MiB."""
-    if n < 1024:
-        return f"{n} bytes"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
 
 
 def short(sid: str | None) -> str:

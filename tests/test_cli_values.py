@@ -10,7 +10,6 @@ import re
 
 import pytest
 
-from chrono.units import format_size, parse_address, parse_count
 from chrono.errors import UsageError
 from tracehelp import chrono, record_demo, symbol
 
@@ -107,6 +106,7 @@ def test_max_insns_takes_commas(tmp_path):
 
 
 def test_sizes_are_printed_in_units_that_fit():
+    from chrono.units import format_size
     assert format_size(1) == "1 byte"
     assert format_size(17) == "17 bytes"
     assert format_size(300 * 1024) == "300 KiB"
@@ -116,6 +116,7 @@ def test_sizes_are_printed_in_units_that_fit():
 
 
 def test_parsers_agree_with_what_chrono_prints():
+    from chrono.units import parse_address, parse_count
     for n in (0, 7, 1_000, 2_000_000, 3_483_012_345):
         assert parse_count(f"{n:,}", "--to") == n
         assert parse_address(f"{n:#x}", "ADDR") == (n, False)
