@@ -36,13 +36,13 @@ from dataclasses import dataclass, field, replace
 
 from chrono.core import board
 from chrono.core.board import RAM_BASE, BoardConfig, format_ram_option
-from chrono.units import GiB, KiB, MiB, format_size
 from chrono.core.devicetree import build_device_tree
 from chrono.core.images import (
     PathLike, Segment, check_not_compressed, is_elf, linux_image_header, parse_elf, read_image_file,
     segments_high, segments_low,
 )
 from chrono.errors import ImageError, UsageError
+from chrono.units import GiB, KiB, MiB, format_size
 
 # QEMU: riscv_calc_kernel_start_addr aligns the kernel up to 2 MiB (RV64),
 # the PMD size Linux needs for its linear map.
