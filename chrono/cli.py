@@ -14,7 +14,7 @@ from typing import Callable
 import click
 from click.core import ParameterSource
 
-from chrono.core.board import parse_ram_size
+from chrono.cliparams import SIZE, Count
 from chrono.core.console import Terminated
 from chrono.errors import ChronoError, UsageError
 
@@ -66,13 +66,6 @@ def main():
     """
 
 
-def _ram_option(ctx, param, value):
-    try:
-        return parse_ram_size(value)
-    except ChronoError as e:
-        raise click.BadParameter(e.message) from None
-
-
 def store_option(command):
     """--store DIR: the snapshot store a command uses (CHRONO_STORE, else .chrono).
 
@@ -112,9 +105,9 @@ _GUEST_OPTIONS = [
                       "guest writes are kept in memory and discarded at exit unless --commit."),
     click.option("--commit", is_flag=True,
                  help="At exit, write the guest's disk writes back into the --disk image."),
-    click.option("--ram", "ram_size", default="128M", show_default=True, callback=_ram_option,
+    click.option("--ram", "ram_size", default="128M", show_default=True, type=SIZE,
                  metavar="SIZE", help="Guest RAM, e.g. 256M or 1G."),
-    click.option("--max-insns", type=click.IntRange(min=1), metavar="N",
+    click.option("--max-insns", type=Count(min=1), metavar="N",
                  help="Stop after N instructions (exit status 124)."),
     click.option("--pace/--no-pace", default=None,
                  help="Keep guest time in step with the host clock. Default: paced at a "
@@ -251,7 +244,7 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -
         spec = GuestSpec(**options)
     if commit and spec.disk is None:
         raise UsageError("--commit needs --disk IMAGE: there is no image to write the overlay to")
-    guest = launch(spec)
+    guest = launch(spec, commit=commit)
     return StartedGuest(guest, None, guest.reboot, disk=spec.disk)
 
 
@@ -553,7 +546,7 @@ def snap_diff(a, b, store_path):
     show(diff_table(result, ma, mb, a, b))
 
 
-from chrono import cli_trace  # noqa: E402,F401  (registers record, replay, trace...)
+from chrono import cli_disk, cli_trace  # noqa: E402,F401  (register disk, record, replay, trace...)
 
 if __name__ == "__main__":
     # `python -m chrono.cli`: run the imported module's group, which the

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from chrono.cli import finish_run, guest_options, json_option, main, start_guest, store_option
+from chrono.cliparams import ADDRESS, COUNT, Count
 from chrono.errors import UsageError
 
 KEYFRAME_INTERVAL_DEFAULT = 1 << 30     # chrono.replay.recorder.KEYFRAME_INTERVAL (no import: fast --help)
@@ -20,7 +21,7 @@ DIGEST_INTERVAL = 1 << 20
 @guest_options
 @click.option("--name", metavar="NAME",
               help="Name of the recording (default: rec-N, the first free N).")
-@click.option("--keyframe-interval", type=click.IntRange(min=DIGEST_INTERVAL), metavar="N",
+@click.option("--keyframe-interval", type=Count(min=DIGEST_INTERVAL), metavar="N",
               default=KEYFRAME_INTERVAL_DEFAULT, show_default=True,
               help="Instructions between keyframe snapshots: shorter makes seeking back "
                    "faster and the store bigger.")
@@ -107,7 +108,7 @@ def _recorded_line(m) -> str:
 
 @main.command()
 @click.argument("recording")
-@click.option("--to", "to_position", type=click.IntRange(min=0), metavar="POSITION",
+@click.option("--to", "to_position", type=COUNT, metavar="POSITION",
               help="Stop at instruction POSITION of the recording and leave a snapshot "
                    "there (named RECORDING@POSITION).")
 @click.option("--quiet", "-q", is_flag=True, help="Do not write the guest's console output.")
@@ -116,7 +117,7 @@ def _recorded_line(m) -> str:
                    "recording a new branch from there (see --name).")
 @click.option("--name", "branch", metavar="NAME",
               help="With --live: the new branch's name (default: rec-N).")
-@click.option("--keyframe-interval", type=click.IntRange(min=DIGEST_INTERVAL), metavar="N",
+@click.option("--keyframe-interval", type=Count(min=DIGEST_INTERVAL), metavar="N",
               default=KEYFRAME_INTERVAL_DEFAULT, help="With --live: as for `chrono record`.")
 @store_option
 def replay(recording, to_position, quiet, live, branch, keyframe_interval, store_path):
@@ -181,9 +182,9 @@ def replay(recording, to_position, quiet, live, branch, keyframe_interval, store
 @click.argument("recording")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), metavar="FILE",
               help="The bundle file to write (e.g. NAME.chrono); replaced if it exists.")
-@click.option("--from", "start", type=click.IntRange(min=0), metavar="POSITION",
+@click.option("--from", "start", type=COUNT, metavar="POSITION",
               help="Trim: start at the last keyframe at or before instruction POSITION.")
-@click.option("--to", "end", type=click.IntRange(min=0), metavar="POSITION",
+@click.option("--to", "end", type=COUNT, metavar="POSITION",
               help="Trim: end at instruction POSITION (a keyframe is made there by replaying).")
 @store_option
 def export(recording, output, start, end, store_path):
@@ -451,20 +452,11 @@ def _timeline(ctx, store_here=None):
     return timeline
 
 
-def _address(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return int(value, 0)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an address (e.g. 0x80000312)") from None
-
-
 @query_group.command("hits")
-@click.option("--pc", required=True, callback=_address, metavar="ADDR",
+@click.option("--pc", required=True, type=ADDRESS, metavar="ADDR",
               help="The (virtual) address of the instruction.")
-@click.option("--from", "start", type=click.IntRange(min=0), metavar="POS")
-@click.option("--to", "end", type=click.IntRange(min=0), metavar="POS")
+@click.option("--from", "start", type=COUNT, metavar="POS")
+@click.option("--to", "end", type=COUNT, metavar="POS")
 @_here_too
 @click.pass_context
 def query_hits(ctx, pc, start, end, store_here):
@@ -480,8 +472,8 @@ def query_hits(ctx, pc, start, end, store_here):
 
 
 @query_group.command("diff")
-@click.argument("first", type=click.IntRange(min=0), metavar="POS1")
-@click.argument("second", type=click.IntRange(min=0), metavar="POS2")
+@click.argument("first", type=COUNT, metavar="POS1")
+@click.argument("second", type=COUNT, metavar="POS2")
 @_here_too
 @click.pass_context
 def query_diff(ctx, first, second, store_here):
@@ -498,10 +490,10 @@ PRIVILEGE = {0: "U", 1: "S", 3: "M"}
 
 
 @query_group.command("last-write")
-@click.argument("address", callback=lambda ctx, p, v: _address(ctx, p, v), metavar="ADDR")
-@click.option("--size", type=click.IntRange(min=1, max=1 << 20), default=1, show_default=True,
+@click.argument("address", type=ADDRESS, metavar="ADDR")
+@click.option("--size", type=Count(min=1, max=1 << 20), default=1, show_default=True,
               help="Bytes from ADDR.")
-@click.option("--before", type=click.IntRange(min=0), metavar="POS",
+@click.option("--before", type=COUNT, metavar="POS",
               help="The last write before this position (default: the end).")
 @click.option("--physical", is_flag=True,
               help="ADDR is physical (default: virtual, through the page tables at --before).")

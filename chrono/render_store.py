@@ -16,19 +16,10 @@ from chrono.core.board import RAM_BASE
 from chrono.render import Grid, columns, iso_utc, plural, vtime, when
 from chrono.store import PAGE_SIZE, ZERO_HASH, Manifest, SnapshotDiff, StoreStats, VerifyReport
 from chrono.store.holders import Holders, SnapshotHolders
+from chrono.units import format_size as size  # noqa: F401  (the CLI's one size format)
 
 MAX_RANGES = 8
 GC_REMOVES = "nothing: `chrono store gc` removes it"
-
-
-def size(n: int) -> str:
-    """Bytes in binary units: 512 bytes, 4.0 KiB, 1.5 MiB."""
-    if n < 1024:
-        return plural(n, "byte")
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
 
 
 def short(sid: str | None) -> str:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from chrono.core.board import GiB, MiB, BoardConfig, isa_string, parse_ram_size
+from chrono.core.board import GiB, MiB, BoardConfig, isa_string
 from chrono.core.fdt import parse_dtb
 from chrono.core.loader import (
     FW_DYNAMIC_INFO_MAGIC, BootImage, load_elf, load_raw, plan_boot,
 )
 from chrono.errors import ChronoError, ImageError, UsageError
+from chronocmd import CHRONO
 
 OPENSBI = Path("/usr/lib/riscv64-linux-gnu/opensbi/generic")
 CROSS_GCC = shutil.which("riscv64-unknown-elf-gcc")
@@ -350,7 +351,7 @@ def test_initrd_too_big_names_the_ram_that_would_do(firmware, write):
     with pytest.raises(ChronoError) as info:
         plan_boot(64 * MiB, kernel=write("Image", linux_image()), bios=firmware,
                   initrd=write("rd", b"\x01" * (40 * MiB)))
-    message = one_line_error(info, UsageError)
+    message = one_line_error(info, ImageError)
     assert message == "--initrd: 40 MiB initrd does not fit in 64 MiB RAM above 0x82200000; use --ram 128M"
 
 
@@ -358,13 +359,13 @@ def test_initrd_overlapping_the_kernel_asks_for_more_ram(firmware, write):
     with pytest.raises(ChronoError) as info:
         plan_boot(32 * MiB, kernel=write("Image", linux_image(1 * MiB, image_size=20 * MiB)), bios=firmware,
                   initrd=write("rd", b"\x01" * 4096))
-    one_line_error(info, UsageError, "--initrd", "overlaps the Linux Image", "use --ram 64M")
+    one_line_error(info, ImageError, "--initrd", "overlaps the Linux Image", "use --ram 64M")
 
 
 def test_kernel_larger_than_ram_asks_for_more_ram(firmware, write):
     with pytest.raises(ChronoError) as info:
         plan_boot(16 * MiB, kernel=write("Image", linux_image(1 * MiB, image_size=30 * MiB)), bios=firmware)
-    one_line_error(info, UsageError, "--kernel: 30 MiB Linux Image does not fit in 16 MiB RAM", "use --ram 64M")
+    one_line_error(info, ImageError, "--kernel: 30 MiB Linux Image does not fit in 16 MiB RAM", "use --ram 64M")
 
 
 def test_elf_kernel_on_top_of_firmware_is_an_image_error(firmware, write):
@@ -385,7 +386,7 @@ def test_elf_linked_above_ram_asks_for_more_ram(write):
     kernel = write("high.elf", make_elf([(0x9000_0000, b"\x01" * 64, 64)], 0x9000_0000))
     with pytest.raises(ChronoError) as info:
         plan_boot(128 * MiB, kernel=kernel)
-    one_line_error(info, UsageError, "use --ram 512M")
+    one_line_error(info, ImageError, "use --ram 512M")
 
 
 @pytest.mark.parametrize("ram", [10 * MiB, 100 * GiB, 64 * MiB + 1, 0, -4096])
@@ -447,16 +448,6 @@ def test_board_config_rejects_unsupported_choices():
     with pytest.raises(UsageError):
         BoardConfig(64 * MiB, initrd=(0x1000, 0x2000))
     assert BoardConfig(64 * MiB, mmu_type="sv39").mmu_type == "riscv,sv39"
-
-
-def test_ram_sizes_parse_as_written():
-    assert parse_ram_size("512M") == 512 * MiB
-    assert parse_ram_size("2G") == 2 * GiB
-    assert parse_ram_size("2GiB") == 2 * GiB
-    assert parse_ram_size("65536k") == 64 * MiB
-    assert parse_ram_size("1048576") == 1 * MiB
-    with pytest.raises(UsageError):
-        parse_ram_size("lots")
 
 
 # --- End to end under QEMU -------------------------------------------------------------
@@ -531,3 +522,102 @@ bad:    .asciz "payload: bad a0/a1\\n"
     assert "Domain0 Next Mode         : S-mode" in out
     assert "payload: hart 0, device tree ok" in out
     assert result.returncode == 0
+
+
+# --- ELFs linked the usual way, as QEMU loads them -------------------------------------
+
+HELLO = r"""
+        .section .text
+        .globl _start
+_start: la t0, msg
+        li t1, 0x10000000
+1:      lbu t2, 0(t0)
+        beqz t2, 2f
+        sb t2, 0(t1)
+        addi t0, t0, 1
+        j 1b
+2:      la t0, counter                  // .bss: must be in RAM and zero
+        ld t2, 0(t0)
+        bnez t2, 3f
+        li t1, 0x5555                   // sifive,test0: pass
+        j 4f
+3:      li t1, 0x13333                  // fail, code 1
+4:      li t0, 0x100000
+        sw t1, 0(t0)
+5:      j 5b
+        .section .rodata
+msg:    .asciz "hello from an ELF that carries its headers\n"
+        .section .bss
+counter: .dword 0
+"""
+
+
+def build_hello(tmp_path, *link_flags):
+    """The HELLO program linked with plain `gcc -nostdlib -Ttext=...` (no -N/-n:
+    the first LOAD segment then starts a page below .text, with the ELF headers)."""
+    source = tmp_path / "hello.S"
+    source.write_text(HELLO)
+    elf = tmp_path / "hello.elf"
+    subprocess.run([CROSS_GCC, "-nostdlib", "-static", "-march=rv64imac", "-mabi=lp64",
+                    "-mcmodel=medany", *link_flags, "-o", str(elf), str(source)],
+                   check=True, capture_output=True)
+    return elf
+
+
+def first_load_segment(elf):
+    """(p_paddr, p_offset) of the ELF's first PT_LOAD program header."""
+    data = elf.read_bytes()
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    for i in range(phnum):
+        p_type, _, p_offset, _, p_paddr = struct.unpack_from("<IIQQQ", data, phoff + i * phentsize)
+        if p_type == 1:
+            return p_paddr, p_offset
+    raise AssertionError("no PT_LOAD segment")
+
+
+@needs_gcc
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-riscv64 not installed")
+def test_elf_with_its_headers_below_ram_runs_as_on_qemu(tmp_path):
+    elf = build_hello(tmp_path, "-Wl,-Ttext=0x80000000")
+    assert first_load_segment(elf) == (0x7FFFF000, 0)       # the headers come first, outside RAM
+    qemu = subprocess.run([QEMU, "-M", "virt", "-m", "128M", "-bios", "none", "-nographic",
+                           "-monitor", "none", "-kernel", str(elf)], capture_output=True, timeout=20)
+    ours = subprocess.run([*CHRONO, "run", "--kernel", str(elf)], capture_output=True, timeout=20)
+    assert b"hello from an ELF that carries its headers" in qemu.stdout, qemu.stderr
+    assert ours.stderr == b"", ours.stderr
+    assert (ours.returncode, ours.stdout) == (qemu.returncode, qemu.stdout) == (0, qemu.stdout)
+
+
+@needs_gcc
+@pytest.mark.parametrize("link", [["-Wl,-Ttext=0x7ffff800"], ["-Wl,-Ttext=0x80000000", "-Wl,-Tbss=0x7fff0000"]],
+                         ids=["text below RAM", "bss below RAM"])
+def test_elf_with_sections_outside_ram_is_still_refused(tmp_path, link):
+    elf = build_hello(tmp_path, *link)
+    with pytest.raises(ChronoError) as info:
+        plan_boot(128 * MiB, kernel=elf)
+    one_line_error(info, ImageError, "lies outside RAM", "link it to run from RAM")
+
+
+def test_headers_and_padding_outside_ram_are_skipped_but_sections_kept(write):
+    """Hand-made: one segment from 0x7ffff000 whose only section starts at RAM base."""
+    code = b"\x6f\x00\x00\x00"                            # j .
+    elf = make_elf([(0x7FFF_F000, bytes(0x1000) + code, 0x1000 + len(code))], 0x8000_0000)
+    elf = with_section(elf, ".text", 0x8000_0000, 0x1000 + 64 + 56, len(code))
+    image, _ = plan_boot(64 * MiB, kernel=write("k.elf", elf))
+    assert segment_at(image, 0x8000_0000) == code
+    assert all(address >= 0x8000_0000 for address, _ in image.segments)
+
+
+def with_section(elf: bytes, name: str, address: int, offset: int, size: int) -> bytes:
+    """``elf`` (from make_elf, without sections) given one SHF_ALLOC PROGBITS section."""
+    shstrtab = b"\0" + name.encode() + b"\0.shstrtab\0"
+    shoff = len(elf) + len(shstrtab) + (-(len(elf) + len(shstrtab)) % 8)
+    body = bytearray(elf + shstrtab + bytes(shoff - len(elf) - len(shstrtab)))
+
+    def sh(name_at, kind, flags, addr, off, length):
+        return struct.pack("<IIQQQQIIQQ", name_at, kind, flags, addr, off, length, 0, 0, 1, 0)
+    body += bytes(64) + sh(1, 1, 6, address, offset, size) + sh(len(name) + 2, 3, 0, 0, len(elf), len(shstrtab))
+    struct.pack_into("<Q", body, 40, shoff)                # e_shoff
+    struct.pack_into("<HHH", body, 58, 64, 3, 2)           # e_shentsize, e_shnum, e_shstrndx
+    return bytes(body)

@@ -26,6 +26,7 @@ def crash(tmp_path_factory):
     proc = chrono(work, "record", "--store", work / "store", "--name", "c",
                   "--keyframe-interval", 2_000_000, script="write a hello\nsync\nbench 1\ncrash\n")
     assert proc.returncode == 1, proc.stderr
+    (work / "console.txt").write_text(proc.stdout)
     return work
 
 
@@ -60,6 +61,22 @@ def test_last_write_finds_the_corrupting_store(crash):
         earlier = writes.last_write(t, link, 8, before=hit.position)
         assert earlier.position == brute[-2]
         assert writes.last_write(t, link, 8, before=brute[0]) is None
+        t.close()
+
+
+def test_the_crash_prints_the_link_it_overwrites_with_its_old_and_new_values(crash):
+    line = re.search(r"crash: overwriting the block cache's LRU link at (0x[0-9a-f]+): "
+                     r"(0x[0-9a-f]+) -> (0x[0-9a-f]+), then walking the list",
+                     (crash / "console.txt").read_text())
+    assert line, "the crash line names the link's address, then its old and new values"
+    link, old, new = (int(x, 16) for x in line.groups())
+    with Store(crash / "store") as store:
+        t = Timeline(store, "c")
+        hit = writes.last_write(t, link, 8)          # the store that corrupted it
+        t.seek(hit.position)
+        assert int.from_bytes(t.machine.read_phys(link, 8), "little") == old
+        t.step()
+        assert int.from_bytes(t.machine.read_phys(link, 8), "little") == new == 0xdeadbeef00
         t.close()
 
 

@@ -12,10 +12,7 @@ import re
 from dataclasses import dataclass
 
 from chrono.errors import UsageError
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
+from chrono.units import GiB, KiB, MiB, format_size
 
 PAGE_SIZE = 4 * KiB
 
@@ -97,17 +94,7 @@ def virtio_slot_irq(slot: int) -> int:
     return 1 + slot
 
 
-# --- Sizes as people write them ----------------------------------------------
-
-def format_size(n: int) -> str:
-    """Bytes as a short human string: '128 MiB', '1.5 GiB', '300 KiB', '17 bytes'."""
-    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if n >= scale:
-            value = n / scale
-            text = f"{value:.0f}" if n % scale == 0 else f"{value:.1f}"
-            return f"{text} {unit}"
-    return f"{n} bytes"
-
+# --- Sizes ----------------------------------------------------------------------
 
 def format_ram_option(n: int) -> str:
     """A RAM size the way --ram takes it: '512M', '2G'."""
@@ -116,21 +103,6 @@ def format_ram_option(n: int) -> str:
     if n % MiB == 0:
         return f"{n // MiB}M"
     return f"{n // KiB}K"
-
-
-_SIZE_TEXT = re.compile(r"\s*(\d+)\s*([kKmMgG]?)(?:i?[bB])?\s*\Z")
-
-
-def parse_ram_size(text: str) -> int:
-    """Parse '512M', '2G', '65536K' or a plain byte count; UsageError if not a size.
-
-    Range checks are BoardConfig's job, so the message there names the limits.
-    """
-    match = _SIZE_TEXT.match(text)
-    if not match:
-        raise UsageError(f"--ram {text!r}: not a size; write it like 256M or 2G")
-    number, unit = int(match.group(1)), match.group(2).upper()
-    return number * {"": 1, "K": KiB, "M": MiB, "G": GiB}[unit]
 
 
 # --- ISA string ----------------------------------------------------------------

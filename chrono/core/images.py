@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
+from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from chrono.core.guestfiles import open_guest_file
 from chrono.errors import ImageError, os_error_message
 
 PathLike = str | os.PathLike
@@ -35,15 +37,38 @@ _MACHINE_NAMES = {
 
 @dataclass(frozen=True)
 class Segment:
-    """One loadable piece: ``data`` at ``address``, then zeros up to ``memsz``."""
+    """One loadable piece: ``data`` at ``address``, then zeros up to ``memsz``.
+
+    ``content`` is the range its sections cover.  Around it a PT_LOAD segment
+    may carry filler: the ELF and program headers (``ld -Ttext=0x80000000``
+    puts them in the first segment, a page below the text) and alignment
+    padding.  None: no section table says, so all of it counts as content.
+    """
 
     address: int
     data: bytes
     memsz: int
+    content: tuple[int, int] | None = None
 
     @property
     def end(self) -> int:
         return self.address + self.memsz
+
+    def without_filler_outside(self, low: int, high: int) -> "Segment | None":
+        """This segment cut to [low, high) where only filler lies outside it
+        (QEMU drops such bytes: nothing is there to hold them); None when
+        nothing is left.  Content outside stays, for the caller to report."""
+        c_low, c_high = self.content if self.content is not None else (self.address, self.end)
+        if c_low >= c_high:                         # no section at all: every byte is filler
+            c_low, c_high = self.end, self.address
+        start = max(self.address, min(low, c_low))
+        end = min(self.end, max(high, c_high))
+        if start >= end:
+            return None
+        if (start, end) == (self.address, self.end):
+            return self
+        skip = start - self.address
+        return Segment(start, self.data[skip:end - self.address], end - start, self.content)
 
 
 @dataclass
@@ -85,7 +110,7 @@ def read_image_file(path: PathLike, role: str = "") -> bytes:
     """The whole file, or an ImageError naming it ('--kernel Image: no such file; ...')."""
     name = _label(path, role)
     try:
-        with open(path, "rb") as f:
+        with open_guest_file(path, name, ImageError) as f:
             data = f.read()
     except OSError as exc:
         raise ImageError(os_error_message(name, exc)) from None
@@ -195,6 +220,7 @@ def _check_tables_inside(header, size: int, name: str) -> None:
 
 def _load_segments(elf: ELFFile, data: bytes, name: str) -> list[Segment]:
     segments: list[Segment] = []
+    sections = _allocated_sections(elf)
     for index, seg in enumerate(elf.iter_segments()):
         if seg["p_type"] != "PT_LOAD" or seg["p_memsz"] == 0:
             continue
@@ -206,7 +232,8 @@ def _load_segments(elf: ELFFile, data: bytes, name: str) -> list[Segment]:
                              f"file has {len(data)}); rebuild or re-copy it")
         if paddr + memsz > 1 << 64:
             raise ImageError(f"{name}: malformed ELF file (segment {index} wraps past the top of memory); rebuild it")
-        segments.append(Segment(paddr, data[offset:offset + filesz], memsz))
+        content = _section_span(sections, seg["p_vaddr"], memsz, paddr)
+        segments.append(Segment(paddr, data[offset:offset + filesz], memsz, content))
     if not segments:
         raise ImageError(f"{name}: ELF file has no loadable segments; link it with code in a PT_LOAD segment")
     ordered = sorted(segments, key=lambda s: s.address)
@@ -215,6 +242,30 @@ def _load_segments(elf: ELFFile, data: bytes, name: str) -> list[Segment]:
             raise ImageError(f"{name}: malformed ELF file (segments at {a.address:#x} and {b.address:#x} overlap); "
                              f"check the linker script")
     return ordered
+
+
+def _allocated_sections(elf: ELFFile) -> list[tuple[int, int]] | None:
+    """(address, size) of the sections that occupy memory (code, data, BSS);
+    None when the file has no section table."""
+    if not elf.num_sections():
+        return None
+    return [(sec["sh_addr"], sec["sh_size"]) for sec in elf.iter_sections()
+            if sec["sh_flags"] & SH_FLAGS.SHF_ALLOC and sec["sh_size"]]
+
+
+def _section_span(sections: list[tuple[int, int]] | None, vaddr: int, memsz: int,
+                  paddr: int) -> tuple[int, int] | None:
+    """The physical range a segment's sections cover; (paddr, paddr) if none
+    lies in it, None if unknown.  Sections have virtual addresses: a segment
+    loaded elsewhere (p_paddr != p_vaddr) moves them with it."""
+    if sections is None:
+        return None
+    inside = [(a, a + n) for a, n in sections if vaddr <= a < vaddr + memsz]
+    if not inside:
+        return (paddr, paddr)
+    low = min(a for a, _ in inside)
+    high = min(max(e for _, e in inside), vaddr + memsz)
+    return (low - vaddr + paddr, high - vaddr + paddr)
 
 
 def _symbols(elf: ELFFile) -> dict[str, int]:

@@ -79,14 +79,16 @@ class Guest:
         self.reset()
 
 
-def launch(spec: GuestSpec) -> Guest:
+def launch(spec: GuestSpec, commit: bool = False) -> Guest:
+    """Boot ``spec``; with ``commit`` its disk image must be writable (checked now,
+    not at exit after the session)."""
     if spec.is_demo and (spec.initrd is not None or spec.append):
         option = "--initrd" if spec.initrd is not None else "--append"
         raise UsageError(f"{option} needs --kernel: it is handed to a kernel, and the built-in "
                          "demo guest takes none")
     kernel = demo_guest_path() if spec.is_demo else spec.kernel
     if spec.disk is not None:
-        disk = Disk.open(spec.disk)
+        disk = Disk.open(spec.disk, writable=commit)
     elif spec.is_demo:
         disk = Disk.blank(DEMO_BLANK_DISK)
     else:

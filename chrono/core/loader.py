@@ -35,13 +35,14 @@ import struct
 from dataclasses import dataclass, field, replace
 
 from chrono.core import board
-from chrono.core.board import GiB, KiB, MiB, RAM_BASE, BoardConfig, format_ram_option, format_size
+from chrono.core.board import RAM_BASE, BoardConfig, format_ram_option
 from chrono.core.devicetree import build_device_tree
 from chrono.core.images import (
     PathLike, Segment, check_not_compressed, is_elf, linux_image_header, parse_elf, read_image_file,
     segments_high, segments_low,
 )
 from chrono.errors import ImageError, UsageError
+from chrono.units import GiB, KiB, MiB, format_size
 
 # QEMU: riscv_calc_kernel_start_addr aligns the kernel up to 2 MiB (RV64),
 # the PMD size Linux needs for its linear map.
@@ -180,9 +181,10 @@ def plan_boot(
 
     Returns the boot image (device tree included) and the board configuration
     it was built for, which carries the initrd range and the command line.
-    UsageError when an option is wrong or RAM is too small (the message says
-    which --ram would do); ImageError when a file is missing, malformed or
-    conflicts with another at fixed addresses.
+    UsageError when an option is wrong on its own (no kernel, --ram out of
+    range); ImageError when a file is missing or malformed, or the images do
+    not fit the RAM or each other (the message says which --ram would do,
+    when one would).
     """
     cfg = BoardConfig(ram_size, isa_extensions=isa_extensions, mmu_type=mmu_type,
                       bootargs=append, has_disk=has_disk)
@@ -195,6 +197,7 @@ def plan_boot(
 
     firmware = _read_firmware(bios) if bios is not None else None
     kern = _read_kernel(kernel, firmware) if kernel is not None else None
+    firmware, kern = (_without_filler_outside_ram(p, cfg.ram_size) for p in (firmware, kern))
     initrd_data = read_image_file(initrd, "--initrd") if initrd is not None else None
 
     # The tree's size depends on which properties exist, not on their values
@@ -249,6 +252,18 @@ def _read_kernel(path: PathLike, firmware: _Payload | None) -> _Payload:
     memsz = max(len(data), header.image_size if header is not None else 0)
     kind = "Linux Image" if header is not None else "raw kernel"
     return _Payload("--kernel", label, kind, [Segment(address, data, memsz)], address, {})
+
+
+def _without_filler_outside_ram(payload: _Payload | None, ram_size: int) -> _Payload | None:
+    """The payload without the headers and padding its ELF segments carry
+    outside RAM: QEMU loads only what lands in memory, so ELFs made for it
+    (``ld -Ttext=0x80000000`` puts the headers a page below) rely on that.
+    Sections outside RAM stay, to be reported."""
+    if payload is None:
+        return None
+    kept = [t for s in payload.segments
+            if (t := s.without_filler_outside(RAM_BASE, RAM_BASE + ram_size)) is not None]
+    return replace(payload, segments=kept or payload.segments)
 
 
 def _layout(ram_size: int, firmware: _Payload | None, kern: _Payload | None,
@@ -306,25 +321,28 @@ def _find_problem(layout: _Layout, ram_size: int) -> _Problem | None:
 
 
 def _explain(problem: _Problem, firmware: _Payload | None, kern: _Payload | None,
-             initrd_data: bytes | None, dtb_size: int, ram_size: int) -> Exception:
+             initrd_data: bytes | None, dtb_size: int, ram_size: int) -> ImageError:
     """Turn a problem into an error that says what to change: a RAM size that
-    works if there is one, otherwise what to do with the image."""
+    works if there is one, otherwise what to do with the image.  Either way it
+    is an ImageError: these images do not fit this board as they are."""
     size = 32 * MiB
     while size <= board.RAM_MAX:
         if size > ram_size:
             layout = _layout(size, firmware, kern, initrd_data, dtb_size)
             if _find_problem(layout, size) is None:
-                return UsageError(f"{problem.message}; use --ram {format_ram_option(size)}")
+                return ImageError(f"{problem.message}; use --ram {format_ram_option(size)}")
         size *= 2
     culprit = problem.culprit
+    above_firmware = _align_up(firmware.high, KERNEL_ALIGN) if firmware is not None else RAM_BASE
     if culprit.option == "--initrd":
         advice = "use a smaller initrd"
-    elif culprit.start < RAM_BASE or culprit.what.endswith("ELF"):
+    elif not RAM_BASE <= culprit.start < RAM_BASE + board.RAM_MAX:
         advice = f"link it to run from RAM ({RAM_BASE:#x} up)"
-        if culprit.option == "--kernel" and firmware is not None:
-            advice = f"link it to run from RAM above the firmware (at {_align_up(firmware.high, KERNEL_ALIGN):#x} or up)"
+    elif culprit.option == "--kernel" and culprit.start < above_firmware:
+        advice = f"link it to run from RAM above the firmware (at {above_firmware:#x} or up)"
     else:
-        advice = f"use a smaller {culprit.what}"
+        advice = (f"no RAM size up to {format_size(board.RAM_MAX)} has room for it; "
+                  f"make the {culprit.what} smaller")
     return ImageError(f"{problem.message}; {advice}")
 
 

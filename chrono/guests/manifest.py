@@ -26,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from chrono.core.board import parse_ram_size
+from chrono.units import parse_size
 from chrono.errors import ChronoError, ImageError
 
 MANIFEST_NAME = "guest.json"
@@ -68,7 +68,7 @@ class GuestManifest:
                 raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
             known = {f.name for f in fields(cls)}
             manifest = cls(**{k: v for k, v in data.items() if k in known})
-            parse_ram_size(manifest.ram)
+            parse_size(manifest.ram, "ram")
         except (OSError, ValueError, TypeError, AttributeError, ChronoError) as e:
             detail = "no guest.json" if isinstance(e, FileNotFoundError) else str(e)
             raise ImageError(f"cached guest {name!r} in {directory} is damaged ({detail}): "
@@ -86,4 +86,4 @@ class GuestManifest:
 
         return GuestSpec(bios=directory / self.firmware, kernel=directory / self.kernel,
                          initrd=directory / self.initrd, disk=directory / self.disk,
-                         append=self.append, ram_size=parse_ram_size(self.ram))
+                         append=self.append, ram_size=parse_size(self.ram, "ram"))

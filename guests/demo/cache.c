@@ -164,8 +164,8 @@ void cache_crash(void)
 {
     struct cblock *volatile *link = &head->next;
     struct cblock *bad = (struct cblock *)0xdeadbeef00UL;
-    kprintf("crash: overwriting the block cache's LRU link %p -> %p, then walking the list\n",
-            (void *)*link, (void *)bad);
+    kprintf("crash: overwriting the block cache's LRU link at %p: %p -> %p, then walking the list\n",
+            (void *)link, (void *)*link, (void *)bad);
     *link = bad;
     unsigned dirty = 0;
     for (struct cblock *volatile b = head; b; b = b->next)
