@@ -40,7 +40,7 @@ def test_positions_take_the_commas_chrono_prints(rec):
     underscores = chrono(rec, "replay", "r", "--to", "200_000", "-q", "--store", rec / "store")
     for proc in (plain, commas, underscores):
         assert proc.returncode == 0, proc.stderr
-        assert "replayed r to instruction 200000" in proc.stderr, proc.stderr
+        assert "replayed r to instruction 200,000" in proc.stderr, proc.stderr
     pc = hex(symbol("kputc"))
     hits = [query(rec, "hits", "--pc", pc, "--from", f, "--to", t).stdout
             for f, t in (("1000", "400000"), ("1,000", "400,000"), ("1_000", "4_00_000"))]

@@ -687,7 +687,7 @@ HOSTILE = {
     "a machine with a bad ISA extension": (
         everywhere(isa_extensions=["i", "m", "a", "f", "d", "c", -1]), "ISA extension -1"),
     "a machine of an MMU that is no text": (everywhere(mmu={}), "wrong type"),
-    "a machine of another state layout": (everywhere(state_size=999), "another layout"),
+    "a machine of another state layout": (everywhere(state_size=999), "state layout differs"),
     "a snapshot naming its state as a leaf": (
         state_as_leaf, "claims 1348 bytes where a page-table leaf has 16384"),
     "a state this core cannot load": (state_part_size, "is not one this chrono loads"),

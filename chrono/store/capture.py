@@ -143,8 +143,9 @@ def config_problem(cfg) -> str | None:
         return (f"its machine configuration has format {version!r}; this chrono reads "
                 f"format {CONFIG_VERSION}")
     if type(size) is not int or size != core_state_size():
-        return (f"its CPU/device state has another layout ({size!r} bytes; this chrono's has "
-                f"{core_state_size()}): it was saved by another version of chrono")
+        return (f"its CPU/device state layout differs ({size!r} bytes; this chrono's has "
+                f"{core_state_size()}): it was saved by another version of chrono; restore it "
+                f"with the chrono that saved it")
     try:
         board = _board(cfg)
         disk_size, htif = cfg["disk_size"], cfg["htif"]
