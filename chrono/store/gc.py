@@ -155,6 +155,8 @@ def gc(store: Store, progress: Callable[[str], None] | None = None,
     providers = [*_providers, *extra_providers]
     say = progress or (lambda message: None)
     marker = _Marker()
+    with store.reader() as r:
+        store.check_trees(r)            # gc walks every record: LMDB must not meet a damaged page
     with store.writer() as w:
         w.drop_dead_leases()            # guests that ended without releasing theirs
     say("marking")

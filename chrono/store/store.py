@@ -52,6 +52,7 @@ import lmdb
 from chrono.errors import (RefNameError, StoreCorruptError, StoreError, StoreFormatError,
                            StoreFullError, UnknownSnapshotError)
 from chrono.store.blobs import HASH_SIZE, ZERO_HASH, ZERO_PAGE, decode_blob, encode_blob
+from chrono.store.lmdbfile import DataFileProblem, check_data_file, read_meta, walk
 from chrono.store.manifest import Manifest, ManifestFormatError, snapshot_id
 from chrono.store.pagetable import LEAF_BYTES, LEAF_PAGES, PageTable
 
@@ -199,13 +200,58 @@ class Store:
             raise StoreError(f"cannot open store {self.path}: {e.strerror}") from None
         try:
             self._lock_shared()
+            self._check_files(create)
             self._env = self._open_env()
             self._env.reader_check()
             self._open_databases()
             self._check_format()
+        except lmdb.Error as e:
+            error = self._translate(e)
+            self.close()
+            raise error from None
         except BaseException:
             self.close()
             raise
+
+    def _check_files(self, create: bool) -> None:
+        """Refuse files LMDB would crash on or misreport (see chrono.store.lmdbfile):
+        checked before LMDB maps data.mdb, so no read can fault."""
+        data, lock = self.path / "data.mdb", self.path / "lock.mdb"
+        advice = self._DAMAGED_ADVICE.format(path=self.path)
+        try:
+            # An empty file is what LMDB leaves if its creator stopped before
+            # writing the header: a new store may be made in it, nothing is lost.
+            check_data_file(data, allow_empty=create and not self.readonly)
+        except DataFileProblem as e:
+            raise StoreCorruptError(f"store {self.path} is damaged: {data} {e}; {advice}") from None
+        except FileNotFoundError:
+            if not create or self.readonly:
+                raise StoreCorruptError(f"store {self.path} is damaged: {data} has gone; "
+                                        f"{advice}") from None
+        except OSError as e:
+            raise StoreError(f"cannot read store {self.path}: {data}: {e.strerror}") from None
+        if os.path.lexists(lock) and not lock.is_file():
+            raise StoreCorruptError(f"store {self.path} is damaged: {lock} is not a regular "
+                                    f"file; remove it (it holds only the table of open readers)")
+
+    _DAMAGED_ADVICE = "restore the store from a backup, or move {path} away to start an empty store there"
+
+    def check_trees(self, r: "Reader") -> None:
+        """Check every B-tree page of data.mdb as `r` sees it, with plain reads
+        (chrono.store.lmdbfile.walk): LMDB aborts or faults on a damaged page, so
+        whatever walks the whole store (verify, gc) calls this first."""
+        data = self.path / "data.mdb"
+        try:
+            meta = read_meta(data, r._txn.id())
+            if meta is None:
+                raise StoreError(f"store {self.path} changed while it was being checked "
+                                 f"(another process writes to it): try again")
+            walk(data, meta)
+        except DataFileProblem as e:
+            raise StoreCorruptError(f"store {self.path} is damaged: {data}: {e}; "
+                                    f"{self._DAMAGED_ADVICE.format(path=self.path)}") from None
+        except OSError as e:
+            raise StoreError(f"cannot read store {self.path}: {data}: {e.strerror}") from None
 
     def _open_env(self) -> lmdb.Environment:
         size = self.map_size

@@ -72,6 +72,11 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
     bad: dict[bytes, str] = {}
     with store.reader() as r, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         txn = r._txn
+        try:
+            store.check_trees(r)        # LMDB would crash on a damaged B-tree page
+        except StoreCorruptError as e:
+            problems.append(Problem("store", str(store.path), e.message))
+            return report
         total = txn.stat(store._blobs)["entries"]
 
         # 1. every blob decodes and matches its key
