@@ -5,6 +5,7 @@ exit code from the error class, no traceback.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ class ChronoGroup(click.Group):
     """Turns library errors into one-line messages."""
 
     def invoke(self, ctx):
+        # SIGTERM unwinds like an error, so every `finally` runs (a running
+        # guest's store lease is released, the console restored).
+        signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
         except ChronoError as e:
@@ -30,6 +34,10 @@ class ChronoGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("chrono: interrupted", err=True)
             ctx.exit(130)
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 @click.group(cls=ChronoGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -166,6 +174,7 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
         report = monitor.close()        # a savevm still committing finishes first
         if report:
             console.monitor_output(report)
+        started.close()
     finish_run(console, outcome, started, commit)
 
 
@@ -209,6 +218,12 @@ class StartedGuest:
     def announce(self, console) -> None:
         if self.restored:
             console.message(self.restored)
+
+    def close(self) -> None:
+        """Release what --from holds in the store (the lease on its snapshot)."""
+        if self.snapshots is not None:
+            self.snapshots.close()
+            self.snapshots.store.close()
 
 
 def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -> StartedGuest:

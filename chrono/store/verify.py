@@ -178,8 +178,8 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
         # 3. every ref
         try:
             for key, value in txn.cursor(db=store._refs):
-                report.refs += 1
                 name = bytes(key).decode("utf-8", "replace")
+                report.refs += not name.startswith(LEASE_PREFIX)     # leases are not names
                 try:
                     # A lease (a running guest's hold on its snapshot) has a
                     # name no user ref can have; a dead one is dropped by gc.
