@@ -102,6 +102,10 @@ def ref_name_problem(name) -> str | None:
         problem = f"it is longer than {MAX_REF_LENGTH} characters"
     elif "/" in name:
         problem = "it contains '/'"
+    elif "\ufffd" in name or any("\ud800" <= c <= "\udfff" for c in name):
+        # U+FFFD is what decoding left of bytes that were not UTF-8 (surrogates
+        # what the command line left of them): such a name could never be typed again.
+        problem = "it is not valid UTF-8 text"
     elif any(unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")
              for c in name):
         problem = "it contains control characters"
