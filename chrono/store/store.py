@@ -413,7 +413,9 @@ class Store:
                                   f"used up; free space or run `chrono store gc`")
         if isinstance(e, lmdb.DiskError) or self._out_of_room(text):
             return StoreFullError(f"store {self.path} is full: the file system has no room "
-                                  f"({text}); free space or run `chrono store gc`")
+                                  f"({text}); free space there, or remove snapshots you do not "
+                                  f"need (`chrono snap rm NAME`, then `chrono store gc`, which "
+                                  f"works on a full disk)")
         if isinstance(e, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
                           lmdb.VersionMismatchError, lmdb.BadChecksumError,
                           lmdb.IncompatibleError)):
@@ -604,7 +606,10 @@ class Store:
                 try:
                     env.copy(str(tmp), compact=True)
                 except lmdb.Error as e:
-                    raise self._translate(e) from None
+                    error = self._translate(e)
+                    if isinstance(error, StoreFullError):
+                        raise self._no_room_to_compact(str(e)) from None
+                    raise error from None
                 copy = tmp / "data.mdb"
                 _fsync_path(copy)
                 self._env.close()
@@ -612,8 +617,7 @@ class Store:
                 os.replace(copy, data)
                 _fsync_path(self.path)
             except OSError as e:
-                raise (StoreFullError(f"store {self.path} is full: no room for the compacted copy "
-                                      f"({e.strerror}); free space and try again")
+                raise (self._no_room_to_compact(e.strerror)
                        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else
                        StoreError(f"cannot compact store {self.path}: {e.strerror}")) from None
             finally:
@@ -624,6 +628,14 @@ class Store:
         finally:
             fcntl.flock(self._dirfd, fcntl.LOCK_SH)
         return before, data.stat().st_size
+
+
+    def _no_room_to_compact(self, why: str) -> StoreFullError:
+        used = self.info()["used_bytes"] if self._env is not None else self.file_size()
+        return StoreFullError(f"store {self.path} was not compacted: the copy it writes beside "
+                              f"data.mdb (up to {used >> 20} MiB) found no room ({why}); free "
+                              f"space on that file system and run compact again (the store "
+                              f"is unchanged)")
 
 
 def lease_holder(tag: str) -> str:
