@@ -173,6 +173,7 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
         report = monitor.close()        # a savevm still committing finishes first
         if report:
             console.monitor_output(report)
+        started.close()
     finish_run(console, outcome, started, commit)
 
 
@@ -216,6 +217,12 @@ class StartedGuest:
     def announce(self, console) -> None:
         if self.restored:
             console.message(self.restored)
+
+    def close(self) -> None:
+        """Release what --from holds in the store (the lease on its snapshot)."""
+        if self.snapshots is not None:
+            self.snapshots.close()
+            self.snapshots.store.close()
 
 
 def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -> StartedGuest:

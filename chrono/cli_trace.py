@@ -49,8 +49,13 @@ def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size
                           kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
                           ram_size=ram_size)
     snapshots = started.snapshots or Snapshots(Store.open(store_path, create=True), started.guest)
-    outcome = record_session(snapshots, name, keyframe_interval, started.reboot, max_insns, pace,
-                             announce=started.announce, restored=started.restored is not None)
+    try:
+        outcome = record_session(snapshots, name, keyframe_interval, started.reboot, max_insns,
+                                 pace, announce=started.announce,
+                                 restored=started.restored is not None)
+    finally:
+        snapshots.close()               # releases the lease on the last keyframe
+        snapshots.store.close()
     finish_run(_Messages(), outcome, started, commit)
 
 

@@ -196,6 +196,7 @@ class Snapshots:
         self.guest = guest
         self.baseline: Baseline | None = None
         self._lease = lease_holder(f"{id(self):x}")
+        self._released = False
         self.config = machine_config(guest)     # fixed for the machine's life
         self.times = CaptureTimes()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chrono-encode")
@@ -205,17 +206,19 @@ class Snapshots:
         self._pending = None
 
     def close(self) -> None:
+        """Finish a pending save and release the lease (may be called again)."""
         try:
             self.wait()
         finally:
             self._committer.shutdown(wait=True)
             self._pool.shutdown(wait=True)
-        if self.baseline is not None:
-            try:
-                with self.store.writer() as w:
-                    w.release_lease(self._lease)
-            except ChronoError:
-                pass                    # gc drops the lease of a process that is gone
+            if self.baseline is not None and not self._released:
+                self._released = True
+                try:
+                    with self.store.writer() as w:
+                        w.release_lease(self._lease)
+                except ChronoError:
+                    pass                # gc drops the lease of a process that is gone
 
     # ---- capture --------------------------------------------------------------
     def save(self, name: str | None = None, background: bool = False,

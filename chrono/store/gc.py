@@ -35,10 +35,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from chrono.errors import StoreCorruptError, StoreError, UnknownSnapshotError
-from chrono.store.blobs import HASH_SIZE, ZERO_HASH
+from chrono.errors import StoreCorruptError, StoreError, StoreFullError, UnknownSnapshotError
+from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, stored_size
 from chrono.store.pagetable import LEAF_PAGES
-from chrono.store.store import Reader, Store
+from chrono.store.store import Reader, Store, Writer
 from chrono.store.traces import TRACE_ID_BYTES, TraceManifest, all_traces
 
 
@@ -133,6 +133,59 @@ class _Marker:
         self.blobs.update(row.tobytes() for row in rows[rows.any(axis=1)])
 
 
+def _recheck(w: Writer, marker: _Marker, providers, report: GcReport) -> None:
+    """Mark the roots committed since the mark phase (or the last batch)."""
+    roots = _roots(w, providers)
+    late = roots.snapshots - marker.snapshots
+    marker.dangling.clear()
+    marker.mark(w, late)
+    report.late_roots += len(late - marker.dangling)
+    marker.blobs |= roots.blobs
+
+
+_FIRST_BATCH, _MAX_BATCH = 16, 4096
+
+
+def _delete_in_batches(store: Store, doomed, marker: _Marker, providers, report: GcReport) -> None:
+    """Delete `doomed` in short write transactions, each re-checking the roots.
+
+    LMDB is copy-on-write: a transaction needs new pages for every page it
+    changes, and reuses only pages freed by transactions committed before it.
+    One transaction deleting everything would need free room in proportion to
+    what it deletes -- on a full disk, room the file cannot grow into.  Short
+    batches live on the pages earlier ones freed: they start small and double
+    while they fit, and halve when a batch finds no room.
+    """
+    done, size = 0, _FIRST_BATCH
+    while done < len(doomed):
+        batch = doomed[done:done + size]
+        try:
+            with store.writer() as w:
+                _recheck(w, marker, providers, report)
+                live = None
+                for kind, key in batch:
+                    if kind == "snapshot" and key not in marker.snapshots:
+                        report.snapshots_removed += w.delete_snapshot(key)
+                    elif kind == "blob" and key not in marker.blobs:
+                        report.blobs_removed += w.delete_blob(key)
+                    elif kind == "chunk":
+                        live = live if live is not None else {t.id_bytes for t in _traces(w)}
+                        if key[:TRACE_ID_BYTES] not in live:
+                            report.chunks_removed += w.delete_chunk(key)
+        except StoreFullError:
+            if size == 1:
+                raise StoreFullError(
+                    f"store {store.path}: gc found no free page to work with (the file system "
+                    f"is full); free some space there and run gc again (what it removed so far "
+                    f"stays removed, nothing else changed)") from None
+            size //= 2
+            continue
+        done += len(batch)
+        size = min(size * 2, _MAX_BATCH)
+    report.snapshots_kept += sum(1 for kind, key in doomed if kind == "snapshot") - report.snapshots_removed
+    report.blobs_kept += sum(1 for kind, key in doomed if kind == "blob") - report.blobs_removed
+
+
 def reachable(r: Reader, snapshot_ids: Iterable[str]) -> set[bytes]:
     """Every blob the snapshots need (state, device tree, leaves, pages).
     UnknownSnapshotError names a snapshot that is not in the store."""
@@ -155,8 +208,13 @@ def gc(store: Store, progress: Callable[[str], None] | None = None,
     providers = [*_providers, *extra_providers]
     say = progress or (lambda message: None)
     marker = _Marker()
-    with store.writer() as w:
-        w.drop_dead_leases()            # guests that ended without releasing theirs
+    with store.reader() as r:
+        store.check_trees(r)            # gc walks every record: LMDB must not meet a damaged page
+    try:
+        with store.writer() as w:
+            w.drop_dead_leases()        # guests that ended without releasing theirs
+    except StoreFullError:
+        pass                            # a full disk: they keep their snapshots until next time
     say("marking")
     with store.reader() as r:
         marker.mark(r, _roots(r, providers).snapshots)
@@ -164,36 +222,27 @@ def gc(store: Store, progress: Callable[[str], None] | None = None,
         after_mark()
     say("sweeping")
     report = GcReport()
-    with store.writer() as w:
-        roots = _roots(w, providers)
-        late = roots.snapshots - marker.snapshots
-        marker.dangling.clear()
-        marker.mark(w, late)
-        report.late_roots = len(late - marker.dangling)
-        marker.blobs |= roots.blobs
+    with store.writer() as w:           # plans only: a transaction that changes nothing is free
+        _recheck(w, marker, providers, report)
+        doomed: list[tuple[str, bytes | str]] = []
         for sid in w.snapshot_ids():
             if sid in marker.snapshots:
                 report.snapshots_kept += 1
             else:
-                w.delete_snapshot(sid)
-                report.snapshots_removed += 1
-        doomed = []
-        cursor = w._txn.cursor(db=store._blobs)
-        for key, value in cursor:
+                doomed.append(("snapshot", sid))
+        pages = []
+        for key, value in w._txn.cursor(db=store._blobs):
             key = bytes(key)
             if key in marker.blobs:
                 report.blobs_kept += 1
             else:
-                doomed.append(key)
+                # Leaves (and state) go before pages: while a leaf is stored, so are its pages.
+                (pages if stored_size(value) == PAGE_SIZE else doomed).append(("blob", key))
                 report.bytes_freed += len(value)
-        for key in doomed:
-            w.delete_blob(key)
-        report.blobs_removed = len(doomed)
+        doomed += pages
         live = {t.id_bytes for t in _traces(w)}
-        orphans = [k for k in w.chunk_keys() if k[:TRACE_ID_BYTES] not in live]
-        for key in orphans:
-            w.delete_chunk(key)
-        report.chunks_removed = len(orphans)
+        doomed += [("chunk", k) for k in w.chunk_keys() if k[:TRACE_ID_BYTES] not in live]
         report.dangling_refs = sorted(n for n, sid in w.refs(strict=False).items()
                                       if sid in marker.dangling)
+    _delete_in_batches(store, doomed, marker, providers, report)
     return report

@@ -52,6 +52,7 @@ import lmdb
 from chrono.errors import (RefNameError, StoreCorruptError, StoreError, StoreFormatError,
                            StoreFullError, UnknownSnapshotError)
 from chrono.store.blobs import HASH_SIZE, ZERO_HASH, ZERO_PAGE, decode_blob, encode_blob
+from chrono.store.lmdbfile import DataFileProblem, check_data_file, read_meta, walk
 from chrono.store.manifest import Manifest, ManifestFormatError, snapshot_id
 from chrono.store.pagetable import LEAF_BYTES, LEAF_PAGES, PageTable
 
@@ -101,6 +102,10 @@ def ref_name_problem(name) -> str | None:
         problem = f"it is longer than {MAX_REF_LENGTH} characters"
     elif "/" in name:
         problem = "it contains '/'"
+    elif "\ufffd" in name or any("\ud800" <= c <= "\udfff" for c in name):
+        # U+FFFD is what decoding left of bytes that were not UTF-8 (surrogates
+        # what the command line left of them): such a name could never be typed again.
+        problem = "it is not valid UTF-8 text"
     elif any(unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")
              for c in name):
         problem = "it contains control characters"
@@ -199,13 +204,58 @@ class Store:
             raise StoreError(f"cannot open store {self.path}: {e.strerror}") from None
         try:
             self._lock_shared()
+            self._check_files(create)
             self._env = self._open_env()
             self._env.reader_check()
             self._open_databases()
             self._check_format()
+        except lmdb.Error as e:
+            error = self._translate(e)
+            self.close()
+            raise error from None
         except BaseException:
             self.close()
             raise
+
+    def _check_files(self, create: bool) -> None:
+        """Refuse files LMDB would crash on or misreport (see chrono.store.lmdbfile):
+        checked before LMDB maps data.mdb, so no read can fault."""
+        data, lock = self.path / "data.mdb", self.path / "lock.mdb"
+        advice = self._DAMAGED_ADVICE.format(path=self.path)
+        try:
+            # An empty file is what LMDB leaves if its creator stopped before
+            # writing the header: a new store may be made in it, nothing is lost.
+            check_data_file(data, allow_empty=create and not self.readonly)
+        except DataFileProblem as e:
+            raise StoreCorruptError(f"store {self.path} is damaged: {data} {e}; {advice}") from None
+        except FileNotFoundError:
+            if not create or self.readonly:
+                raise StoreCorruptError(f"store {self.path} is damaged: {data} has gone; "
+                                        f"{advice}") from None
+        except OSError as e:
+            raise StoreError(f"cannot read store {self.path}: {data}: {e.strerror}") from None
+        if os.path.lexists(lock) and not lock.is_file():
+            raise StoreCorruptError(f"store {self.path} is damaged: {lock} is not a regular "
+                                    f"file; remove it (it holds only the table of open readers)")
+
+    _DAMAGED_ADVICE = "restore the store from a backup, or move {path} away to start an empty store there"
+
+    def check_trees(self, r: "Reader") -> None:
+        """Check every B-tree page of data.mdb as `r` sees it, with plain reads
+        (chrono.store.lmdbfile.walk): LMDB aborts or faults on a damaged page, so
+        whatever walks the whole store (verify, gc) calls this first."""
+        data = self.path / "data.mdb"
+        try:
+            meta = read_meta(data, r._txn.id())
+            if meta is None:
+                raise StoreError(f"store {self.path} changed while it was being checked "
+                                 f"(another process writes to it): try again")
+            walk(data, meta)
+        except DataFileProblem as e:
+            raise StoreCorruptError(f"store {self.path} is damaged: {data}: {e}; "
+                                    f"{self._DAMAGED_ADVICE.format(path=self.path)}") from None
+        except OSError as e:
+            raise StoreError(f"cannot read store {self.path}: {data}: {e.strerror}") from None
 
     def _open_env(self) -> lmdb.Environment:
         size = self.map_size
@@ -363,7 +413,9 @@ class Store:
                                   f"used up; free space or run `chrono store gc`")
         if isinstance(e, lmdb.DiskError) or self._out_of_room(text):
             return StoreFullError(f"store {self.path} is full: the file system has no room "
-                                  f"({text}); free space or run `chrono store gc`")
+                                  f"({text}); free space there, or remove snapshots you do not "
+                                  f"need (`chrono snap rm NAME`, then `chrono store gc`, which "
+                                  f"works on a full disk)")
         if isinstance(e, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
                           lmdb.VersionMismatchError, lmdb.BadChecksumError,
                           lmdb.IncompatibleError)):
@@ -554,7 +606,10 @@ class Store:
                 try:
                     env.copy(str(tmp), compact=True)
                 except lmdb.Error as e:
-                    raise self._translate(e) from None
+                    error = self._translate(e)
+                    if isinstance(error, StoreFullError):
+                        raise self._no_room_to_compact(str(e)) from None
+                    raise error from None
                 copy = tmp / "data.mdb"
                 _fsync_path(copy)
                 self._env.close()
@@ -562,8 +617,7 @@ class Store:
                 os.replace(copy, data)
                 _fsync_path(self.path)
             except OSError as e:
-                raise (StoreFullError(f"store {self.path} is full: no room for the compacted copy "
-                                      f"({e.strerror}); free space and try again")
+                raise (self._no_room_to_compact(e.strerror)
                        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else
                        StoreError(f"cannot compact store {self.path}: {e.strerror}")) from None
             finally:
@@ -574,6 +628,14 @@ class Store:
         finally:
             fcntl.flock(self._dirfd, fcntl.LOCK_SH)
         return before, data.stat().st_size
+
+
+    def _no_room_to_compact(self, why: str) -> StoreFullError:
+        used = self.info()["used_bytes"] if self._env is not None else self.file_size()
+        return StoreFullError(f"store {self.path} was not compacted: the copy it writes beside "
+                              f"data.mdb (up to {used >> 20} MiB) found no room ({why}); free "
+                              f"space on that file system and run compact again (the store "
+                              f"is unchanged)")
 
 
 def lease_holder(tag: str) -> str:

@@ -72,6 +72,11 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
     bad: dict[bytes, str] = {}
     with store.reader() as r, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         txn = r._txn
+        try:
+            store.check_trees(r)        # LMDB would crash on a damaged B-tree page
+        except StoreCorruptError as e:
+            problems.append(Problem("store", str(store.path), e.message))
+            return report
         total = txn.stat(store._blobs)["entries"]
 
         # 1. every blob decodes and matches its key
@@ -173,8 +178,8 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
         # 3. every ref
         try:
             for key, value in txn.cursor(db=store._refs):
-                report.refs += 1
                 name = bytes(key).decode("utf-8", "replace")
+                report.refs += not name.startswith(LEASE_PREFIX)     # leases are not names
                 try:
                     # A lease (a running guest's hold on its snapshot) has a
                     # name no user ref can have; a dead one is dropped by gc.
