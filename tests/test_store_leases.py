@@ -75,7 +75,7 @@ def test_a_guest_releases_its_lease_when_it_ends(saved, args):
     assert done.returncode in (0, 124), done.stderr
     assert _leases(saved) == []
     verified = _chrono(saved, "store", "verify")
-    assert b", 1 names," in verified.stdout, verified.stdout
+    assert b", 1 name," in verified.stdout, verified.stdout
 
 
 def test_sigterm_releases_the_lease(saved):
@@ -104,4 +104,4 @@ def test_verify_does_not_count_leases_as_names(tmp_path):
             w.set_lease(lease_holder("guest"), sid)
     done = _chrono(tmp_path / "s", "store", "verify")
     assert done.returncode == 0, done.stderr
-    assert b"1 names" in done.stdout, done.stdout
+    assert b", 1 name," in done.stdout, done.stdout
