@@ -247,6 +247,21 @@ def ms(x: float) -> str:
     return f"{x * 1000:.1f} ms" if x == x else "?"
 
 
+# What the QEMU column needs, and the Debian package that has it.
+QEMU_TOOLS = (("qemu-system-riscv64", "qemu-system-misc"), ("qemu-img", "qemu-utils"))
+
+
+def qemu_unavailable(no_qemu: bool) -> str | None:
+    """Why the QEMU column cannot be measured (None: it can)."""
+    if no_qemu:
+        return "--no-qemu given"
+    missing = [(tool, package) for tool, package in QEMU_TOOLS if shutil.which(tool) is None]
+    if not missing:
+        return None
+    return (f"{' and '.join(tool for tool, _ in missing)} not found "
+            f"(Debian: apt-get install {' '.join(package for _, package in missing)})")
+
+
 def mib(n: int) -> str:
     return f"{n / (1 << 20):.2f} MiB"
 
@@ -260,9 +275,13 @@ def main() -> None:
     ap.add_argument("--no-qemu", action="store_true", help="chrono only")
     args = ap.parse_args()
 
+    no_qemu_reason = qemu_unavailable(args.no_qemu)
+    with_qemu = no_qemu_reason is None
+    if not with_qemu:
+        print(f"bench_snapshots: the QEMU column will not be measured: {no_qemu_reason}",
+              file=sys.stderr, flush=True)
     spec = guest_files(args.cache)
     ready = marker(args.cache)
-    with_qemu = not args.no_qemu and shutil.which("qemu-system-riscv64") and shutil.which("qemu-img")
     chrono_runs, qemu_runs = [], []
     for i in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="bench-snap-") as tmp:
@@ -324,7 +343,8 @@ def main() -> None:
     if with_qemu:
         banner = subprocess.run(["qemu-system-riscv64", "--version"], capture_output=True, text=True)
         version = " ".join(banner.stdout.split()[3:4])
-    print(f"\n{'':{width}}  {'chrono':{cw}}  QEMU {version}")
+    qemu_header = f"QEMU {version}" if with_qemu else f"QEMU: not measured, {no_qemu_reason}"
+    print(f"\n{'':{width}}  {'chrono':{cw}}  {qemu_header}")
     for name, a, b in rows:
         print(f"{name:{width}}  {a:{cw}}  {b}")
     if q and best(qemu_runs, "answer") > 1:

@@ -4,6 +4,7 @@
 native/*.c into the extension module chrono._core.  chrono_core.h is the whole
 boundary: it is both the cdef and the header the wrapper includes.
 """
+import os
 from pathlib import Path
 
 from cffi import FFI
@@ -18,6 +19,12 @@ def _cdef_text() -> str:
     return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
 
 
+# CHRONO_SANITIZE=1 builds the core with AddressSanitizer and UBSan, for
+# hunting memory and undefined-behaviour bugs (docs/core.md says how to load it:
+# the Python interpreter is not instrumented, so libasan must be preloaded).
+SANITIZE = os.environ.get("CHRONO_SANITIZE") == "1"
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+
 # The page provider for lazy restore is implemented in Python.
 PYTHON_CALLBACKS = 'extern "Python" int chrono_provide_page(void *ctx, uint64_t page_index);'
 
@@ -28,7 +35,9 @@ ffibuilder.set_source(
     '#include "chrono_core.h"',
     sources=sorted(str(p.relative_to(NATIVE.parent)) for p in NATIVE.glob("*.c")),
     include_dirs=[str(NATIVE.relative_to(NATIVE.parent))],
-    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter",
+                        *(SANITIZE_FLAGS if SANITIZE else [])],
+    extra_link_args=SANITIZE_FLAGS if SANITIZE else [],
 )
 
 if __name__ == "__main__":
