@@ -96,3 +96,27 @@ def test_a_sound_store_still_verifies(store):
     proc = chrono(store, "store", "verify")
     assert proc.returncode == 0, proc.stderr
     assert "is sound" in proc.stdout
+
+
+@pytest.mark.parametrize("database", ["snapshots", "refs"])
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_zeroed_page_of_what_cursors_walk_is_refused_by_every_command(store, database,
+                                                                        command):
+    """snap list walks refs and snapshots with cursors, which LMDB does not
+    check: the store's open checks those trees (and stats, compact walk all)."""
+    data = store / "data.mdb"
+    content = bytearray(data.read_bytes())
+    root = _database_roots(bytes(content))[database]
+    content[root * 4096:(root + 1) * 4096] = bytes(4096)
+    data.write_bytes(content)
+    assert_refused(chrono(store, *command), "damaged", f"page {root}")
+
+
+def test_store_stats_and_compact_refuse_a_zeroed_blob_page(store):
+    data = store / "data.mdb"
+    content = bytearray(data.read_bytes())
+    root = _database_roots(bytes(content))["blobs"]
+    content[root * 4096:(root + 1) * 4096] = bytes(4096)
+    data.write_bytes(content)
+    for command in [("store", "stats"), ("store", "compact")]:
+        assert_refused(chrono(store, *command), "damaged", f"page {root}")

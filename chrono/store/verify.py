@@ -229,6 +229,7 @@ def stats(store: Store) -> StoreStats:
     info = store.info()
     s = StoreStats(store.path, info["file_bytes"], info["used_bytes"], info["map_size"])
     with store.reader() as r:
+        store.check_trees(r)            # the cursor below walks every blob page
         txn = r._txn
         for _, value in txn.cursor(db=store._blobs):
             s.blobs += 1

@@ -190,18 +190,19 @@ def run_case(reference: Path, expected: dict[str, bytes], workdir: Path, seed: i
         shutil.copytree(reference, store)
         what = damage(store, rng)
         name = rng.choice(SNAPSHOTS)
-        results = {}
-        verify = chrono(store, "store", "verify")
-        results["verify"] = outcome(verify)
-        results["list"] = outcome(chrono(store, "snap", "list"))
-        restored = run_from(store, name)
-        results["run"] = outcome(restored, success=(0, 124))
-        results["gc"] = outcome(chrono(store, "store", "gc"))
+        done = {"verify": chrono(store, "store", "verify"),
+                "list": chrono(store, "snap", "list"),
+                "run": run_from(store, name),
+                "gc": chrono(store, "store", "gc")}
+        results = {c: outcome(p, success=(0, 124) if c == "run" else (0,))
+                   for c, p in done.items()}
+        verify, restored = done["verify"], done["run"]
         crashed = [c for c, r in results.items() if r == "crash"]
         if crashed:
-            stderr = {"verify": verify, "run": restored}.get(crashed[0])
-            tail = stderr.stderr.decode(errors="replace")[-300:] if stderr else ""
-            return Case(index, what, "crash", results, f"{crashed[0]} crashed {tail}")
+            first = done[crashed[0]]
+            tail = first.stderr.decode(errors="replace")[-300:]
+            return Case(index, what, "crash", results,
+                        f"{crashed[0]} crashed (exit {first.returncode}) {tail}")
         if results["verify"] == "ok":
             if results["run"] != "ok" or restored.stdout != expected[name]:
                 return Case(index, what, "silent", results,
