@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 
 from chrono.core.session import MonitorReply
 from chrono.errors import ChronoError
+from chrono.render import plural
 from chrono.store.store import check_ref_name
 
 if TYPE_CHECKING:
@@ -125,8 +126,9 @@ class Monitor:
             return f"error: savevm {name} failed: {e.message}"
         t = self.snapshots.times
         total = (time.perf_counter() - start) * 1000
-        return (f"saved {name} ({sid[:12]}): {t.pages} RAM pages, {t.blocks} disk blocks, "
-                f"{t.new_bytes / 1024:.0f} KiB new in the store; guest paused "
+        return (f"saved {name} ({sid[:12]}): {plural(t.pages, 'RAM page')}, "
+                f"{plural(t.blocks, 'disk block')}, "
+                f"{t.new_bytes / 1024:,.0f} KiB new in the store; guest paused "
                 f"{t.paused * 1000:.1f} ms, {total:.1f} ms in all")
 
     def cmd_loadvm(self, name: str) -> MonitorReply:
@@ -136,7 +138,7 @@ class Monitor:
         else:
             manifest = self.snapshots.load(name)
         took = (time.perf_counter() - start) * 1000
-        return MonitorReply(f"restored {name} at instruction {manifest.steps} in {took:.1f} ms",
+        return MonitorReply(f"restored {name} at instruction {manifest.steps:,} in {took:.1f} ms",
                             "restored")
 
     def cmd_delvm(self, name: str) -> MonitorReply:

@@ -96,11 +96,11 @@ def test_info_snapshots_lists_names_ids_and_positions(tmp_path):
 def test_savevm_reports_pages_blocks_and_the_bytes_it_stored(tmp_path):
     proc = run_with_store(tmp_path, "write a one\n" + monitor("savevm first") + "poweroff\n")
     assert proc.returncode == 0, proc.stderr
-    match = re.search(r"saved first \(([0-9a-f]{12})\): (\d+) RAM pages, (\d+) disk blocks, "
-                      r"(\d+) KiB new in the store; guest paused [\d.]+ ms, [\d.]+ ms in all",
-                      proc.stdout)
+    match = re.search(r"saved first \(([0-9a-f]{12})\): ([\d,]+) RAM pages?, ([\d,]+) disk "
+                      r"blocks?, ([\d,]+) KiB new in the store; guest paused [\d.]+ ms, "
+                      r"[\d.]+ ms in all", proc.stdout)
     assert match, proc.stdout[-1500:]
-    pages, blocks, kib = int(match[2]), int(match[3]), int(match[4])
+    pages, blocks, kib = (int(match[i].replace(",", "")) for i in (2, 3, 4))
     assert pages > 20 and blocks > 0
     with Store(tmp_path / "store", readonly=True) as store:
         stored = stats(store).stored_bytes
@@ -178,7 +178,7 @@ def test_savevm_twice_with_the_same_name_replaces_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = info_rows(last_block(proc.stdout))
     assert list(rows) == ["x"]
-    assert f"restored x at instruction {rows['x'][1]} in " in proc.stdout
+    assert f"restored x at instruction {rows['x'][1]:,} in " in proc.stdout
     out = out_lines(proc.stdout[proc.stdout.rindex("restored x"):])
     listing = out[out.index("ls") + 1:out.index("fsck")]
     assert [line.split()[-1] for line in listing[:-1]] == ["a", "b"], listing
