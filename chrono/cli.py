@@ -176,12 +176,14 @@ def _under_gdb(server, guest, session, console, open_snapshots):
     """Serve one gdb on the listening socket `server`; the session's outcome if
     the guest ended (or gdb killed it) meanwhile, None if gdb detached."""
     from chrono.core.session import Outcome
+    from chrono.gdb.frontend import commands_script
     from chrono.gdb.stub import GdbStub
     from chrono.gdb.targets import LiveTarget
 
     chosen = server.getsockname()[1]
+    script = commands_script()          # savevm/loadvm as gdb commands that refresh gdb's view
     console.message(f"waiting for gdb on 127.0.0.1:{chosen}: "
-                    f"gdb-multiarch -ex 'target remote 127.0.0.1:{chosen}'")
+                    f"gdb-multiarch -x {script} -ex 'target remote 127.0.0.1:{chosen}'")
     try:
         connection, _ = server.accept()
     finally:

@@ -20,8 +20,9 @@ STOP_NAMES = {Watch.WRITE: "watch", Watch.READ: "rwatch", Watch.ACCESS: "awatch"
 
 MONITOR_HELP = """\
 when              the current position (instructions into the recording) and pc
-goto POSITION     go to that position (forward or back); `chrono debug` starts gdb
-                  with `goto` (no monitor), which also refreshes gdb's registers
+goto POSITION     go to that position (forward or back); gdb's `goto` (defined by
+                  chrono debug, or `source` chrono/gdb/gdb_commands.py) also refreshes
+                  gdb's registers and frames, which `monitor goto` cannot
 savevm NAME       save the machine here as snapshot NAME
 loadvm NAME       go to where snapshot NAME was saved (a keyframe, or a savevm here)
 last-write ADDR [SIZE]
