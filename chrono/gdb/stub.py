@@ -28,6 +28,7 @@ from chrono.gdb.rsp import (INTERRUPT, MAX_PACKET, TOO_LONG, Connection, Connect
                              PacketError)
 
 THREAD = "1"
+PC = 32                     # gdb's number for pc (registers.py)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class GdbStub:
         return self._resume("step" if action == "s" else "cont")
 
     def _resume(self, how: str, address: int | None = None) -> str:
-        if address is not None and not self.target.write_registers([(self._register(32), address)]):
+        if address is not None and not self.target.write_registers([(self._register(PC), address)]):
             return "E01"                # cannot resume elsewhere (a recording's pc is its past)
         event = self.target.resume(how, self.conn.interrupted)
         self.last_stop = event
