@@ -42,15 +42,20 @@ def live(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def replay(tmp_path_factory):
+def replay_server(tmp_path_factory):
     work = tmp_path_factory.mktemp("packets")
     record_demo(work, "g", "write a hello\nsync\npoweroff\n", 1 << 20)
     server = rsp.Server(["debug", "--store", "store", "--port", "0", "g"], work)
-    client, ask = talk(server)
-    yield ask
-    client.close()
+    yield server
     assert server.problem() is None
     server.stop()
+
+
+@pytest.fixture
+def replay(replay_server):
+    client, ask = talk(replay_server)
+    yield ask
+    client.close()
 
 
 def test_memory_writes_must_be_as_long_as_they_say(live):
@@ -110,3 +115,16 @@ def test_a_recording_refuses_every_write(replay):
 def test_oversized_packets_are_refused_and_the_stub_goes_on(replay):
     assert replay(b"M80006000,1:" + b"0" * (rsp.MAX_PACKET + 10)) == b"E01"
     assert replay(b"?").startswith(b"T05")
+
+
+def test_a_gdb_gone_leaves_nothing_behind_for_the_next(replay_server):
+    """A Ctrl-C poll of a closed connection once crashed the server when the
+    next gdb asked for a query that runs the recording (last-write)."""
+    client, ask = talk(replay_server)
+    assert ask(b"c").startswith(b"T05")                           # to the end
+    client.close()
+    client, ask = talk(replay_server)
+    assert bytes.fromhex(ask(b"qRcmd," + b"last-write 0x80005710 8".hex().encode()).decode())
+    assert ask(b"?").startswith(b"T05")
+    client.close()
+    assert replay_server.problem() is None

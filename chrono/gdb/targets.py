@@ -140,10 +140,13 @@ class ReplayTarget(Target):
         return True
 
     def resume(self, how: str, interrupted) -> StopEvent:
-        self.t.interrupted = interrupted
         move = {"step": self.t.step, "cont": self.t.cont,
                 "reverse-step": self.t.step_back, "reverse-cont": self.t.reverse_cont}[how]
-        halt = move()
+        self.t.interrupted = interrupted    # this connection's Ctrl-C, for this move only
+        try:
+            halt = move()
+        finally:
+            self.t.interrupted = lambda: False
         if halt.reason == "watch":
             # gdb treats RISC-V watchpoints as firing *before* the access and
             # steps over the accessing instruction itself (forwards or
