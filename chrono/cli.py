@@ -145,8 +145,11 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
     """
     from chrono.core.console import Console
     from chrono.core.session import Session
+    from chrono.gdb.stub import listen
     from chrono.monitor import Monitor
 
+    # Bound first: a port that cannot be used is said before anything boots.
+    server = listen("127.0.0.1", gdb_port, "--gdb") if gdb_port is not None else None
     started = start_guest(ctx, guest_name, from_snapshot, commit, store_path,
                           kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
                           ram_size=ram_size)
@@ -164,8 +167,8 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
         session = Session(guest.machine, reboot=started.reboot, monitor=monitor,
                           restored=started.restored is not None)
         outcome = None
-        if gdb_port is not None:
-            outcome = _under_gdb(gdb_port, guest, session, console, open_snapshots)
+        if server is not None:
+            outcome = _under_gdb(server, guest, session, console, open_snapshots)
         if outcome is None:
             outcome = session.run(console, max_steps=max_insns, paced=pace)
     finally:
@@ -177,17 +180,18 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
     finish_run(console, outcome, started, commit)
 
 
-def _under_gdb(port, guest, session, console, open_snapshots):
-    """Serve one gdb on loopback `port`; the session's outcome if the guest
-    ended (or gdb killed it) meanwhile, None if gdb detached."""
+def _under_gdb(server, guest, session, console, open_snapshots):
+    """Serve one gdb on the listening socket `server`; the session's outcome if
+    the guest ended (or gdb killed it) meanwhile, None if gdb detached."""
     from chrono.core.session import Outcome
-    from chrono.gdb.stub import GdbStub, listen
+    from chrono.gdb.frontend import commands_script
+    from chrono.gdb.stub import GdbStub
     from chrono.gdb.targets import LiveTarget
 
-    server = listen("127.0.0.1", port)
     chosen = server.getsockname()[1]
+    script = commands_script()          # savevm/loadvm as gdb commands that refresh gdb's view
     console.message(f"waiting for gdb on 127.0.0.1:{chosen}: "
-                    f"gdb-multiarch -ex 'target remote 127.0.0.1:{chosen}'")
+                    f"gdb-multiarch -x {script} -ex 'target remote 127.0.0.1:{chosen}'")
     try:
         connection, _ = server.accept()
     finally:

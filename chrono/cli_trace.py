@@ -4,6 +4,7 @@ Thin, like chrono.cli: parse options, call chrono.replay, print.
 """
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -383,42 +384,72 @@ def trace_rm(names, store_path):
 
 @main.command()
 @click.argument("recording")
-@click.option("--port", type=click.IntRange(0, 65535), default=1234, show_default=True,
-              help="TCP port for gdb (0: any free port; the one chosen is printed).")
+@click.argument("gdb_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- GDB_ARGS...]")
+@click.option("--elf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FILE", help="The guest's ELF, for gdb's symbols (the demo guest's is "
+                                   "found by itself).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Do not start gdb: serve a bare stub on PORT for another debugger, one "
+                   "connection after another, until Ctrl-C (0: any free port, printed).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Only loopback by default: anyone who can "
                    "connect controls the debugger.")
 @store_option
-def debug(recording, port, host, store_path):
+def debug(recording, gdb_args, elf, port, host, store_path):
     """Debug a recording with gdb, forwards and backwards in time.
 
     Opens RECORDING (a name, or a FILE.chrono bundle) at its first instruction
-    and waits for one gdb connection:
+    and starts gdb-multiarch on it, with the guest's symbols when known
+    (--elf FILE; the demo guest's automatically).  stepi, continue,
+    breakpoints, watchpoints, reverse-stepi and reverse-continue work
+    anywhere in the recording; every position is exact replay.  chrono's
+    own commands in gdb:
 
     \b
-      gdb-multiarch -ex 'target remote :1234'
+      goto POSITION           go to that position (an instruction count)
+      when                    the current position and pc
+      last-write ADDR [SIZE]  who last wrote ADDR before here
+      savevm NAME / loadvm NAME
 
-    stepi, continue, breakpoints, and reverse-stepi / reverse-continue work
-    anywhere in the recording; every position is exact replay.  `monitor
-    help` lists chrono's own commands (when, goto POSITION, savevm NAME, phys).
+    Arguments after -- go to gdb, e.g. a script:
+
+    \b
+      chrono debug crash -- -batch -ex 'goto 380000' -ex stepi -ex 'p/x $pc'
+
+    With --port, chrono starts no gdb and serves any gdb remote front end
+    (`monitor help` lists the commands there).
     """
+    from chrono.gdb import frontend
     from chrono.gdb.stub import GdbStub, listen
     from chrono.gdb.targets import ReplayTarget
     from chrono.replay.timeline import Timeline
 
+    if port is not None and gdb_args:
+        raise UsageError("arguments after -- go to the gdb that chrono starts; with --port it "
+                         "starts none: give them to your debugger")
+    gdb = frontend.find_gdb() if port is None else None
     with _opened_recording(recording, store_path, False) as (store, name):
         timeline = Timeline(store, name)
         try:
-            server = listen(host, port)
+            symbols = frontend.symbols_for(timeline.machine, elf)
+            server = listen(host, 0 if port is None else port)
             chosen = server.getsockname()[1]
-            click.echo(f"recording {name}: {timeline.end - timeline.start:,} instructions; "
-                       f"waiting for gdb on {host}:{chosen}\n"
-                       f"  gdb-multiarch -ex 'target remote {host}:{chosen}'", err=True)
-            connection, peer = server.accept()
-            server.close()
-            click.echo(f"gdb connected from {peer[0]}", err=True)
-            GdbStub(ReplayTarget(timeline)).serve(connection)
-            connection.close()
+            target = ReplayTarget(timeline)
+            length = f"recording {name}: {timeline.end - timeline.start:,} instructions"
+            if gdb is not None:
+                click.echo(f"{length}; starting gdb (chrono's commands: goto, when, last-write, "
+                           f"savevm, loadvm)", err=True)
+                sys.exit(frontend.run_gdb(server, frontend.gdb_arguments(
+                    gdb, host, chosen, symbols, gdb_args), GdbStub(target).serve))
+            command = shlex.join(frontend.gdb_arguments(frontend.GDB, host, chosen, symbols))
+            click.echo(f"{length}; waiting for gdb on {host}:{chosen} (Ctrl-C stops)\n"
+                       f"  {command}", err=True)
+            while True:
+                connection, peer = server.accept()
+                click.echo(f"gdb connected from {peer[0]}", err=True)
+                with connection:
+                    GdbStub(target).serve(connection)
+                click.echo(f"gdb disconnected; waiting for the next on {host}:{chosen}", err=True)
         finally:
             timeline.close()
 

@@ -8,10 +8,12 @@ position).
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
-import sys
 
 import pytest
 
@@ -34,27 +36,16 @@ def recording(tmp_path_factory):
     return work
 
 
-def gdb(work, *commands, elf=True) -> str:
-    """Run gdb-multiarch in batch mode against `chrono debug g`; its output."""
-    server = subprocess.Popen([*CHRONO, "debug", "--store",
-                               str(work / "store"), "--port", "0", "g"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=work, text=True)
-    try:
-        banner = server.stderr.readline()           # "... waiting for gdb on HOST:PORT"
-        found = re.search(r"waiting for gdb on ([\d.]+):(\d+)", banner)
-        assert found, banner + server.stderr.read()
-        args = [GDB, "-batch", "-nx"] + ([str(demo_guest_path())] if elf else [])
-        args += ["-ex", "set architecture riscv:rv64",
-                 "-ex", f"target remote {found[1]}:{found[2]}"]
-        for c in commands:
-            args += ["-ex", c]
-        out = subprocess.run(args, capture_output=True, text=True, timeout=300)
-        assert server.wait(timeout=60) == 0, server.stderr.read()
-        return out.stdout + out.stderr
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+def gdb(work, *commands) -> str:
+    """`chrono debug g -- -batch -ex COMMAND...`: chrono starts gdb-multiarch on
+    the recording (symbols included for the demo guest); what gdb printed."""
+    args = [*CHRONO, "debug", "--store", str(work / "store"), "g", "--", "-batch", "-nx"]
+    for c in commands:
+        args += ["-ex", c]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=work,
+                         stdin=subprocess.DEVNULL)
+    assert "Traceback" not in out.stderr, out.stderr
+    return out.stdout + out.stderr
 
 
 def positions(out: str) -> list[int]:
@@ -93,8 +84,7 @@ def test_reverse_continue_reaches_the_start_and_continue_the_end(recording):
 
 
 def test_info_registers_shows_the_recorded_state(recording):
-    out = gdb(recording, "monitor goto 500000", "maintenance flush register-cache",
-              "info registers pc sp a0 priv mstatus",
+    out = gdb(recording, "goto 500000", "info registers pc sp a0 priv mstatus",
               "info registers fcsr")
     from chrono.store import Store
     from chrono.replay.timeline import Timeline
@@ -202,3 +192,88 @@ def test_monitor_savevm_loadvm_and_last_write(crash):
     assert write and 0 < int(write[1], 16) - symbol("cache_crash") < 0x100, out
     assert "error: no snapshot named 'nosuch'" in out
     assert "unknown monitor command 'frobnicate 1'; `monitor help` lists them" in out
+
+
+def test_goto_shows_the_registers_there_and_stepi_goes_one_further(recording):
+    """gdb's own view follows `goto` (no cache flush by hand): the registers
+    and frame are the target position's, and stepi goes from there."""
+    out = gdb(recording, "goto 500000", "info registers pc sp", "stepi", "when",
+              "goto 2000", "stepi", "when", "info registers pc")
+    from chrono.store import Store
+    from chrono.replay.timeline import Timeline
+    with Store(recording / "store") as store:
+        t = Timeline(store, "g")
+        t.seek(500_000)
+        pc, sp = t.pc, t.machine.reg(2)
+        t.seek(2001)
+        later_pc = t.pc
+        t.close()
+    assert positions(out) == [500_001, 2001], out
+    pcs = re.findall(r"^pc\s+(0x[0-9a-f]+)", out, re.M)
+    assert [int(p, 16) for p in pcs] == [pc, later_pc], out
+    assert int(re.search(r"^sp\s+(0x[0-9a-f]+)", out, re.M)[1], 16) == sp
+
+
+def test_positions_outside_the_recording_are_errors_that_say_so(recording):
+    out = gdb(recording, "monitor goto abc", "monitor goto -5", "monitor goto 999999999999",
+              "goto 5,000", "when", "goto 999999999999", "when")
+    assert "Protocol error" not in out
+    assert "error: 'abc' is not a position" in out
+    assert "error: position -5 is before its start" in out
+    assert "error: position 999999999999 is past its end" in out
+    assert positions(out) == [5000, 5000]                    # no silent clamp to the end
+
+
+def test_debug_says_how_to_get_gdb_when_it_is_missing(recording, tmp_path):
+    proc = subprocess.run([*CHRONO, "debug", "--store", str(recording / "store"), "g"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PATH": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("chrono: error: gdb-multiarch is not installed: install it "
+                                   "(`apt install gdb-multiarch`), or serve a bare stub for another "
+                                   "debugger with --port PORT")
+
+
+def test_elf_gives_gdb_the_symbols(recording, tmp_path):
+    copy = tmp_path / "guest.elf"
+    copy.write_bytes(demo_guest_path().read_bytes())
+    args = [*CHRONO, "debug", "--store", str(recording / "store"), "g", "--elf", str(copy),
+            "--", "-batch", "-nx", "-ex", "info files", "-ex", "info symbol $pc"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         stdin=subprocess.DEVNULL)
+    assert f'Symbols from "{copy}"' in out.stdout, out.stdout + out.stderr
+    assert "_start in section .text" in out.stdout
+
+
+def test_with_port_chrono_serves_one_gdb_after_another(recording):
+    """`chrono debug --port`: a bare stub; after a gdb goes (detached, or gone
+    with a breakpoint still inserted) the next one connects where it left,
+    without that breakpoint; Ctrl-C ends it."""
+    server = subprocess.Popen([*CHRONO, "debug", "--store", str(recording / "store"),
+                               "--port", "0", "g"], stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL, cwd=recording)
+    try:
+        found = re.search(r"waiting for gdb on ([\d.]+):(\d+)", server.stderr.readline())
+        assert found
+        connect = [GDB, "-batch", "-nx", "-ex", "set architecture riscv:rv64",
+                   "-ex", f"target remote {found[1]}:{found[2]}"]
+        first = subprocess.run(connect + ["-ex", "stepi 7", "-ex", "monitor when"],
+                               capture_output=True, text=True, timeout=120)
+        with socket.create_connection((found[1], int(found[2]))) as raw:
+            raw.sendall(b"$Z0,80000004,4#%02x" % (sum(b"Z0,80000004,4") & 0xFF))
+            answer = b""
+            while not re.search(rb"#..$", answer):
+                answer += raw.recv(64)
+            assert answer.startswith(b"+$OK#")            # inserted; then gone without z0
+        second = subprocess.run(connect + ["-ex", "monitor when", "-ex", "reverse-continue",
+                                           "-ex", "monitor when"],
+                                capture_output=True, text=True, timeout=120)
+        assert positions(first.stdout + first.stderr) == [7], first.stdout + first.stderr
+        assert positions(second.stdout + second.stderr) == [7, 0]     # not stopped at 0x80000004
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 130
+        assert "Traceback" not in server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

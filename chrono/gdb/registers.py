@@ -70,9 +70,17 @@ def read_register(machine, r: Register) -> int | None:
     return machine.csr(index)
 
 
-def write_register(machine, r: Register, value: int) -> bool:
+PRIVILEGES = (0, 1, 3)      # U, S, M
+
+
+def writable(r: Register, value: int) -> bool:
+    """Can `r` take `value`?  CSRs are read-only here (writing one can change
+    the machine's mode), and the privilege level is U, S or M."""
     kind, index = r.source
-    if kind != "reg" or index == 0:
-        return kind == "reg"        # x0 ignores writes; CSRs are read-only here
-    machine.set_reg(index, value)
-    return True
+    return kind == "reg" and (index != REG_PRIV or value in PRIVILEGES)
+
+
+def write_register(machine, r: Register, value: int) -> None:
+    kind, index = r.source
+    if kind == "reg" and index != 0:    # x0 ignores writes
+        machine.set_reg(index, value)

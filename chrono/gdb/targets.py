@@ -8,8 +8,9 @@ StopEvent.  Memory is virtual (through the current page tables) unless the
 from __future__ import annotations
 
 from chrono.core.machine import Stop, Watch
+from chrono.errors import UsageError
 from chrono.gdb import memory
-from chrono.gdb.registers import read_register, register_map, write_register
+from chrono.gdb.registers import read_register, register_map, writable, write_register
 from chrono.gdb.stub import StopEvent
 from chrono.store.store import check_ref_name
 
@@ -19,8 +20,9 @@ STOP_NAMES = {Watch.WRITE: "watch", Watch.READ: "rwatch", Watch.ACCESS: "awatch"
 
 MONITOR_HELP = """\
 when              the current position (instructions into the recording) and pc
-goto POSITION     go to that position (forward or back); then `maintenance flush
-                  register-cache` so gdb reads the registers there
+goto POSITION     go to that position (forward or back); gdb's `goto` (defined by
+                  chrono debug, or `source` chrono/gdb/gdb_commands.py) also refreshes
+                  gdb's registers and frames, which `monitor goto` cannot
 savevm NAME       save the machine here as snapshot NAME
 loadvm NAME       go to where snapshot NAME was saved (a keyframe, or a savevm here)
 last-write ADDR [SIZE]
@@ -48,6 +50,19 @@ class Target:
     def read_register(self, r) -> int | None:
         return read_register(self.machine, r)
 
+    def write_registers(self, values) -> bool:
+        """Set (register, value) pairs, all or none: False if one that would
+        change cannot be written here."""
+        changes = [(r, v) for r, v in values if self.read_register(r) != v]
+        if not all(self.can_write(r, v) for r, v in changes):
+            return False
+        for r, v in changes:
+            write_register(self.machine, r, v)
+        return True
+
+    def can_write(self, r, value: int) -> bool:
+        return writable(r, value)
+
     def read_memory(self, address: int, length: int) -> bytes | None:
         return memory.read(self.machine, address, length, self.physical)
 
@@ -63,6 +78,13 @@ class Target:
             group.discard(address)
             if address not in self.hardware | self.software:
                 self._remove_breakpoint(address)
+
+    def detach(self) -> None:
+        """gdb has gone: drop its breakpoints (watchpoints: in the subclasses)."""
+        for address in self.hardware | self.software:
+            self._remove_breakpoint(address)
+        self.hardware.clear()
+        self.software.clear()
 
     def monitor(self, line: str) -> str:
         """Answer `monitor LINE`: help and phys here, the rest in _monitor."""
@@ -99,7 +121,7 @@ class ReplayTarget(Target):
     def registers(self):
         return register_map(_has_fpu(self.t.manifest.config.get("isa", "")))
 
-    def write_register(self, r, value: int) -> bool:
+    def can_write(self, r, value: int) -> bool:
         return False                # a recording's past cannot be changed
 
     def write_memory(self, address: int, data: bytes) -> str | None:
@@ -118,10 +140,13 @@ class ReplayTarget(Target):
         return True
 
     def resume(self, how: str, interrupted) -> StopEvent:
-        self.t.interrupted = interrupted
         move = {"step": self.t.step, "cont": self.t.cont,
                 "reverse-step": self.t.step_back, "reverse-cont": self.t.reverse_cont}[how]
-        halt = move()
+        self.t.interrupted = interrupted    # this connection's Ctrl-C, for this move only
+        try:
+            halt = move()
+        finally:
+            self.t.interrupted = lambda: False
         if halt.reason == "watch":
             # gdb treats RISC-V watchpoints as firing *before* the access and
             # steps over the accessing instruction itself (forwards or
@@ -136,7 +161,7 @@ class ReplayTarget(Target):
             return (f"position {self.t.position} of {self.t.start}..{self.t.end}, "
                     f"pc {self.t.pc:#x}\n")
         if command == "goto" and len(args) == 1:
-            halt = self.t.seek(int(args[0], 0))
+            halt = self.t.seek(self._position(args[0]))
             return f"at position {halt.position}, pc {halt.pc:#x}\n"
         if command == "savevm" and len(args) == 1:
             check_ref_name(args[0])
@@ -151,8 +176,25 @@ class ReplayTarget(Target):
             halt = self.t.seek(position)
             return f"at position {halt.position} ({args[0]}), pc {halt.pc:#x}\n"
         if command == "last-write" and len(args) in (1, 2):
-            return self._last_write(int(args[0], 0), int(args[1], 0) if len(args) == 2 else 1)
+            size = _number(args[1], "a size") if len(args) == 2 else 1
+            return self._last_write(_number(args[0], "an address"), size)
+        if command in USAGE:
+            raise UsageError(f"usage: {USAGE[command]}")
         return f"unknown monitor command {' '.join([command, *args])!r}; `monitor help` lists them\n"
+
+    def _position(self, text: str) -> int:
+        """A position of this recording (refused outside it, never clamped)."""
+        t = self.t
+        span = f"positions of this recording are {t.start}..{t.end}"
+        try:
+            position = int(text.replace(",", "").replace("_", ""), 10)
+        except ValueError:
+            raise UsageError(f"{text!r} is not a position (an instruction count, e.g. "
+                             f"5000000); {span}") from None
+        if not t.start <= position <= t.end:
+            where = "before its start" if position < t.start else "past its end"
+            raise UsageError(f"position {position} is {where}; {span}")
+        return position
 
     def _last_write(self, address: int, size: int) -> str:
         from chrono.replay.writes import last_write
@@ -168,7 +210,24 @@ class ReplayTarget(Target):
                 f"privilege {hit.priv}) wrote {hit.address:#x}\n")
 
     def detach(self) -> None:
-        pass
+        super().detach()
+        for w in list(self.t.watchpoints):
+            self.t.remove_watchpoint(w.address, w.length, w.kind)
+
+
+USAGE = {"goto": "goto POSITION", "savevm": "savevm NAME", "loadvm": "loadvm NAME",
+         "last-write": "last-write ADDR [SIZE]"}
+
+
+def _number(text: str, what: str) -> int:
+    """A monitor argument: decimal, or hex with 0x."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise UsageError(f"{text!r} is not {what} (decimal, or hex with 0x)") from None
+    if value < 0:
+        raise UsageError(f"{text!r} is not {what}: it is negative")
+    return value
 
 
 LIVE_HELP = """\
@@ -201,9 +260,6 @@ class LiveTarget(Target):
 
     def registers(self):
         return register_map(_has_fpu(self.guest.config.riscv_isa))
-
-    def write_register(self, r, value: int) -> bool:
-        return write_register(self.machine, r, value)
 
     def write_memory(self, address: int, data: bytes) -> str | None:
         ok = memory.write(self.machine, address, data, self.physical)
@@ -266,13 +322,12 @@ class LiveTarget(Target):
                 return f"saved {args[0]} ({sid[:12]})\n"
             manifest = self._snapshots.load(args[0])
             return f"restored {args[0]} at instruction {manifest.steps}\n"
+        if command in ("savevm", "loadvm"):
+            raise UsageError(f"usage: {USAGE[command]}")
         return f"unknown monitor command {' '.join([command, *args])!r}; `monitor help` lists them\n"
 
     def detach(self) -> None:
-        for address in self.hardware | self.software:
-            self.machine.remove_breakpoint(address)
+        super().detach()
         for (address, length, kind), target in self.watchpoints.items():
             self.machine.remove_watchpoint(target, length, kind)
-        self.hardware.clear()
-        self.software.clear()
         self.watchpoints.clear()
