@@ -3,23 +3,11 @@ the demo guest, recorded and exported with the CLI, mutated (bytes, fields and,
 with every hash recomputed, their meaning), imported into stores that hold other
 recordings, and replayed and verified when accepted.  No crash, traceback, hang,
 partial import or accepted-but-broken bundle; every refusal one line."""
-import importlib.util
-import sys
-from pathlib import Path
-
-PATH = Path(__file__).resolve().parents[1] / "tools" / "fuzz" / "bundle_mutate.py"
-
-
-def load_fuzzer():
-    spec = importlib.util.spec_from_file_location("bundle_mutate", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bundle_mutate", module)
-    spec.loader.exec_module(module)
-    return module
+from fuzzers import load_fuzzer
 
 
 def test_mutated_bundles_are_refused_in_one_line_or_imported_whole(tmp_path):
-    fuzz = load_fuzzer()
+    fuzz = load_fuzzer("bundle_mutate")
     result = fuzz.fuzz(seed=20261202, count=60, time_limit=240, workers=1, case_timeout=60,
                        cli_every=30, work=tmp_path, echo=lambda line: None)
     counts = result["counts"]

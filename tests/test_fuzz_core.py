@@ -6,23 +6,11 @@ bench/README.md ("Fuzzing and sanitizers").
 QEMU and the cross compiler are required outside references (CI installs
 them): the run fails, it does not skip, when they are missing.
 """
-import importlib.util
 import struct
-import sys
-from pathlib import Path
 
-FUZZER = Path(__file__).resolve().parent.parent / "tools" / "fuzz" / "core_vs_qemu.py"
+from fuzzers import load_fuzzer
 
-
-def load_fuzzer():
-    spec = importlib.util.spec_from_file_location("core_vs_qemu", FUZZER)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module         # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = load_fuzzer()
+fuzz = load_fuzzer("core_vs_qemu")
 
 
 def test_random_streams_leave_the_same_state_on_chrono_and_qemu():

@@ -3,23 +3,11 @@ packets against `chrono debug --port 0` and `chrono run --gdb 0`; each one is
 answered (or, for a frame left unfinished, waited on), refused when its data
 disagrees with its header, and the stub keeps serving: no crash, hang or
 traceback."""
-import importlib.util
-import sys
-from pathlib import Path
-
-PATH = Path(__file__).resolve().parents[1] / "tools" / "fuzz" / "rsp_packets.py"
-
-
-def load_fuzzer():
-    spec = importlib.util.spec_from_file_location("rsp_packets", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("rsp_packets", module)
-    spec.loader.exec_module(module)
-    return module
+from fuzzers import load_fuzzer
 
 
 def test_malformed_packets_are_answered_and_the_stub_keeps_serving(tmp_path):
-    fuzz = load_fuzzer()
+    fuzz = load_fuzzer("rsp_packets")
     result = fuzz.fuzz(seed=20261203, count=150, time_limit=240, timeout=30, work=tmp_path,
                        echo=lambda line: None)
     reports = result["reports"]
