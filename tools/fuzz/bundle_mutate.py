@@ -1377,5 +1377,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT)) if os.environ.get("PYTHONPATH") is None else None
+    # The chrono under test is the one Python imports (the installed one, or
+    # a checkout named by PYTHONPATH), never the source tree beside this file
+    # by default: after `pip install .` that has no built core.
     sys.exit(main())

@@ -51,7 +51,9 @@ _MAKE_RECORDING = b"write d four\nls\npoweroff\n"
 
 
 def _env(store: Path) -> dict:
-    env = dict(os.environ, CHRONO_STORE=str(store), PYTHONPATH=str(REPO), COLUMNS="120")
+    # The chrono Python imports (installed, or a checkout on PYTHONPATH): `-P`
+    # keeps the working directory's source tree out of it.
+    env = dict(os.environ, CHRONO_STORE=str(store), COLUMNS="120")
     env.pop("CHRONO_SANITIZE", None)
     return env
 
