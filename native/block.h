@@ -53,6 +53,9 @@ struct block {
     uint8_t pad;
     const uint64_t *words;      /* their contents then (stored after the ops) */
     uint64_t gen;               /* the code page's generation when last checked */
+    const void *jit;            /* its translation (jit.h), valid while jit_epoch is current */
+    uint32_t jit_epoch;         /* the code cache epoch it was translated in, 0 = never */
+    uint32_t jit_uses;          /* runs before that */
     struct decoded ops[];       /* n instructions, then an OP_END unless the last one jumps */
 };
 

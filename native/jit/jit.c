@@ -1,0 +1,466 @@
+/* jit.c: the block translator (see jit.h).
+ *
+ * Host registers while a translation runs:
+ *   rbx = h->x (guest registers live there; x[i] is [rbx + 8*i])
+ *   r12 = read TLB of the current data set, r13 = write TLB
+ *   r14 = instructions done by earlier passes over this block
+ *   r15 = slice budget left at the start of this pass
+ *   rax, rcx, rdx, rsi, rdi = scratch
+ * All of them are callee-saved except the scratch ones, so the division
+ * helpers can be called without saving anything.
+ *
+ * Each op becomes straight-line code reading and writing h->x.  Memory ops
+ * do the interpreter's fast path inline: the tag compare of tlb_key (an
+ * address whose low bits are set misses, so misaligned accesses miss too)
+ * and the host addend.  A miss leaves with a resume at that op, so the
+ * interpreter runs it, with its own slow path and trap handling, and the
+ * rest of the block.
+ */
+#include <stddef.h>
+#include "jit.h"
+#include "../machine.h"
+#include "../muldiv.h"
+
+#if defined(__x86_64__) && defined(__linux__)
+#include "x86.h"
+
+#define MAX_BLOCK_CODE 8192     /* bytes of host code a block may take */
+#define MAX_STUBS (2 * (BLOCK_MAX + 1))
+
+/* Out-of-line code a conditional jump in the body leads to. */
+enum stub_kind { STUB_RESUME, STUB_EXIT, STUB_LOOP };
+struct stub {
+    size_t field;               /* the jcc's rel32 */
+    enum stub_kind kind;
+    uint32_t done;              /* instructions done in this pass when taken (exit, loop) */
+    uint32_t idx;               /* op to resume at */
+    uint64_t pc;                /* where to go on (exit, loop) */
+};
+
+struct translation {
+    struct x86 a;
+    const struct block *b;
+    size_t top;                 /* start of a pass */
+    size_t epilogue_jumps[BLOCK_MAX * 2 + MAX_STUBS];
+    int njumps;
+    struct stub stubs[MAX_STUBS];
+    int nstubs;
+};
+
+static struct x86_mem guest(int i) { return x86_at(RBX, 8 * i); }
+
+static void load_x(struct translation *t, int reg, int i) { x86_load_zx(&t->a, reg, guest(i), 8); }
+static void store_x(struct translation *t, int reg, int i)
+{
+    if (i != 0)                 /* block.c turned writes of x0 into NOPs or block ends */
+        x86_store(&t->a, guest(i), reg, 8);
+}
+
+static void jump_to_epilogue(struct translation *t)
+{
+    t->epilogue_jumps[t->njumps++] = x86_jmp(&t->a);
+}
+
+/* Leave with `done` more instructions done in this pass, going on at the pc in rdx. */
+static void exit_rdx(struct translation *t, uint32_t done)
+{
+    x86_lea(&t->a, RAX, x86_at(R14, (int32_t)done));
+    jump_to_epilogue(t);
+}
+
+static void exit_to(struct translation *t, uint32_t done, uint64_t pc)
+{
+    x86_mov_ri(&t->a, RDX, pc);
+    exit_rdx(t, done);
+}
+
+static void resume_at(struct translation *t, uint32_t idx)
+{
+    x86_mov_ri(&t->a, RAX, JIT_RESUME);
+    x86_alu_rr(&t->a, ALU_OR, RAX, R14, true);
+    x86_mov_ri(&t->a, RDX, idx);
+    jump_to_epilogue(t);
+}
+
+/* Back to the block's start if the budget holds another whole pass, as the
+ * block loop would (steps + n <= end); otherwise leave for pc. */
+static void loop_or_exit(struct translation *t, uint32_t done, uint64_t pc)
+{
+    struct x86 *a = &t->a;
+    x86_alu_ri(a, ALU_ADD, R14, (int32_t)done, true);
+    x86_alu_ri(a, ALU_SUB, R15, (int32_t)done, true);
+    x86_alu_ri(a, ALU_CMP, R15, (int32_t)t->b->n, true);
+    x86_patch(a, x86_jcc(a, CC_AE), t->top);
+    exit_to(t, 0, pc);
+}
+
+/* A jump or taken branch to pc after `done` instructions of this pass. */
+static bool loops_back(const struct translation *t, uint64_t pc)
+{
+    /* Blocks of busy pages are checked at every entry: always leave. */
+    return pc == t->b->pc && !t->b->busy;
+}
+
+static void add_stub(struct translation *t, size_t field, enum stub_kind kind, uint32_t done,
+                     uint32_t idx, uint64_t pc)
+{
+    t->stubs[t->nstubs++] = (struct stub){ field, kind, done, idx, pc };
+}
+
+static void emit_stubs(struct translation *t)
+{
+    for (int i = 0; i < t->nstubs; i++) {
+        const struct stub *s = &t->stubs[i];
+        x86_patch(&t->a, s->field, t->a.len);
+        switch (s->kind) {
+        case STUB_RESUME: resume_at(t, s->idx); break;
+        case STUB_EXIT: exit_to(t, s->done, s->pc); break;
+        case STUB_LOOP: loop_or_exit(t, s->done, s->pc); break;
+        }
+    }
+}
+
+/* rax = x[rs1] + imm, then the TLB check of tlb_key(rax, size) in the
+ * TLB at `tlb`; on a hit rax = the host address, on a miss resume at idx. */
+static void tlb_access(struct translation *t, const struct decoded *d, int size, int tlb)
+{
+    struct x86 *a = &t->a;
+    load_x(t, RAX, d->rs1);
+    if (d->imm)
+        x86_alu_ri(a, ALU_ADD, RAX, (int32_t)d->imm, true);
+    x86_mov_rr(a, RCX, RAX, true);
+    x86_alu_ri(a, ALU_AND, RCX, (int32_t)(~0xfffu | (uint32_t)(size - 1)), true);
+    /* Entry offset: ((va >> 12) & (TLB_SIZE - 1)) * sizeof(struct tlb_entry). */
+    x86_mov_rr(a, RDX, RAX, false);
+    x86_shift_ri(a, SH_SHR, RDX, PAGE_SHIFT - 4, false);
+    x86_alu_ri(a, ALU_AND, RDX, (TLB_SIZE - 1) << 4, false);
+    x86_alu_rm(a, ALU_CMP, RCX, x86_at_index(tlb, RDX, 1, offsetof(struct tlb_entry, tag)), true);
+    add_stub(t, x86_jcc(a, CC_NE), STUB_RESUME, 0, d->idx, 0);
+    x86_alu_rm(a, ALU_ADD, RAX, x86_at_index(tlb, RDX, 1, offsetof(struct tlb_entry, addend)), true);
+}
+
+static void emit_load(struct translation *t, const struct decoded *d, int size, bool sign)
+{
+    tlb_access(t, d, size, R12);
+    if (d->rd == 0)
+        return;                 /* a hit reads RAM: no effect; the block ends here */
+    if (sign)
+        x86_load_sx(&t->a, RAX, x86_at(RAX, 0), size);
+    else
+        x86_load_zx(&t->a, RAX, x86_at(RAX, 0), size);
+    store_x(t, RAX, d->rd);
+}
+
+static void emit_store(struct translation *t, const struct decoded *d, int size)
+{
+    tlb_access(t, d, size, R13);
+    load_x(t, RCX, d->rs2);
+    x86_store(&t->a, x86_at(RAX, 0), RCX, size);
+}
+
+/* x[rd] = x[rs1] op x[rs2] for the plain two-operand ALU ops. */
+static void emit_alu(struct translation *t, const struct decoded *d, enum x86_alu op, bool w64)
+{
+    load_x(t, RAX, d->rs1);
+    x86_alu_rm(&t->a, op, RAX, guest(d->rs2), w64);
+    if (!w64)
+        x86_movsxd_rr(&t->a, RAX, RAX);
+    store_x(t, RAX, d->rd);
+}
+
+static void emit_alu_imm(struct translation *t, const struct decoded *d, enum x86_alu op, bool w64)
+{
+    load_x(t, RAX, d->rs1);
+    x86_alu_ri(&t->a, op, RAX, (int32_t)d->imm, w64);
+    if (!w64)
+        x86_movsxd_rr(&t->a, RAX, RAX);
+    store_x(t, RAX, d->rd);
+}
+
+static void emit_shift(struct translation *t, const struct decoded *d, enum x86_shift op,
+                       bool w64, bool by_imm)
+{
+    load_x(t, RAX, d->rs1);
+    if (by_imm) {
+        x86_shift_ri(&t->a, op, RAX, (uint8_t)d->imm, w64);
+    } else {
+        load_x(t, RCX, d->rs2);
+        x86_shift_rcl(&t->a, op, RAX, w64);   /* masks the count to 6 (5) bits, as RISC-V */
+    }
+    if (!w64)
+        x86_movsxd_rr(&t->a, RAX, RAX);
+    store_x(t, RAX, d->rd);
+}
+
+/* x[rd] = (x[rs1] cc x[rs2] or imm) ? 1 : 0 */
+static void emit_set(struct translation *t, const struct decoded *d, enum x86_cc cc, bool by_imm)
+{
+    load_x(t, RAX, d->rs1);
+    if (by_imm)
+        x86_alu_ri(&t->a, ALU_CMP, RAX, (int32_t)d->imm, true);
+    else
+        x86_alu_rm(&t->a, ALU_CMP, RAX, guest(d->rs2), true);
+    x86_setcc(&t->a, cc, RAX);
+    x86_movzx8_rr(&t->a, RAX, RAX);
+    store_x(t, RAX, d->rd);
+}
+
+static void emit_mul(struct translation *t, const struct decoded *d, bool w64)
+{
+    load_x(t, RAX, d->rs1);
+    load_x(t, RCX, d->rs2);
+    x86_imul_rr(&t->a, RAX, RCX, w64);
+    if (!w64)
+        x86_movsxd_rr(&t->a, RAX, RAX);
+    store_x(t, RAX, d->rd);
+}
+
+/* High halves: RDX of the 128-bit product.  mulhsu = mulhu - (a < 0 ? b : 0). */
+static void emit_mulh(struct translation *t, const struct decoded *d, bool is_signed, bool su)
+{
+    struct x86 *a = &t->a;
+    load_x(t, RAX, d->rs1);
+    load_x(t, RCX, d->rs2);
+    x86_mul_rdx(a, RCX, is_signed);
+    if (su) {
+        load_x(t, RAX, d->rs1);
+        x86_shift_ri(a, SH_SAR, RAX, 63, true);
+        x86_alu_rr(a, ALU_AND, RAX, RCX, true);
+        x86_alu_rr(a, ALU_SUB, RDX, RAX, true);
+    }
+    store_x(t, RDX, d->rd);
+}
+
+/* Divisions call the interpreter's own arithmetic (muldiv.h). */
+static uint64_t helper_div(uint64_t a, uint64_t b) { return div64((int64_t)a, (int64_t)b); }
+static uint64_t helper_divu(uint64_t a, uint64_t b) { return divu64(a, b); }
+static uint64_t helper_rem(uint64_t a, uint64_t b) { return rem64((int64_t)a, (int64_t)b); }
+static uint64_t helper_remu(uint64_t a, uint64_t b) { return remu64(a, b); }
+static uint64_t helper_divw(uint64_t a, uint64_t b) { return div32((int32_t)a, (int32_t)b); }
+static uint64_t helper_divuw(uint64_t a, uint64_t b) { return divu32((uint32_t)a, (uint32_t)b); }
+static uint64_t helper_remw(uint64_t a, uint64_t b) { return rem32((int32_t)a, (int32_t)b); }
+static uint64_t helper_remuw(uint64_t a, uint64_t b) { return remu32((uint32_t)a, (uint32_t)b); }
+
+static void emit_call2(struct translation *t, const struct decoded *d,
+                       uint64_t (*fn)(uint64_t, uint64_t))
+{
+    load_x(t, RDI, d->rs1);
+    load_x(t, RSI, d->rs2);
+    x86_mov_ri(&t->a, RAX, (uint64_t)(uintptr_t)fn);
+    x86_call_r(&t->a, RAX);
+    store_x(t, RAX, d->rd);
+}
+
+static void emit_branch(struct translation *t, const struct decoded *d, enum x86_cc cc)
+{
+    load_x(t, RAX, d->rs1);
+    x86_alu_rm(&t->a, ALU_CMP, RAX, guest(d->rs2), true);
+    size_t field = x86_jcc(&t->a, cc);
+    uint32_t done = d->idx + 1u;
+    add_stub(t, field, loops_back(t, d->imm) ? STUB_LOOP : STUB_EXIT, done, 0, d->imm);
+}
+
+static void emit_jump(struct translation *t, const struct decoded *d, uint64_t pc)
+{
+    uint32_t done = d->idx + 1u;
+    if (d->rd) {
+        x86_mov_ri(&t->a, RCX, pc + d->len);
+        store_x(t, RCX, d->rd);
+    }
+    if (loops_back(t, d->imm))
+        loop_or_exit(t, done, d->imm);
+    else
+        exit_to(t, done, d->imm);
+}
+
+static void emit_jalr(struct translation *t, const struct decoded *d, uint64_t pc)
+{
+    load_x(t, RDX, d->rs1);     /* the target first: rd may be rs1 */
+    if (d->imm)
+        x86_alu_ri(&t->a, ALU_ADD, RDX, (int32_t)d->imm, true);
+    x86_alu_ri(&t->a, ALU_AND, RDX, -2, true);
+    if (d->rd) {
+        x86_mov_ri(&t->a, RCX, pc + d->len);
+        store_x(t, RCX, d->rd);
+    }
+    exit_rdx(t, d->idx + 1u);
+}
+
+/* Emit one op; false if it is not translated (the translation resumes
+ * the interpreter there) or ends the block (nothing after it runs). */
+static bool emit_op(struct translation *t, const struct decoded *d)
+{
+    uint64_t pc = t->b->pc + d->off;
+    switch (d->op) {
+    case OP_NOP: case OP_FENCE: return true;
+    case OP_END: exit_to(t, d->idx, pc); return false;
+    case OP_LUI:
+        x86_store_i32(&t->a, guest(d->rd), (int32_t)d->imm);
+        return true;
+    case OP_AUIPC:
+        x86_mov_ri(&t->a, RAX, d->imm);
+        store_x(t, RAX, d->rd);
+        return true;
+    case OP_JAL: emit_jump(t, d, pc); return false;
+    case OP_JALR: emit_jalr(t, d, pc); return false;
+    case OP_BEQ: emit_branch(t, d, CC_E); return true;
+    case OP_BNE: emit_branch(t, d, CC_NE); return true;
+    case OP_BLT: emit_branch(t, d, CC_L); return true;
+    case OP_BGE: emit_branch(t, d, CC_GE); return true;
+    case OP_BLTU: emit_branch(t, d, CC_B); return true;
+    case OP_BGEU: emit_branch(t, d, CC_AE); return true;
+    case OP_LB: emit_load(t, d, 1, true); return true;
+    case OP_LH: emit_load(t, d, 2, true); return true;
+    case OP_LW: emit_load(t, d, 4, true); return true;
+    case OP_LD: emit_load(t, d, 8, false); return true;
+    case OP_LBU: emit_load(t, d, 1, false); return true;
+    case OP_LHU: emit_load(t, d, 2, false); return true;
+    case OP_LWU: emit_load(t, d, 4, false); return true;
+    case OP_SB: emit_store(t, d, 1); return true;
+    case OP_SH: emit_store(t, d, 2); return true;
+    case OP_SW: emit_store(t, d, 4); return true;
+    case OP_SD: emit_store(t, d, 8); return true;
+    case OP_ADDI: emit_alu_imm(t, d, ALU_ADD, true); return true;
+    case OP_SLTI: emit_set(t, d, CC_L, true); return true;
+    case OP_SLTIU: emit_set(t, d, CC_B, true); return true;
+    case OP_XORI: emit_alu_imm(t, d, ALU_XOR, true); return true;
+    case OP_ORI: emit_alu_imm(t, d, ALU_OR, true); return true;
+    case OP_ANDI: emit_alu_imm(t, d, ALU_AND, true); return true;
+    case OP_SLLI: emit_shift(t, d, SH_SHL, true, true); return true;
+    case OP_SRLI: emit_shift(t, d, SH_SHR, true, true); return true;
+    case OP_SRAI: emit_shift(t, d, SH_SAR, true, true); return true;
+    case OP_ADD: emit_alu(t, d, ALU_ADD, true); return true;
+    case OP_SUB: emit_alu(t, d, ALU_SUB, true); return true;
+    case OP_SLL: emit_shift(t, d, SH_SHL, true, false); return true;
+    case OP_SLT: emit_set(t, d, CC_L, false); return true;
+    case OP_SLTU: emit_set(t, d, CC_B, false); return true;
+    case OP_XOR: emit_alu(t, d, ALU_XOR, true); return true;
+    case OP_SRL: emit_shift(t, d, SH_SHR, true, false); return true;
+    case OP_SRA: emit_shift(t, d, SH_SAR, true, false); return true;
+    case OP_OR: emit_alu(t, d, ALU_OR, true); return true;
+    case OP_AND: emit_alu(t, d, ALU_AND, true); return true;
+    case OP_ADDIW: emit_alu_imm(t, d, ALU_ADD, false); return true;
+    case OP_SLLIW: emit_shift(t, d, SH_SHL, false, true); return true;
+    case OP_SRLIW: emit_shift(t, d, SH_SHR, false, true); return true;
+    case OP_SRAIW: emit_shift(t, d, SH_SAR, false, true); return true;
+    case OP_ADDW: emit_alu(t, d, ALU_ADD, false); return true;
+    case OP_SUBW: emit_alu(t, d, ALU_SUB, false); return true;
+    case OP_SLLW: emit_shift(t, d, SH_SHL, false, false); return true;
+    case OP_SRLW: emit_shift(t, d, SH_SHR, false, false); return true;
+    case OP_SRAW: emit_shift(t, d, SH_SAR, false, false); return true;
+    case OP_MUL: emit_mul(t, d, true); return true;
+    case OP_MULW: emit_mul(t, d, false); return true;
+    case OP_MULH: emit_mulh(t, d, true, false); return true;
+    case OP_MULHU: emit_mulh(t, d, false, false); return true;
+    case OP_MULHSU: emit_mulh(t, d, false, true); return true;
+    case OP_DIV: emit_call2(t, d, helper_div); return true;
+    case OP_DIVU: emit_call2(t, d, helper_divu); return true;
+    case OP_REM: emit_call2(t, d, helper_rem); return true;
+    case OP_REMU: emit_call2(t, d, helper_remu); return true;
+    case OP_DIVW: emit_call2(t, d, helper_divw); return true;
+    case OP_DIVUW: emit_call2(t, d, helper_divuw); return true;
+    case OP_REMW: emit_call2(t, d, helper_remw); return true;
+    case OP_REMUW: emit_call2(t, d, helper_remuw); return true;
+    default:
+        /* FP, FP loads/stores, AMOs, SYSTEM, ebreak, illegal: the interpreter. */
+        resume_at(t, d->idx);
+        return false;
+    }
+}
+
+static bool translated_op(int op)
+{
+    switch (op) {
+    case OP_ILLEGAL: case OP_EBREAK: case OP_ATOMIC: case OP_SYSTEM:
+    case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
+        return false;
+    default:
+        return op < OP_FP_FIRST || op > OP_FP_LAST;
+    }
+}
+
+static const void *translate(struct jit *j, const struct block *b)
+{
+    uint8_t *buf = jit_cache_reserve(&j->cache, MAX_BLOCK_CODE);
+    if (!buf) {
+        jit_cache_flush(&j->cache);
+        buf = jit_cache_reserve(&j->cache, MAX_BLOCK_CODE);
+        if (!buf)
+            return NULL;
+    }
+    static const int saved[] = { RBX, RBP, R12, R13, R14, R15 };
+    struct translation t = { .b = b };
+    struct x86 *a = &t.a;
+    x86_init(a, buf, MAX_BLOCK_CODE);
+
+    for (int i = 0; i < 6; i++)
+        x86_push(a, saved[i]);
+    x86_alu_ri(a, ALU_SUB, RSP, 8, true);      /* 16-byte aligned for helper calls */
+    x86_mov_rr(a, RBX, RDI, true);
+    x86_mov_rr(a, R12, RSI, true);
+    x86_mov_rr(a, R13, RDX, true);
+    x86_mov_rr(a, R15, RCX, true);
+    x86_alu_rr(a, ALU_XOR, R14, R14, false);
+    t.top = a->len;
+
+    for (const struct decoded *d = b->ops; emit_op(&t, d); d++)
+        ;
+    emit_stubs(&t);
+
+    size_t epilogue = a->len;
+    x86_alu_ri(a, ALU_ADD, RSP, 8, true);
+    for (int i = 5; i >= 0; i--)
+        x86_pop(a, saved[i]);
+    x86_ret(a);
+    for (int i = 0; i < t.njumps; i++)
+        x86_patch(a, t.epilogue_jumps[i], epilogue);
+    if (a->full)
+        return NULL;
+    return jit_cache_commit(&j->cache, a->len);
+}
+
+void jit_init(struct jit *j, bool want)
+{
+    j->translated = j->declined = 0;
+    j->enabled = want && jit_cache_init(&j->cache);
+}
+
+void jit_free(struct jit *j)
+{
+    jit_cache_free(&j->cache);
+    j->enabled = false;
+}
+
+void jit_flush(struct jit *j)
+{
+    if (j->enabled)
+        jit_cache_flush(&j->cache);
+}
+
+jit_code jit_prepare(struct jit *j, struct block *b)
+{
+    if (b->jit_epoch == j->cache.epoch)
+        return (jit_code)b->jit;
+    if (++b->jit_uses < JIT_HOT)
+        return NULL;
+    const void *code = NULL;
+    if (translated_op(b->ops[0].op))
+        code = translate(j, b);
+    if (code)
+        j->translated++;
+    else
+        j->declined++;
+    /* Translating may have flushed the cache: stamp with the epoch now. */
+    b->jit = code;
+    b->jit_epoch = j->cache.epoch;
+    return (jit_code)code;
+}
+
+#else   /* not an x86-64 Linux host: the interpreter only */
+
+void jit_init(struct jit *j, bool want) { j->enabled = false; j->translated = j->declined = 0; }
+void jit_free(struct jit *j) { }
+void jit_flush(struct jit *j) { }
+jit_code jit_prepare(struct jit *j, struct block *b) { return NULL; }
+
+#endif
