@@ -406,13 +406,15 @@ run:
 jit_enter: {
     /* A cached, current block that fits the slice: its translation if it
      * has one (jit.h).  A resume goes on in the interpreter inside it. */
-    jit_code fn = b->jit_epoch == m->jit.cache.epoch ? (jit_code)b->jit : jit_prepare(&m->jit, b);
+    jit_code fn = b->jit_epoch == m->jit.cache.epoch ? (jit_code)b->jit : jit_prepare(m, b);
     if (!fn)
         goto run;
-    struct jit_exit r = fn(x, tlb_r, tlb_w, end - steps);
+    m->jit.running = b;
+    struct jit_exit r = fn(x, tlb_r, tlb_w, end - steps, code_gen);
     if (r.status & JIT_RESUME) {
+        b = m->jit.running;
         steps += r.status & ~JIT_RESUME;
-        bpc = pc;
+        pc = bpc = b->pc;
         d = &b->ops[r.pc];
         goto *d->handler;
     }

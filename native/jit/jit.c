@@ -3,20 +3,28 @@
  * Host registers while a translation runs:
  *   rbx = h->x (guest registers live there; x[i] is [rbx + 8*i])
  *   r12 = read TLB of the current data set, r13 = write TLB
- *   r14 = instructions done by earlier passes over this block
+ *   r14 = instructions done by earlier passes and chained blocks
  *   r15 = slice budget left at the start of this pass
- *   rax, rcx, rdx, rsi, rdi = scratch
- * All of them are callee-saved except the scratch ones, so the division
- * helpers can be called without saving anything.
+ *   rbp, rsi, rdi, r8-r11 = the block's most used guest registers, loaded
+ *     at block entry and written back at every exit (and around helper calls)
+ *   rax, rcx, rdx = scratch
+ *   [rsp] = the current code page's generation counter (for chaining)
  *
- * Each op becomes straight-line code reading and writing h->x.  Memory ops
- * do the interpreter's fast path inline: the tag compare of tlb_key (an
- * address whose low bits are set misses, so misaligned accesses miss too)
- * and the host addend.  A miss leaves with a resume at that op, so the
- * interpreter runs it, with its own slow path and trap handling, and the
- * rest of the block.
+ * Each op becomes straight-line code.  Memory ops do the interpreter's fast
+ * path inline: the tag compare of tlb_key (an address whose low bits are set
+ * misses, so misaligned accesses miss too) and the host addend.  A miss
+ * leaves with a resume at that op, so the interpreter runs it, with its own
+ * slow path and trap handling, and the rest of the block.
+ *
+ * Exits to a pc in the same page go straight on into that block's
+ * translation when the block loop would run it next without looking at
+ * anything else: it is the cached block for that pc, stamped with the
+ * page's current generation, translated in this cache epoch, and the budget
+ * holds all of it (steps + n <= end).  Otherwise the exit returns to the
+ * block loop, which decides as it always does.
  */
 #include <stddef.h>
+#include <string.h>
 #include "jit.h"
 #include "../machine.h"
 #include "../muldiv.h"
@@ -37,9 +45,19 @@ struct stub {
     uint64_t pc;                /* where to go on (exit, loop) */
 };
 
+/* Host registers that hold guest registers within a block. */
+static const int cache_hosts[] = { RBP, RSI, RDI, R8, R9, R10, R11 };
+#define NCACHED (int)(sizeof cache_hosts / sizeof cache_hosts[0])
+static bool caller_saved(int host) { return host != RBP; }
+
 struct translation {
+    struct jit *j;
+    struct machine *m;
     struct x86 a;
     const struct block *b;
+    uint32_t ntranslated;       /* ops translated before a resume or the end */
+    int8_t host_of[32];         /* guest register -> host register, -1 = in memory */
+    uint32_t written;           /* guest registers the translation writes */
     size_t top;                 /* start of a pass */
     size_t epilogue_jumps[BLOCK_MAX * 2 + MAX_STUBS];
     int njumps;
@@ -49,11 +67,51 @@ struct translation {
 
 static struct x86_mem guest(int i) { return x86_at(RBX, 8 * i); }
 
-static void load_x(struct translation *t, int reg, int i) { x86_load_zx(&t->a, reg, guest(i), 8); }
+/* reg = x[i] */
+static void load_x(struct translation *t, int reg, int i)
+{
+    if (i == 0)
+        x86_alu_rr(&t->a, ALU_XOR, reg, reg, false);
+    else if (t->host_of[i] >= 0)
+        x86_mov_rr(&t->a, reg, t->host_of[i], true);
+    else
+        x86_load_zx(&t->a, reg, guest(i), 8);
+}
+
+/* x[i] = reg */
 static void store_x(struct translation *t, int reg, int i)
 {
-    if (i != 0)                 /* block.c turned writes of x0 into NOPs or block ends */
+    if (i == 0)                 /* block.c turned writes of x0 into NOPs or block ends */
+        return;
+    if (t->host_of[i] >= 0)
+        x86_mov_rr(&t->a, t->host_of[i], reg, true);
+    else
         x86_store(&t->a, guest(i), reg, 8);
+}
+
+/* reg = reg op x[i] */
+static void alu_x(struct translation *t, enum x86_alu op, int reg, int i, bool w64)
+{
+    if (i != 0 && t->host_of[i] >= 0)
+        x86_alu_rr(&t->a, op, reg, t->host_of[i], w64);
+    else
+        x86_alu_rm(&t->a, op, reg, guest(i), w64);     /* x[0] is 0 in memory */
+}
+
+/* Put the cached registers the block writes back into h->x, or load the
+ * cached ones (only_caller_saved: those a helper call clobbers) from it. */
+static void write_back(struct translation *t)
+{
+    for (int i = 1; i < 32; i++)
+        if (t->host_of[i] >= 0 && (t->written >> i & 1))
+            x86_store(&t->a, guest(i), t->host_of[i], 8);
+}
+
+static void load_cached(struct translation *t, bool only_caller_saved)
+{
+    for (int i = 1; i < 32; i++)
+        if (t->host_of[i] >= 0 && (!only_caller_saved || caller_saved(t->host_of[i])))
+            x86_load_zx(&t->a, t->host_of[i], guest(i), 8);
 }
 
 static void jump_to_epilogue(struct translation *t)
@@ -61,21 +119,71 @@ static void jump_to_epilogue(struct translation *t)
     t->epilogue_jumps[t->njumps++] = x86_jmp(&t->a);
 }
 
-/* Leave with `done` more instructions done in this pass, going on at the pc in rdx. */
+/* Leave with `done` more instructions done in this pass, going on at the
+ * pc in rdx (which write_back leaves alone). */
 static void exit_rdx(struct translation *t, uint32_t done)
 {
+    write_back(t);
     x86_lea(&t->a, RAX, x86_at(R14, (int32_t)done));
     jump_to_epilogue(t);
 }
 
+/* Go on into the translation of the block at pc if the block loop would
+ * run that block next (see the top of this file); else leave for pc.  The
+ * registers are written back already and r14 counts what was done. */
+static void chain_or_leave(struct translation *t, uint64_t pc)
+{
+    struct x86 *a = &t->a;
+    size_t out[5];
+    int nout = 0;
+    if ((pc & ~0xfffull) == (t->b->pc & ~0xfffull) && t->j->chain_entry) {
+        struct block **slot = &t->m->blocks.dir[(pc >> 1) & (BLOCK_DIR_SIZE - 1)];
+        x86_mov_ri(a, RAX, (uint64_t)(uintptr_t)slot);
+        x86_load_zx(a, RAX, x86_at(RAX, 0), 8);                          /* the cached block */
+        x86_mov_ri(a, RCX, pc);
+        x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, pc)), true);
+        out[nout++] = x86_jcc(a, CC_NE);
+        x86_load_zx(a, RCX, x86_at(RSP, 0), 8);
+        x86_load_zx(a, RCX, x86_at(RCX, 0), 8);                          /* the page's generation */
+        x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, gen)), true);
+        out[nout++] = x86_jcc(a, CC_NE);
+        x86_load_zx(a, RCX, x86_at(RAX, offsetof(struct block, n)), 4);
+        x86_alu_rr(a, ALU_CMP, R15, RCX, true);
+        out[nout++] = x86_jcc(a, CC_B);                                  /* budget < n */
+        x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&t->j->cache.epoch);
+        x86_load_zx(a, RCX, x86_at(RCX, 0), 4);
+        x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, jit_epoch)), false);
+        out[nout++] = x86_jcc(a, CC_NE);
+        x86_load_zx(a, RDX, x86_at(RAX, offsetof(struct block, jit)), 8);
+        x86_test_rr(a, RDX, RDX, true);
+        out[nout++] = x86_jcc(a, CC_E);                                  /* not translated */
+        x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&t->j->running);
+        x86_store(a, x86_at(RCX, 0), RAX, 8);
+        x86_alu_ri(a, ALU_ADD, RDX, (int32_t)t->j->chain_entry, true);
+        x86_byte(a, 0xff);                                               /* jmp rdx */
+        x86_byte(a, 0xe2);
+    }
+    for (int i = 0; i < nout; i++)
+        x86_patch(a, out[i], a->len);
+    x86_mov_ri(a, RDX, pc);
+    x86_mov_rr(a, RAX, R14, true);
+    jump_to_epilogue(t);
+}
+
+/* Leave (or chain) for pc after `done` instructions of this pass. */
 static void exit_to(struct translation *t, uint32_t done, uint64_t pc)
 {
-    x86_mov_ri(&t->a, RDX, pc);
-    exit_rdx(t, done);
+    write_back(t);
+    if (done) {
+        x86_alu_ri(&t->a, ALU_ADD, R14, (int32_t)done, true);
+        x86_alu_ri(&t->a, ALU_SUB, R15, (int32_t)done, true);
+    }
+    chain_or_leave(t, pc);
 }
 
 static void resume_at(struct translation *t, uint32_t idx)
 {
+    write_back(t);
     x86_mov_ri(&t->a, RAX, JIT_RESUME);
     x86_alu_rr(&t->a, ALU_OR, RAX, R14, true);
     x86_mov_ri(&t->a, RDX, idx);
@@ -83,7 +191,8 @@ static void resume_at(struct translation *t, uint32_t idx)
 }
 
 /* Back to the block's start if the budget holds another whole pass, as the
- * block loop would (steps + n <= end); otherwise leave for pc. */
+ * block loop would (steps + n <= end); otherwise leave for pc.  The cached
+ * registers stay where they are. */
 static void loop_or_exit(struct translation *t, uint32_t done, uint64_t pc)
 {
     struct x86 *a = &t->a;
@@ -91,7 +200,8 @@ static void loop_or_exit(struct translation *t, uint32_t done, uint64_t pc)
     x86_alu_ri(a, ALU_SUB, R15, (int32_t)done, true);
     x86_alu_ri(a, ALU_CMP, R15, (int32_t)t->b->n, true);
     x86_patch(a, x86_jcc(a, CC_AE), t->top);
-    exit_to(t, 0, pc);
+    write_back(t);
+    chain_or_leave(t, pc);
 }
 
 /* A jump or taken branch to pc after `done` instructions of this pass. */
@@ -162,7 +272,7 @@ static void emit_store(struct translation *t, const struct decoded *d, int size)
 static void emit_alu(struct translation *t, const struct decoded *d, enum x86_alu op, bool w64)
 {
     load_x(t, RAX, d->rs1);
-    x86_alu_rm(&t->a, op, RAX, guest(d->rs2), w64);
+    alu_x(t, op, RAX, d->rs2, w64);
     if (!w64)
         x86_movsxd_rr(&t->a, RAX, RAX);
     store_x(t, RAX, d->rd);
@@ -199,7 +309,7 @@ static void emit_set(struct translation *t, const struct decoded *d, enum x86_cc
     if (by_imm)
         x86_alu_ri(&t->a, ALU_CMP, RAX, (int32_t)d->imm, true);
     else
-        x86_alu_rm(&t->a, ALU_CMP, RAX, guest(d->rs2), true);
+        alu_x(t, ALU_CMP, RAX, d->rs2, true);
     x86_setcc(&t->a, cc, RAX);
     x86_movzx8_rr(&t->a, RAX, RAX);
     store_x(t, RAX, d->rd);
@@ -244,17 +354,22 @@ static uint64_t helper_remuw(uint64_t a, uint64_t b) { return remu32((uint32_t)a
 static void emit_call2(struct translation *t, const struct decoded *d,
                        uint64_t (*fn)(uint64_t, uint64_t))
 {
-    load_x(t, RDI, d->rs1);
-    load_x(t, RSI, d->rs2);
+    /* The call clobbers the caller-saved cached registers, RDI and RSI among
+     * them: write everything back, take the arguments from h->x, reload the
+     * clobbered ones after. */
+    write_back(t);
+    x86_load_zx(&t->a, RDI, guest(d->rs1), 8);
+    x86_load_zx(&t->a, RSI, guest(d->rs2), 8);
     x86_mov_ri(&t->a, RAX, (uint64_t)(uintptr_t)fn);
     x86_call_r(&t->a, RAX);
+    load_cached(t, true);
     store_x(t, RAX, d->rd);
 }
 
 static void emit_branch(struct translation *t, const struct decoded *d, enum x86_cc cc)
 {
     load_x(t, RAX, d->rs1);
-    x86_alu_rm(&t->a, ALU_CMP, RAX, guest(d->rs2), true);
+    alu_x(t, ALU_CMP, RAX, d->rs2, true);
     size_t field = x86_jcc(&t->a, cc);
     uint32_t done = d->idx + 1u;
     add_stub(t, field, loops_back(t, d->imm) ? STUB_LOOP : STUB_EXIT, done, 0, d->imm);
@@ -286,6 +401,17 @@ static void emit_jalr(struct translation *t, const struct decoded *d, uint64_t p
     exit_rdx(t, d->idx + 1u);
 }
 
+static bool translated_op(int op)
+{
+    switch (op) {
+    case OP_ILLEGAL: case OP_EBREAK: case OP_ATOMIC: case OP_SYSTEM:
+    case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
+        return false;
+    default:
+        return op < OP_FP_FIRST || op > OP_FP_LAST;
+    }
+}
+
 /* Emit one op; false if it is not translated (the translation resumes
  * the interpreter there) or ends the block (nothing after it runs). */
 static bool emit_op(struct translation *t, const struct decoded *d)
@@ -295,7 +421,8 @@ static bool emit_op(struct translation *t, const struct decoded *d)
     case OP_NOP: case OP_FENCE: return true;
     case OP_END: exit_to(t, d->idx, pc); return false;
     case OP_LUI:
-        x86_store_i32(&t->a, guest(d->rd), (int32_t)d->imm);
+        x86_mov_ri(&t->a, RAX, d->imm);
+        store_x(t, RAX, d->rd);
         return true;
     case OP_AUIPC:
         x86_mov_ri(&t->a, RAX, d->imm);
@@ -368,19 +495,63 @@ static bool emit_op(struct translation *t, const struct decoded *d)
     }
 }
 
-static bool translated_op(int op)
+/* Guest registers an op reads and writes, as bit masks. */
+static void op_registers(const struct decoded *d, uint32_t *reads, uint32_t *writes)
 {
-    switch (op) {
-    case OP_ILLEGAL: case OP_EBREAK: case OP_ATOMIC: case OP_SYSTEM:
-    case OP_FLW: case OP_FLD: case OP_FSW: case OP_FSD:
-        return false;
-    default:
-        return op < OP_FP_FIRST || op > OP_FP_LAST;
+    uint32_t rs1 = 1u << d->rs1, rs2 = 1u << d->rs2, rd = 1u << d->rd;
+    switch (d->op) {
+    case OP_NOP: case OP_FENCE: case OP_END: *reads = *writes = 0; return;
+    case OP_LUI: case OP_AUIPC: case OP_JAL: *reads = 0; *writes = rd; return;
+    case OP_BEQ: case OP_BNE: case OP_BLT: case OP_BGE: case OP_BLTU: case OP_BGEU:
+    case OP_SB: case OP_SH: case OP_SW: case OP_SD:
+        *reads = rs1 | rs2; *writes = 0; return;
+    case OP_JALR: case OP_LB: case OP_LH: case OP_LW: case OP_LD: case OP_LBU: case OP_LHU:
+    case OP_LWU: case OP_ADDI: case OP_SLTI: case OP_SLTIU: case OP_XORI: case OP_ORI:
+    case OP_ANDI: case OP_SLLI: case OP_SRLI: case OP_SRAI: case OP_ADDIW: case OP_SLLIW:
+    case OP_SRLIW: case OP_SRAIW:
+        *reads = rs1; *writes = rd; return;
+    default:                    /* register-register ALU and M ops */
+        *reads = rs1 | rs2; *writes = rd; return;
     }
 }
 
-static const void *translate(struct jit *j, const struct block *b)
+/* Which ops get translated, and which guest registers live in host ones:
+ * the most used, up to NCACHED. */
+static void plan(struct translation *t)
 {
+    const struct block *b = t->b;
+    int uses[32] = {0};
+    uint32_t n = 0;
+    for (const struct decoded *d = b->ops; ; d++) {
+        if (!translated_op(d->op))
+            break;
+        uint32_t reads, writes;
+        op_registers(d, &reads, &writes);
+        for (int i = 1; i < 32; i++)
+            uses[i] += (reads >> i & 1) + (writes >> i & 1);
+        t->written |= writes;
+        n++;
+        if (d->op == OP_END || d->op == OP_JAL || d->op == OP_JALR)
+            break;
+    }
+    t->ntranslated = n;
+    t->written &= ~1u;
+    memset(t->host_of, -1, sizeof t->host_of);
+    for (int k = 0; k < NCACHED; k++) {
+        int best = 0;
+        for (int i = 1; i < 32; i++)
+            if (uses[i] > uses[best] && t->host_of[i] < 0)
+                best = i;
+        if (best == 0)
+            break;
+        t->host_of[best] = (int8_t)cache_hosts[k];
+        uses[best] = 0;
+    }
+}
+
+static const void *translate(struct machine *m, const struct block *b)
+{
+    struct jit *j = &m->jit;
     uint8_t *buf = jit_cache_reserve(&j->cache, MAX_BLOCK_CODE);
     if (!buf) {
         jit_cache_flush(&j->cache);
@@ -389,10 +560,13 @@ static const void *translate(struct jit *j, const struct block *b)
             return NULL;
     }
     static const int saved[] = { RBX, RBP, R12, R13, R14, R15 };
-    struct translation t = { .b = b };
+    struct translation t = { .j = j, .m = m, .b = b };
     struct x86 *a = &t.a;
     x86_init(a, buf, MAX_BLOCK_CODE);
+    plan(&t);
 
+    /* The prologue has the same length in every translation: chained
+     * blocks enter right after it (j->chain_entry), with r14/r15 running on. */
     for (int i = 0; i < 6; i++)
         x86_push(a, saved[i]);
     x86_alu_ri(a, ALU_SUB, RSP, 8, true);      /* 16-byte aligned for helper calls */
@@ -401,6 +575,12 @@ static const void *translate(struct jit *j, const struct block *b)
     x86_mov_rr(a, R13, RDX, true);
     x86_mov_rr(a, R15, RCX, true);
     x86_alu_rr(a, ALU_XOR, R14, R14, false);
+    x86_store(a, x86_at(RSP, 0), R8, 8);        /* the code page's generation counter */
+    if (!j->chain_entry)
+        j->chain_entry = (uint32_t)a->len;
+    if (a->len != j->chain_entry)
+        return NULL;
+    load_cached(&t, false);
     t.top = a->len;
 
     for (const struct decoded *d = b->ops; emit_op(&t, d); d++)
@@ -422,6 +602,8 @@ static const void *translate(struct jit *j, const struct block *b)
 void jit_init(struct jit *j, bool want)
 {
     j->translated = j->declined = 0;
+    j->chain_entry = 0;
+    j->running = NULL;
     j->enabled = want && jit_cache_init(&j->cache);
 }
 
@@ -437,15 +619,16 @@ void jit_flush(struct jit *j)
         jit_cache_flush(&j->cache);
 }
 
-jit_code jit_prepare(struct jit *j, struct block *b)
+jit_code jit_prepare(struct machine *m, struct block *b)
 {
+    struct jit *j = &m->jit;
     if (b->jit_epoch == j->cache.epoch)
         return (jit_code)b->jit;
     if (++b->jit_uses < JIT_HOT)
         return NULL;
     const void *code = NULL;
     if (translated_op(b->ops[0].op))
-        code = translate(j, b);
+        code = translate(m, b);
     if (code)
         j->translated++;
     else
@@ -461,6 +644,6 @@ jit_code jit_prepare(struct jit *j, struct block *b)
 void jit_init(struct jit *j, bool want) { j->enabled = false; j->translated = j->declined = 0; }
 void jit_free(struct jit *j) { }
 void jit_flush(struct jit *j) { }
-jit_code jit_prepare(struct jit *j, struct block *b) { return NULL; }
+jit_code jit_prepare(struct machine *m, struct block *b) { return NULL; }
 
 #endif

@@ -6,7 +6,8 @@
  *   - an exit: `status` instructions done, go on at `pc` (between blocks);
  *   - a resume (status has JIT_RESUME): `status & ~JIT_RESUME` instructions
  *     done (whole passes over this same block), then the interpreter runs
- *     the block from op `pc` on.  Every TLB miss, misaligned access and op
+ *     the block m->jit.running from op `pc` on (chaining may have gone on
+ *     into other blocks: see jit.c).  Every TLB miss, misaligned access and op
  *     the translator leaves out (FP, CSRs, AMOs, SYSTEM, traps) resumes, so
  *     the interpreter's own code does everything slow or unusual, and the
  *     state at that point is exactly the interpreter's.
@@ -26,6 +27,7 @@
 #include "cache.h"
 
 struct block;
+struct machine;
 struct tlb_entry;
 
 #define JIT_RESUME (1ull << 63)
@@ -37,15 +39,19 @@ struct jit_exit {
 };
 
 /* x = h->x, tlb_r/tlb_w = the data TLB of the current set, budget = steps
- * left in the slice (at least the block's n). */
+ * left in the slice (at least the block's n), code_gen = the generation
+ * counter of the code page the block is in (block.h). */
 typedef struct jit_exit (*jit_code)(uint64_t *x, struct tlb_entry *tlb_r,
-                                    struct tlb_entry *tlb_w, uint64_t budget);
+                                    struct tlb_entry *tlb_w, uint64_t budget,
+                                    const uint64_t *code_gen);
 
 struct jit {
     bool enabled;               /* asked for and available on this host */
     struct jit_cache cache;
     uint64_t translated;        /* blocks translated */
     uint64_t declined;          /* blocks whose first op is not translated */
+    uint32_t chain_entry;       /* offset of a translation's body: where chained exits enter */
+    struct block *running;      /* the block a translation was in when it returned */
 };
 
 /* Set up; the JIT stays off when `want` is false or the host cannot run it. */
@@ -54,6 +60,6 @@ void jit_free(struct jit *j);
 /* Forget every translation (loadvm, replay seeks, or simply starting over). */
 void jit_flush(struct jit *j);
 /* The block's translation, making it once the block is hot; NULL = interpret. */
-jit_code jit_prepare(struct jit *j, struct block *b);
+jit_code jit_prepare(struct machine *m, struct block *b);
 
 #endif
