@@ -119,29 +119,34 @@ static void jump_to_epilogue(struct translation *t)
     t->epilogue_jumps[t->njumps++] = x86_jmp(&t->a);
 }
 
-/* Leave with `done` more instructions done in this pass, going on at the
- * pc in rdx (which write_back leaves alone). */
-static void exit_rdx(struct translation *t, uint32_t done)
-{
-    write_back(t);
-    x86_lea(&t->a, RAX, x86_at(R14, (int32_t)done));
-    jump_to_epilogue(t);
-}
-
-/* Go on into the translation of the block at pc if the block loop would
- * run that block next (see the top of this file); else leave for pc.  The
- * registers are written back already and r14 counts what was done. */
-static void chain_or_leave(struct translation *t, uint64_t pc)
+/* Go on into the translation of the block at the pc in rdx if the block
+ * loop would run that block next (see the top of this file); else leave for
+ * it.  `known`: the pc is the constant `pc`.  The registers are written back
+ * already and r14 counts what was done. */
+static void chain_or_leave(struct translation *t, bool known, uint64_t pc)
 {
     struct x86 *a = &t->a;
-    size_t out[5];
+    uint64_t page = t->b->pc & ~0xfffull;
+    size_t out[6];
     int nout = 0;
-    if ((pc & ~0xfffull) == (t->b->pc & ~0xfffull) && t->j->chain_entry) {
-        struct block **slot = &t->m->blocks.dir[(pc >> 1) & (BLOCK_DIR_SIZE - 1)];
-        x86_mov_ri(a, RAX, (uint64_t)(uintptr_t)slot);
+    if (t->j->chain_entry && (!known || (pc & ~0xfffull) == page)) {
+        if (known) {
+            struct block **slot = &t->m->blocks.dir[(pc >> 1) & (BLOCK_DIR_SIZE - 1)];
+            x86_mov_ri(a, RAX, (uint64_t)(uintptr_t)slot);
+        } else {
+            x86_mov_rr(a, RAX, RDX, true);                               /* same page? */
+            x86_alu_ri(a, ALU_AND, RAX, -4096, true);
+            x86_mov_ri(a, RCX, page);
+            x86_alu_rr(a, ALU_CMP, RAX, RCX, true);
+            out[nout++] = x86_jcc(a, CC_NE);
+            x86_mov_rr(a, RAX, RDX, false);                              /* its directory slot */
+            x86_shift_ri(a, SH_SHR, RAX, 1, false);
+            x86_alu_ri(a, ALU_AND, RAX, BLOCK_DIR_SIZE - 1, false);
+            x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)t->m->blocks.dir);
+            x86_lea(a, RAX, x86_at_index(RCX, RAX, 8, 0));
+        }
         x86_load_zx(a, RAX, x86_at(RAX, 0), 8);                          /* the cached block */
-        x86_mov_ri(a, RCX, pc);
-        x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, pc)), true);
+        x86_alu_rm(a, ALU_CMP, RDX, x86_at(RAX, offsetof(struct block, pc)), true);
         out[nout++] = x86_jcc(a, CC_NE);
         x86_load_zx(a, RCX, x86_at(RSP, 0), 8);
         x86_load_zx(a, RCX, x86_at(RCX, 0), 8);                          /* the page's generation */
@@ -154,18 +159,17 @@ static void chain_or_leave(struct translation *t, uint64_t pc)
         x86_load_zx(a, RCX, x86_at(RCX, 0), 4);
         x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, jit_epoch)), false);
         out[nout++] = x86_jcc(a, CC_NE);
-        x86_load_zx(a, RDX, x86_at(RAX, offsetof(struct block, jit)), 8);
-        x86_test_rr(a, RDX, RDX, true);
+        x86_load_zx(a, RCX, x86_at(RAX, offsetof(struct block, jit)), 8);
+        x86_test_rr(a, RCX, RCX, true);
         out[nout++] = x86_jcc(a, CC_E);                                  /* not translated */
-        x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&t->j->running);
-        x86_store(a, x86_at(RCX, 0), RAX, 8);
-        x86_alu_ri(a, ALU_ADD, RDX, (int32_t)t->j->chain_entry, true);
-        x86_byte(a, 0xff);                                               /* jmp rdx */
-        x86_byte(a, 0xe2);
+        x86_mov_ri(a, RDX, (uint64_t)(uintptr_t)&t->j->running);
+        x86_store(a, x86_at(RDX, 0), RAX, 8);
+        x86_alu_ri(a, ALU_ADD, RCX, (int32_t)t->j->chain_entry, true);
+        x86_byte(a, 0xff);                                               /* jmp rcx */
+        x86_byte(a, 0xe1);
     }
     for (int i = 0; i < nout; i++)
         x86_patch(a, out[i], a->len);
-    x86_mov_ri(a, RDX, pc);
     x86_mov_rr(a, RAX, R14, true);
     jump_to_epilogue(t);
 }
@@ -178,7 +182,8 @@ static void exit_to(struct translation *t, uint32_t done, uint64_t pc)
         x86_alu_ri(&t->a, ALU_ADD, R14, (int32_t)done, true);
         x86_alu_ri(&t->a, ALU_SUB, R15, (int32_t)done, true);
     }
-    chain_or_leave(t, pc);
+    x86_mov_ri(&t->a, RDX, pc);
+    chain_or_leave(t, true, pc);
 }
 
 static void resume_at(struct translation *t, uint32_t idx)
@@ -201,7 +206,8 @@ static void loop_or_exit(struct translation *t, uint32_t done, uint64_t pc)
     x86_alu_ri(a, ALU_CMP, R15, (int32_t)t->b->n, true);
     x86_patch(a, x86_jcc(a, CC_AE), t->top);
     write_back(t);
-    chain_or_leave(t, pc);
+    x86_mov_ri(a, RDX, pc);
+    chain_or_leave(t, true, pc);
 }
 
 /* A jump or taken branch to pc after `done` instructions of this pass. */
@@ -398,7 +404,10 @@ static void emit_jalr(struct translation *t, const struct decoded *d, uint64_t p
         x86_mov_ri(&t->a, RCX, pc + d->len);
         store_x(t, RCX, d->rd);
     }
-    exit_rdx(t, d->idx + 1u);
+    write_back(t);
+    x86_alu_ri(&t->a, ALU_ADD, R14, (int32_t)(d->idx + 1u), true);
+    x86_alu_ri(&t->a, ALU_SUB, R15, (int32_t)(d->idx + 1u), true);
+    chain_or_leave(t, false, 0);
 }
 
 static bool translated_op(int op)

@@ -12,7 +12,9 @@ all of RAM, and the console output.
 The programs mix RV64IM ALU ops (x0 as a destination too), LUI/AUIPC, loads
 and stores to RAM (aligned, misaligned, across pages), to the UART (MMIO) and
 to unmapped addresses (access faults), mtime reads, forward branches, small
-counted loops (the JIT's self-loops), compressed instructions, CSR reads,
+counted loops (the JIT's self-loops), forward jalr jumps and calls, programs
+starting anywhere in a page (so blocks chain within and across pages),
+compressed instructions, CSR reads,
 ecall/ebreak/illegal traps, some D-extension ops and loads/stores, stores
 that patch the program's own code (with and without fence.i) and,
 optionally, a timer interrupt every few ticks.  The trap handler skips the
@@ -63,6 +65,9 @@ main:
     li s1, UART
     li s2, CLINT_MTIME
     la s3, fz_code
+    la t0, fz_offset
+    ld t0, 0(t0)
+    add s3, s3, t0                      // the program may start anywhere in a page
     la t0, fz_outer
     ld s4, 0(t0)
     jr s3
@@ -109,9 +114,10 @@ fz_trap:                                // skip the trapping instruction; re-arm
     .data
     .align 3
 fz_save:  .dword 0, 0
-    .globl fz_delta, fz_outer, fz_data, fz_code
+    .globl fz_delta, fz_outer, fz_offset, fz_data, fz_code
 fz_delta: .dword 0
 fz_outer: .dword 0
+fz_offset: .dword 0
     .align 12
 fz_data:  .space 8192
     .align 12
@@ -188,6 +194,7 @@ class Item:
     skip: int = 0                       # forward branch over this many following items
     cond: int = 0                       # branch: (f3, rs1, rs2) packed later
     rs: tuple = ()
+    indirect: bool = False              # the skip is an auipc + jalr (rs = (scratch, link))
     patchable: bool = False             # a plain 4-byte ALU op a store may overwrite
     patch_target: int = -1              # self-modifying store: index of the item it patches
     patch_word: int = 0
@@ -349,6 +356,9 @@ def generate(rng: random.Random) -> bytes:
         if r < 0.08:
             items.append(Item(skip=rng.randint(1, 4), cond=rng.choice(BRANCH_F3),
                               rs=(rng.choice(ANY), rng.choice(ANY))))
+        elif r < 0.11:                  # jalr forward (a call or an indirect jump)
+            items.append(Item(skip=rng.randint(0, 4), indirect=True,
+                              rs=(rng.choice(FREE), rng.choice([0, 1, rng.choice(FREE)]))))
         elif r < 0.15:
             items.extend(loop_items(rng))
         elif r < 0.18:
@@ -359,6 +369,8 @@ def generate(rng: random.Random) -> bytes:
     for item in items:
         if item.patch_target >= 0:
             item.data = b"\0" * (16 if item.fence else 12)
+        elif item.indirect:
+            item.data = b"\0" * 8
         elif item.skip:
             item.data = b"\0" * 4
     offsets, pos = [], 0
@@ -368,7 +380,12 @@ def generate(rng: random.Random) -> bytes:
     offsets.append(pos)
     patchable = [i for i, it in enumerate(items) if it.patchable and offsets[i] + 4 <= 2047]
     for i, item in enumerate(items):
-        if item.skip:
+        if item.indirect:
+            target = offsets[min(i + 1 + item.skip, len(items))]
+            scratch, link = item.rs
+            item.data = u32((scratch << 7) | 0x17) + \
+                u32(i_type(target - offsets[i], scratch, 0, link, 0x67))      # auipc; jalr
+        elif item.skip:
             target = offsets[min(i + 1 + item.skip, len(items))]
             item.data = u32(b_type(target - offsets[i], item.rs[1], item.rs[0], item.cond))
         elif item.patch_target >= 0:
@@ -438,10 +455,12 @@ def run_case(seed: int, steps: int = 30000) -> tuple[list[str], int]:
     code = generate(rng)
     delta = rng.choice([0, 0, 1, 2, 3, 7, 40])
     outer = rng.randint(2, 6)
+    offset = rng.choice([0, rng.randrange(0, 4096, 2)])
     sides = []
     for jit in (True, False):
         g = rvasm.boot(HARNESS, ram_size=RAM_SIZE, jit=jit)
-        g.machine.write_phys(g.sym("fz_code"), code)
+        g.machine.write_phys(g.sym("fz_code") + offset, code)
+        g.set_u64("fz_offset", offset)
         g.set_u64("fz_delta", delta)
         g.set_u64("fz_outer", outer)
         sides.append(Side(g))
