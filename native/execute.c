@@ -410,7 +410,7 @@ jit_enter: {
     if (!fn)
         goto run;
     m->jit.running = b;
-    struct jit_exit r = fn(x, tlb_r, tlb_w, end - steps, code_gen);
+    struct jit_exit r = fn(x, tlb_r, tlb_w, end - steps, code_gen, tlb_x);
     if (r.status & JIT_RESUME) {
         b = m->jit.running;
         steps += r.status & ~JIT_RESUME;

@@ -8,7 +8,8 @@
  *   rbp, rsi, rdi, r8-r11 = the block's most used guest registers, loaded
  *     at block entry and written back at every exit (and around helper calls)
  *   rax, rcx, rdx = scratch
- *   [rsp] = the current code page's generation counter (for chaining)
+ *   [rsp] = the current code page's generation counter, [rsp+8] = the exec
+ *     TLB of the current privilege (both for chaining)
  *
  * Each op becomes straight-line code.  Memory ops do the interpreter's fast
  * path inline: the tag compare of tlb_key (an address whose low bits are set
@@ -16,12 +17,14 @@
  * leaves with a resume at that op, so the interpreter runs it, with its own
  * slow path and trap handling, and the rest of the block.
  *
- * Exits to a pc in the same page go straight on into that block's
- * translation when the block loop would run it next without looking at
- * anything else: it is the cached block for that pc, stamped with the
- * page's current generation, translated in this cache epoch, and the budget
- * holds all of it (steps + n <= end).  Otherwise the exit returns to the
- * block loop, which decides as it always does.
+ * Exits go on straight into the next block's translation (through one
+ * shared stub, emit_chain_stub) when the block loop would run that block
+ * next without looking at anything else: its page is the current code page
+ * or in the exec TLB (code_page_in_tlb in execute.c), it is the cached block
+ * for that pc, stamped with the page's current generation, translated in
+ * this cache epoch, and the budget holds all of it (steps + n <= end).
+ * Otherwise the exit returns to the block loop, which decides as it always
+ * does.
  */
 #include <stddef.h>
 #include <string.h>
@@ -59,6 +62,7 @@ struct translation {
     int8_t host_of[32];         /* guest register -> host register, -1 = in memory */
     uint32_t written;           /* guest registers the translation writes */
     size_t top;                 /* start of a pass */
+    size_t offset;              /* where the translation starts in the code cache */
     size_t epilogue_jumps[BLOCK_MAX * 2 + MAX_STUBS];
     int njumps;
     struct stub stubs[MAX_STUBS];
@@ -119,59 +123,13 @@ static void jump_to_epilogue(struct translation *t)
     t->epilogue_jumps[t->njumps++] = x86_jmp(&t->a);
 }
 
-/* Go on into the translation of the block at the pc in rdx if the block
- * loop would run that block next (see the top of this file); else leave for
- * it.  `known`: the pc is the constant `pc`.  The registers are written back
- * already and r14 counts what was done. */
-static void chain_or_leave(struct translation *t, bool known, uint64_t pc)
+/* Go on at the pc in rdx: into its block's translation if the block loop
+ * would run it next (the shared stub decides), else back to the loop.  The
+ * registers are written back already and r14 counts what was done. */
+static void chain_or_leave(struct translation *t)
 {
-    struct x86 *a = &t->a;
-    uint64_t page = t->b->pc & ~0xfffull;
-    size_t out[6];
-    int nout = 0;
-    if (t->j->chain_entry && (!known || (pc & ~0xfffull) == page)) {
-        if (known) {
-            struct block **slot = &t->m->blocks.dir[(pc >> 1) & (BLOCK_DIR_SIZE - 1)];
-            x86_mov_ri(a, RAX, (uint64_t)(uintptr_t)slot);
-        } else {
-            x86_mov_rr(a, RAX, RDX, true);                               /* same page? */
-            x86_alu_ri(a, ALU_AND, RAX, -4096, true);
-            x86_mov_ri(a, RCX, page);
-            x86_alu_rr(a, ALU_CMP, RAX, RCX, true);
-            out[nout++] = x86_jcc(a, CC_NE);
-            x86_mov_rr(a, RAX, RDX, false);                              /* its directory slot */
-            x86_shift_ri(a, SH_SHR, RAX, 1, false);
-            x86_alu_ri(a, ALU_AND, RAX, BLOCK_DIR_SIZE - 1, false);
-            x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)t->m->blocks.dir);
-            x86_lea(a, RAX, x86_at_index(RCX, RAX, 8, 0));
-        }
-        x86_load_zx(a, RAX, x86_at(RAX, 0), 8);                          /* the cached block */
-        x86_alu_rm(a, ALU_CMP, RDX, x86_at(RAX, offsetof(struct block, pc)), true);
-        out[nout++] = x86_jcc(a, CC_NE);
-        x86_load_zx(a, RCX, x86_at(RSP, 0), 8);
-        x86_load_zx(a, RCX, x86_at(RCX, 0), 8);                          /* the page's generation */
-        x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, gen)), true);
-        out[nout++] = x86_jcc(a, CC_NE);
-        x86_load_zx(a, RCX, x86_at(RAX, offsetof(struct block, n)), 4);
-        x86_alu_rr(a, ALU_CMP, R15, RCX, true);
-        out[nout++] = x86_jcc(a, CC_B);                                  /* budget < n */
-        x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&t->j->cache.epoch);
-        x86_load_zx(a, RCX, x86_at(RCX, 0), 4);
-        x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, jit_epoch)), false);
-        out[nout++] = x86_jcc(a, CC_NE);
-        x86_load_zx(a, RCX, x86_at(RAX, offsetof(struct block, jit)), 8);
-        x86_test_rr(a, RCX, RCX, true);
-        out[nout++] = x86_jcc(a, CC_E);                                  /* not translated */
-        x86_mov_ri(a, RDX, (uint64_t)(uintptr_t)&t->j->running);
-        x86_store(a, x86_at(RDX, 0), RAX, 8);
-        x86_alu_ri(a, ALU_ADD, RCX, (int32_t)t->j->chain_entry, true);
-        x86_byte(a, 0xff);                                               /* jmp rcx */
-        x86_byte(a, 0xe1);
-    }
-    for (int i = 0; i < nout; i++)
-        x86_patch(a, out[i], a->len);
-    x86_mov_rr(a, RAX, R14, true);
-    jump_to_epilogue(t);
+    size_t field = x86_jmp(&t->a);
+    x86_patch(&t->a, field, (int64_t)t->j->chain_stub - (int64_t)t->offset);
 }
 
 /* Leave (or chain) for pc after `done` instructions of this pass. */
@@ -183,7 +141,7 @@ static void exit_to(struct translation *t, uint32_t done, uint64_t pc)
         x86_alu_ri(&t->a, ALU_SUB, R15, (int32_t)done, true);
     }
     x86_mov_ri(&t->a, RDX, pc);
-    chain_or_leave(t, true, pc);
+    chain_or_leave(t);
 }
 
 static void resume_at(struct translation *t, uint32_t idx)
@@ -204,10 +162,10 @@ static void loop_or_exit(struct translation *t, uint32_t done, uint64_t pc)
     x86_alu_ri(a, ALU_ADD, R14, (int32_t)done, true);
     x86_alu_ri(a, ALU_SUB, R15, (int32_t)done, true);
     x86_alu_ri(a, ALU_CMP, R15, (int32_t)t->b->n, true);
-    x86_patch(a, x86_jcc(a, CC_AE), t->top);
+    x86_patch(a, x86_jcc(a, CC_AE), (int64_t)t->top);
     write_back(t);
     x86_mov_ri(a, RDX, pc);
-    chain_or_leave(t, true, pc);
+    chain_or_leave(t);
 }
 
 /* A jump or taken branch to pc after `done` instructions of this pass. */
@@ -227,7 +185,7 @@ static void emit_stubs(struct translation *t)
 {
     for (int i = 0; i < t->nstubs; i++) {
         const struct stub *s = &t->stubs[i];
-        x86_patch(&t->a, s->field, t->a.len);
+        x86_patch(&t->a, s->field, (int64_t)t->a.len);
         switch (s->kind) {
         case STUB_RESUME: resume_at(t, s->idx); break;
         case STUB_EXIT: exit_to(t, s->done, s->pc); break;
@@ -407,7 +365,7 @@ static void emit_jalr(struct translation *t, const struct decoded *d, uint64_t p
     write_back(t);
     x86_alu_ri(&t->a, ALU_ADD, R14, (int32_t)(d->idx + 1u), true);
     x86_alu_ri(&t->a, ALU_SUB, R15, (int32_t)(d->idx + 1u), true);
-    chain_or_leave(t, false, 0);
+    chain_or_leave(t);
 }
 
 static bool translated_op(int op)
@@ -558,6 +516,129 @@ static void plan(struct translation *t)
     }
 }
 
+static const int saved[] = { RBX, RBP, R12, R13, R14, R15 };
+#define FRAME 24                /* [rsp] code_gen, [rsp+8] tlb_x, 8 to keep rsp 16-byte aligned */
+
+/* Every translation enters with the same prologue, so chained blocks enter
+ * right after it (j->chain_entry), with r14/r15 running on. */
+static void emit_prologue(struct x86 *a)
+{
+    for (int i = 0; i < 6; i++)
+        x86_push(a, saved[i]);
+    x86_alu_ri(a, ALU_SUB, RSP, FRAME, true);
+    x86_mov_rr(a, RBX, RDI, true);
+    x86_mov_rr(a, R12, RSI, true);
+    x86_mov_rr(a, R13, RDX, true);
+    x86_mov_rr(a, R15, RCX, true);
+    x86_alu_rr(a, ALU_XOR, R14, R14, false);
+    x86_store(a, x86_at(RSP, 0), R8, 8);
+    x86_store(a, x86_at(RSP, 8), R9, 8);
+}
+
+/* Return rax (status) and rdx (pc). */
+static void emit_epilogue(struct x86 *a)
+{
+    x86_alu_ri(a, ALU_ADD, RSP, FRAME, true);
+    for (int i = 5; i >= 0; i--)
+        x86_pop(a, saved[i]);
+    x86_ret(a);
+}
+
+/* The shared chaining code (see the top of this file), entered by a jmp
+ * with the next pc in rdx, r14 = instructions done, r15 = budget left. */
+static void emit_chain_stub(struct machine *m, struct x86 *a)
+{
+    struct jit *j = &m->jit;
+    size_t leave[8], same_page;
+    int n = 0;
+    /* Same page as the running block: [rsp] is its generation already. */
+    x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&j->running);
+    x86_load_zx(a, RAX, x86_at(RCX, 0), 8);
+    x86_load_zx(a, RAX, x86_at(RAX, offsetof(struct block, pc)), 8);
+    x86_alu_rr(a, ALU_XOR, RAX, RDX, true);
+    x86_shift_ri(a, SH_SHR, RAX, PAGE_SHIFT, true);
+    same_page = x86_jcc(a, CC_E);
+    /* Another page: only if the exec TLB holds it; then its generation. */
+    x86_mov_rr(a, RAX, RDX, false);
+    x86_shift_ri(a, SH_SHR, RAX, PAGE_SHIFT - 4, false);
+    x86_alu_ri(a, ALU_AND, RAX, (TLB_SIZE - 1) << 4, false);
+    x86_alu_rm(a, ALU_ADD, RAX, x86_at(RSP, 8), true);                   /* &tlb_x[index] */
+    x86_mov_rr(a, RCX, RDX, true);
+    x86_alu_ri(a, ALU_AND, RCX, -4096, true);
+    x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct tlb_entry, tag)), true);
+    leave[n++] = x86_jcc(a, CC_NE);
+    x86_alu_rm(a, ALU_ADD, RCX, x86_at(RAX, offsetof(struct tlb_entry, addend)), true);
+    x86_mov_ri(a, RAX, (uint64_t)(uintptr_t)m->ram);
+    x86_alu_rr(a, ALU_SUB, RCX, RAX, true);
+    x86_shift_ri(a, SH_SHR, RCX, PAGE_SHIFT, true);
+    x86_shift_ri(a, SH_SHL, RCX, 4, true);
+    _Static_assert(sizeof(struct code_page) == 16 && offsetof(struct code_page, gen) == 0,
+                   "code_page layout assumed by the chain stub");
+    x86_mov_ri(a, RAX, (uint64_t)(uintptr_t)m->code);
+    x86_alu_rr(a, ALU_ADD, RCX, RAX, true);
+    x86_store(a, x86_at(RSP, 0), RCX, 8);                              /* the new code_gen */
+    x86_patch(a, same_page, (int64_t)a->len);
+    /* The cached block for pc, current, translated, fitting the budget. */
+    x86_mov_rr(a, RAX, RDX, false);
+    x86_shift_ri(a, SH_SHR, RAX, 1, false);
+    x86_alu_ri(a, ALU_AND, RAX, BLOCK_DIR_SIZE - 1, false);
+    x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)m->blocks.dir);
+    x86_load_zx(a, RAX, x86_at_index(RCX, RAX, 8, 0), 8);
+    x86_alu_rm(a, ALU_CMP, RDX, x86_at(RAX, offsetof(struct block, pc)), true);
+    leave[n++] = x86_jcc(a, CC_NE);
+    x86_load_zx(a, RCX, x86_at(RSP, 0), 8);
+    x86_load_zx(a, RCX, x86_at(RCX, 0), 8);
+    x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, gen)), true);
+    leave[n++] = x86_jcc(a, CC_NE);
+    x86_load_zx(a, RCX, x86_at(RAX, offsetof(struct block, n)), 4);
+    x86_alu_rr(a, ALU_CMP, R15, RCX, true);
+    leave[n++] = x86_jcc(a, CC_B);                                       /* budget < n */
+    x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&j->cache.epoch);
+    x86_load_zx(a, RCX, x86_at(RCX, 0), 4);
+    x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, jit_epoch)), false);
+    leave[n++] = x86_jcc(a, CC_NE);
+    x86_load_zx(a, RCX, x86_at(RAX, offsetof(struct block, jit)), 8);
+    x86_test_rr(a, RCX, RCX, true);
+    leave[n++] = x86_jcc(a, CC_E);                                       /* not translated */
+    x86_mov_ri(a, RDX, (uint64_t)(uintptr_t)&j->running);
+    x86_store(a, x86_at(RDX, 0), RAX, 8);
+    x86_alu_ri(a, ALU_ADD, RCX, (int32_t)j->chain_entry, true);
+    x86_byte(a, 0xff);                                                   /* jmp rcx */
+    x86_byte(a, 0xe1);
+    for (int i = 0; i < n; i++)
+        x86_patch(a, leave[i], (int64_t)a->len);
+    x86_mov_rr(a, RAX, R14, true);
+    emit_epilogue(a);
+}
+
+/* The chain stub of this cache epoch, emitted first after every flush. */
+static bool ensure_chain_stub(struct machine *m)
+{
+    struct jit *j = &m->jit;
+    if (j->stub_epoch == j->cache.epoch)
+        return true;
+    if (!j->chain_entry) {
+        uint8_t probe[64];
+        struct x86 a;
+        x86_init(&a, probe, sizeof probe);
+        emit_prologue(&a);
+        j->chain_entry = (uint32_t)a.len;
+    }
+    uint8_t *buf = jit_cache_reserve(&j->cache, 1024);
+    if (!buf)
+        return false;
+    struct x86 a;
+    x86_init(&a, buf, 1024);
+    size_t offset = j->cache.used;
+    emit_chain_stub(m, &a);
+    if (a.full)
+        return false;
+    jit_cache_commit(&j->cache, a.len);
+    j->chain_stub = offset;
+    j->stub_epoch = j->cache.epoch;
+    return true;
+}
+
 static const void *translate(struct machine *m, const struct block *b)
 {
     struct jit *j = &m->jit;
@@ -565,28 +646,18 @@ static const void *translate(struct machine *m, const struct block *b)
     if (!buf) {
         jit_cache_flush(&j->cache);
         buf = jit_cache_reserve(&j->cache, MAX_BLOCK_CODE);
-        if (!buf)
-            return NULL;
     }
-    static const int saved[] = { RBX, RBP, R12, R13, R14, R15 };
-    struct translation t = { .j = j, .m = m, .b = b };
+    if (!buf || !ensure_chain_stub(m))
+        return NULL;
+    buf = jit_cache_reserve(&j->cache, MAX_BLOCK_CODE);
+    if (!buf)
+        return NULL;
+    struct translation t = { .j = j, .m = m, .b = b, .offset = j->cache.used };
     struct x86 *a = &t.a;
     x86_init(a, buf, MAX_BLOCK_CODE);
     plan(&t);
 
-    /* The prologue has the same length in every translation: chained
-     * blocks enter right after it (j->chain_entry), with r14/r15 running on. */
-    for (int i = 0; i < 6; i++)
-        x86_push(a, saved[i]);
-    x86_alu_ri(a, ALU_SUB, RSP, 8, true);      /* 16-byte aligned for helper calls */
-    x86_mov_rr(a, RBX, RDI, true);
-    x86_mov_rr(a, R12, RSI, true);
-    x86_mov_rr(a, R13, RDX, true);
-    x86_mov_rr(a, R15, RCX, true);
-    x86_alu_rr(a, ALU_XOR, R14, R14, false);
-    x86_store(a, x86_at(RSP, 0), R8, 8);        /* the code page's generation counter */
-    if (!j->chain_entry)
-        j->chain_entry = (uint32_t)a->len;
+    emit_prologue(a);
     if (a->len != j->chain_entry)
         return NULL;
     load_cached(&t, false);
@@ -597,12 +668,9 @@ static const void *translate(struct machine *m, const struct block *b)
     emit_stubs(&t);
 
     size_t epilogue = a->len;
-    x86_alu_ri(a, ALU_ADD, RSP, 8, true);
-    for (int i = 5; i >= 0; i--)
-        x86_pop(a, saved[i]);
-    x86_ret(a);
+    emit_epilogue(a);
     for (int i = 0; i < t.njumps; i++)
-        x86_patch(a, t.epilogue_jumps[i], epilogue);
+        x86_patch(a, t.epilogue_jumps[i], (int64_t)epilogue);
     if (a->full)
         return NULL;
     return jit_cache_commit(&j->cache, a->len);
@@ -612,6 +680,8 @@ void jit_init(struct jit *j, bool want)
 {
     j->translated = j->declined = 0;
     j->chain_entry = 0;
+    j->chain_stub = 0;
+    j->stub_epoch = 0;
     j->running = NULL;
     j->enabled = want && jit_cache_init(&j->cache);
 }

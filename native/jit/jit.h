@@ -40,10 +40,11 @@ struct jit_exit {
 
 /* x = h->x, tlb_r/tlb_w = the data TLB of the current set, budget = steps
  * left in the slice (at least the block's n), code_gen = the generation
- * counter of the code page the block is in (block.h). */
+ * counter of the code page the block is in (block.h), tlb_x = the exec TLB
+ * of the current privilege. */
 typedef struct jit_exit (*jit_code)(uint64_t *x, struct tlb_entry *tlb_r,
                                     struct tlb_entry *tlb_w, uint64_t budget,
-                                    const uint64_t *code_gen);
+                                    const uint64_t *code_gen, struct tlb_entry *tlb_x);
 
 struct jit {
     bool enabled;               /* asked for and available on this host */
@@ -51,6 +52,8 @@ struct jit {
     uint64_t translated;        /* blocks translated */
     uint64_t declined;          /* blocks whose first op is not translated */
     uint32_t chain_entry;       /* offset of a translation's body: where chained exits enter */
+    size_t chain_stub;          /* the shared chaining code's offset in the cache (jit.c) */
+    uint32_t stub_epoch;        /* the cache epoch it was emitted in */
     struct block *running;      /* the block a translation was in when it returned */
 };
 

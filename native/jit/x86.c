@@ -15,14 +15,6 @@ void x86_init(struct x86 *a, uint8_t *buf, size_t cap)
     a->full = false;
 }
 
-void x86_byte(struct x86 *a, uint8_t b)
-{
-    if (a->len < a->cap)
-        a->buf[a->len++] = b;
-    else
-        a->full = true;
-}
-
 static void emit_u32(struct x86 *a, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
@@ -240,11 +232,11 @@ size_t x86_jmp(struct x86 *a)
     return field;
 }
 
-void x86_patch(struct x86 *a, size_t field, size_t target)
+void x86_patch(struct x86 *a, size_t field, int64_t target)
 {
     if (a->full || field + 4 > a->len)
         return;
-    uint32_t rel = (uint32_t)((int64_t)target - (int64_t)(field + 4));
+    uint32_t rel = (uint32_t)(target - (int64_t)(field + 4));
     memcpy(a->buf + field, &rel, 4);
 }
 

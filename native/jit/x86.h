@@ -56,7 +56,14 @@ static inline struct x86_mem x86_at_index(int base, int index, int scale, int32_
 static inline bool x86_fits_i32(int64_t v) { return v == (int64_t)(int32_t)v; }
 
 void x86_init(struct x86 *a, uint8_t *buf, size_t cap);
-void x86_byte(struct x86 *a, uint8_t b);
+
+static inline void x86_byte(struct x86 *a, uint8_t b)
+{
+    if (a->len < a->cap)
+        a->buf[a->len++] = b;
+    else
+        a->full = true;
+}
 
 /* op dst, src (64-bit if w64, else 32-bit, which zero-extends dst). */
 void x86_alu_rr(struct x86 *a, enum x86_alu op, int dst, int src, bool w64);
@@ -92,8 +99,9 @@ void x86_setcc(struct x86 *a, enum x86_cc cc, int dst);
 /* Jumps with a rel32 to fill in: they return the offset of that field. */
 size_t x86_jcc(struct x86 *a, enum x86_cc cc);
 size_t x86_jmp(struct x86 *a);
-/* Point the rel32 field at `field` to the code offset `target`. */
-void x86_patch(struct x86 *a, size_t field, size_t target);
+/* Point the rel32 field at `field` to the code offset `target` (which may
+ * lie before the buffer: code written earlier in the same region). */
+void x86_patch(struct x86 *a, size_t field, int64_t target);
 void x86_call_r(struct x86 *a, int reg);
 void x86_push(struct x86 *a, int reg);
 void x86_pop(struct x86 *a, int reg);
