@@ -32,6 +32,7 @@ struct chrono_config {
     uint64_t htif_fromhost;     /* physical address of fromhost, 0 = none */
     uint64_t rtc_epoch_ns;      /* wall-clock time (ns since 1970) at virtual time 0: an input */
     uint64_t no_jit;            /* 1: never translate to host code (the interpreter only) */
+    uint64_t jit_threshold;     /* runs of a block before it is translated, 0 = the default */
 };
 
 struct chrono_result {

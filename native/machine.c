@@ -43,7 +43,7 @@ struct machine *machine_new(const struct chrono_config *cfg)
         return NULL;
     }
     m->ram = ram;
-    jit_init(&m->jit, !cfg->no_jit);
+    jit_init(&m->jit, !cfg->no_jit, cfg->jit_threshold > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->jit_threshold);
     memset(m->ram_present, 1, cfg->ram_size / PAGE_SIZE);
     m->htif_page = cfg->htif_tohost ? cfg->htif_tohost & ~0xfffull : UINT64_MAX;
     m->stop_reason = -1;

@@ -106,10 +106,12 @@ class Machine:
     steps_per_tick = lib.machine_steps_per_tick()
 
     def __init__(self, ram_size: int, tohost: int | None = None, fromhost: int | None = None,
-                 rtc_epoch_ns: int = 0, jit: bool | None = None):
+                 rtc_epoch_ns: int = 0, jit: bool | None = None, jit_threshold: int = 0):
         """rtc_epoch_ns is the wall-clock time the guest's RTC shows at virtual
         time 0: an input like console bytes (record/replay logs it).  jit=False
-        forces the interpreter (None: as jit_wanted() says)."""
+        forces the interpreter (None: as jit_wanted() says); jit_threshold is
+        how often a block runs before it is translated (0: the core's default;
+        tests lower it to translate more)."""
         if ram_size <= 0 or ram_size % PAGE_SIZE:
             raise UsageError(f"RAM size {ram_size} is not a positive multiple of 4 KiB")
         cfg = ffi.new("struct chrono_config *")
@@ -118,6 +120,7 @@ class Machine:
         cfg.htif_fromhost = fromhost or 0
         cfg.rtc_epoch_ns = rtc_epoch_ns
         cfg.no_jit = 0 if (jit_wanted() if jit is None else jit) else 1
+        cfg.jit_threshold = jit_threshold
         self.rtc_epoch_ns = rtc_epoch_ns
         handle = lib.machine_new(cfg)
         if handle == ffi.NULL:

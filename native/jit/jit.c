@@ -676,8 +676,9 @@ static const void *translate(struct machine *m, const struct block *b)
     return jit_cache_commit(&j->cache, a->len);
 }
 
-void jit_init(struct jit *j, bool want)
+void jit_init(struct jit *j, bool want, uint32_t hot)
 {
+    j->hot = hot ? hot : JIT_HOT;
     j->translated = j->declined = 0;
     j->chain_entry = 0;
     j->chain_stub = 0;
@@ -703,7 +704,7 @@ jit_code jit_prepare(struct machine *m, struct block *b)
     struct jit *j = &m->jit;
     if (b->jit_epoch == j->cache.epoch)
         return (jit_code)b->jit;
-    if (++b->jit_uses < JIT_HOT)
+    if (++b->jit_uses < j->hot)
         return NULL;
     const void *code = NULL;
     if (translated_op(b->ops[0].op))
@@ -720,7 +721,7 @@ jit_code jit_prepare(struct machine *m, struct block *b)
 
 #else   /* not an x86-64 Linux host: the interpreter only */
 
-void jit_init(struct jit *j, bool want) { j->enabled = false; j->translated = j->declined = 0; }
+void jit_init(struct jit *j, bool want, uint32_t hot) { j->enabled = false; j->translated = j->declined = 0; }
 void jit_free(struct jit *j) { }
 void jit_flush(struct jit *j) { }
 jit_code jit_prepare(struct machine *m, struct block *b) { return NULL; }

@@ -31,7 +31,7 @@ struct machine;
 struct tlb_entry;
 
 #define JIT_RESUME (1ull << 63)
-#define JIT_HOT 2               /* runs of a block before it is translated */
+#define JIT_HOT 32              /* runs of a block before it is translated (default) */
 
 struct jit_exit {
     uint64_t status;
@@ -48,6 +48,7 @@ typedef struct jit_exit (*jit_code)(uint64_t *x, struct tlb_entry *tlb_r,
 
 struct jit {
     bool enabled;               /* asked for and available on this host */
+    uint32_t hot;               /* runs of a block before it is translated */
     struct jit_cache cache;
     uint64_t translated;        /* blocks translated */
     uint64_t declined;          /* blocks whose first op is not translated */
@@ -57,8 +58,9 @@ struct jit {
     struct block *running;      /* the block a translation was in when it returned */
 };
 
-/* Set up; the JIT stays off when `want` is false or the host cannot run it. */
-void jit_init(struct jit *j, bool want);
+/* Set up; the JIT stays off when `want` is false or the host cannot run it.
+ * hot = runs of a block before it is translated, 0 = JIT_HOT. */
+void jit_init(struct jit *j, bool want, uint32_t hot);
 void jit_free(struct jit *j);
 /* Forget every translation (loadvm, replay seeks, or simply starting over). */
 void jit_flush(struct jit *j);

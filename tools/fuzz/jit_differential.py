@@ -457,8 +457,9 @@ def run_case(seed: int, steps: int = 30000) -> tuple[list[str], int]:
     outer = rng.randint(2, 6)
     offset = rng.choice([0, rng.randrange(0, 4096, 2)])
     sides = []
+    threshold = rng.choice([1, 1, 2, 3])   # translate early: short programs, many translations
     for jit in (True, False):
-        g = rvasm.boot(HARNESS, ram_size=RAM_SIZE, jit=jit)
+        g = rvasm.boot(HARNESS, ram_size=RAM_SIZE, jit=jit, jit_threshold=threshold)
         g.machine.write_phys(g.sym("fz_code") + offset, code)
         g.set_u64("fz_offset", offset)
         g.set_u64("fz_delta", delta)
