@@ -48,3 +48,12 @@ def test_no_jit_is_offered_where_guests_run():
     for command in ("run", "record", "replay", "debug"):
         out = subprocess.run(CHRONO + [command, "--help"], capture_output=True, text=True).stdout
         assert "--no-jit" in out, command
+
+
+def test_a_bad_jit_threshold_is_one_clear_error(tmp_path):
+    env = dict(os.environ, CHRONO_JIT_THRESHOLD="often")
+    proc = subprocess.run(CHRONO + ["run", "--max-insns", "1000"], input="", env=env,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "chrono: error: CHRONO_JIT_THRESHOLD must be a whole number of runs, not 'often'"]

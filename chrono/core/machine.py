@@ -38,13 +38,25 @@ class Stop(enum.IntEnum):
 
 NO_DEADLINE = (1 << 64) - 1
 
-# CHRONO_JIT=0 makes every machine use the interpreter only.
+# CHRONO_JIT=0 makes every machine use the interpreter only; CHRONO_JIT_THRESHOLD=N
+# translates blocks after N runs (tests set 1 to put the JIT under every program).
 JIT_ENV = "CHRONO_JIT"
+JIT_THRESHOLD_ENV = "CHRONO_JIT_THRESHOLD"
 
 
 def jit_wanted() -> bool:
     """Whether new machines translate guest code to host code (the default)."""
     return os.environ.get(JIT_ENV, "1") != "0"
+
+
+def jit_threshold_wanted() -> int:
+    """CHRONO_JIT_THRESHOLD, or 0 (the core's default)."""
+    text = os.environ.get(JIT_THRESHOLD_ENV, "")
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise UsageError(f"{JIT_THRESHOLD_ENV} must be a whole number of runs, not {text!r}")
+    return int(text)
 
 
 def force_interpreter() -> None:
@@ -120,7 +132,7 @@ class Machine:
         cfg.htif_fromhost = fromhost or 0
         cfg.rtc_epoch_ns = rtc_epoch_ns
         cfg.no_jit = 0 if (jit_wanted() if jit is None else jit) else 1
-        cfg.jit_threshold = jit_threshold
+        cfg.jit_threshold = jit_threshold or jit_threshold_wanted()
         self.rtc_epoch_ns = rtc_epoch_ns
         handle = lib.machine_new(cfg)
         if handle == ffi.NULL:
