@@ -124,12 +124,21 @@ static void jump_to_epilogue(struct translation *t)
 }
 
 /* Go on at the pc in rdx: into its block's translation if the block loop
- * would run it next (the shared stub decides), else back to the loop.  The
- * registers are written back already and r14 counts what was done. */
+ * would run it next (the shared lookup decides), else back to the loop.
+ * The registers are written back already and r14 counts what was done.
+ * Each exit has its own indirect jump, for the host to predict. */
 static void chain_or_leave(struct translation *t)
 {
-    size_t field = x86_jmp(&t->a);
-    x86_patch(&t->a, field, (int64_t)t->j->chain_stub - (int64_t)t->offset);
+    struct x86 *a = &t->a;
+    size_t field = x86_call(a);
+    x86_patch(a, field, (int64_t)t->j->chain_stub - (int64_t)t->offset);
+    x86_test_rr(a, RCX, RCX, true);
+    size_t leave = x86_jcc(a, CC_E);
+    x86_byte(a, 0xff);                                                   /* jmp rcx */
+    x86_byte(a, 0xe1);
+    x86_patch(a, leave, (int64_t)a->len);
+    x86_mov_rr(a, RAX, R14, true);
+    jump_to_epilogue(t);
 }
 
 /* Leave (or chain) for pc after `done` instructions of this pass. */
@@ -544,14 +553,17 @@ static void emit_epilogue(struct x86 *a)
     x86_ret(a);
 }
 
-/* The shared chaining code (see the top of this file), entered by a jmp
- * with the next pc in rdx, r14 = instructions done, r15 = budget left. */
+/* The shared chain lookup (see the top of this file), called with the next
+ * pc in rdx and r15 = budget left: returns in rcx where to jump (the body of
+ * that block's translation, with m->jit.running and the frame's code_gen
+ * switched to it), or 0 to leave.  Keeps rdx. */
 static void emit_chain_stub(struct machine *m, struct x86 *a)
 {
     struct jit *j = &m->jit;
+    const int frame = 8;        /* the return address pushed by the call */
     size_t leave[8], same_page;
     int n = 0;
-    /* Same page as the running block: [rsp] is its generation already. */
+    /* Same page as the running block: the frame's code_gen is its generation. */
     x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&j->running);
     x86_load_zx(a, RAX, x86_at(RCX, 0), 8);
     x86_load_zx(a, RAX, x86_at(RAX, offsetof(struct block, pc)), 8);
@@ -562,7 +574,7 @@ static void emit_chain_stub(struct machine *m, struct x86 *a)
     x86_mov_rr(a, RAX, RDX, false);
     x86_shift_ri(a, SH_SHR, RAX, PAGE_SHIFT - 4, false);
     x86_alu_ri(a, ALU_AND, RAX, (TLB_SIZE - 1) << 4, false);
-    x86_alu_rm(a, ALU_ADD, RAX, x86_at(RSP, 8), true);                   /* &tlb_x[index] */
+    x86_alu_rm(a, ALU_ADD, RAX, x86_at(RSP, frame + 8), true);           /* &tlb_x[index] */
     x86_mov_rr(a, RCX, RDX, true);
     x86_alu_ri(a, ALU_AND, RCX, -4096, true);
     x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct tlb_entry, tag)), true);
@@ -576,7 +588,7 @@ static void emit_chain_stub(struct machine *m, struct x86 *a)
                    "code_page layout assumed by the chain stub");
     x86_mov_ri(a, RAX, (uint64_t)(uintptr_t)m->code);
     x86_alu_rr(a, ALU_ADD, RCX, RAX, true);
-    x86_store(a, x86_at(RSP, 0), RCX, 8);                              /* the new code_gen */
+    x86_store(a, x86_at(RSP, frame), RCX, 8);                          /* the new code_gen */
     x86_patch(a, same_page, (int64_t)a->len);
     /* The cached block for pc, current, translated, fitting the budget. */
     x86_mov_rr(a, RAX, RDX, false);
@@ -586,7 +598,7 @@ static void emit_chain_stub(struct machine *m, struct x86 *a)
     x86_load_zx(a, RAX, x86_at_index(RCX, RAX, 8, 0), 8);
     x86_alu_rm(a, ALU_CMP, RDX, x86_at(RAX, offsetof(struct block, pc)), true);
     leave[n++] = x86_jcc(a, CC_NE);
-    x86_load_zx(a, RCX, x86_at(RSP, 0), 8);
+    x86_load_zx(a, RCX, x86_at(RSP, frame), 8);
     x86_load_zx(a, RCX, x86_at(RCX, 0), 8);
     x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, gen)), true);
     leave[n++] = x86_jcc(a, CC_NE);
@@ -600,15 +612,14 @@ static void emit_chain_stub(struct machine *m, struct x86 *a)
     x86_load_zx(a, RCX, x86_at(RAX, offsetof(struct block, jit)), 8);
     x86_test_rr(a, RCX, RCX, true);
     leave[n++] = x86_jcc(a, CC_E);                                       /* not translated */
-    x86_mov_ri(a, RDX, (uint64_t)(uintptr_t)&j->running);
-    x86_store(a, x86_at(RDX, 0), RAX, 8);
+    x86_mov_ri(a, R11, (uint64_t)(uintptr_t)&j->running);              /* written back: free */
+    x86_store(a, x86_at(R11, 0), RAX, 8);
     x86_alu_ri(a, ALU_ADD, RCX, (int32_t)j->chain_entry, true);
-    x86_byte(a, 0xff);                                                   /* jmp rcx */
-    x86_byte(a, 0xe1);
+    x86_ret(a);
     for (int i = 0; i < n; i++)
         x86_patch(a, leave[i], (int64_t)a->len);
-    x86_mov_rr(a, RAX, R14, true);
-    emit_epilogue(a);
+    x86_alu_rr(a, ALU_XOR, RCX, RCX, false);
+    x86_ret(a);
 }
 
 /* The chain stub of this cache epoch, emitted first after every flush. */

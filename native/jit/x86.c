@@ -232,6 +232,14 @@ size_t x86_jmp(struct x86 *a)
     return field;
 }
 
+size_t x86_call(struct x86 *a)
+{
+    x86_byte(a, 0xe8);
+    size_t field = a->len;
+    emit_u32(a, 0);
+    return field;
+}
+
 void x86_patch(struct x86 *a, size_t field, int64_t target)
 {
     if (a->full || field + 4 > a->len)

@@ -99,6 +99,7 @@ void x86_setcc(struct x86 *a, enum x86_cc cc, int dst);
 /* Jumps with a rel32 to fill in: they return the offset of that field. */
 size_t x86_jcc(struct x86 *a, enum x86_cc cc);
 size_t x86_jmp(struct x86 *a);
+size_t x86_call(struct x86 *a);
 /* Point the rel32 field at `field` to the code offset `target` (which may
  * lie before the buffer: code written earlier in the same region). */
 void x86_patch(struct x86 *a, size_t field, int64_t target);
