@@ -58,7 +58,6 @@ struct translation {
     struct machine *m;
     struct x86 a;
     const struct block *b;
-    uint32_t ntranslated;       /* ops translated before a resume or the end */
     int8_t host_of[32];         /* guest register -> host register, -1 = in memory */
     uint32_t written;           /* guest registers the translation writes */
     size_t top;                 /* start of a pass */
@@ -497,7 +496,6 @@ static void plan(struct translation *t)
 {
     const struct block *b = t->b;
     int uses[32] = {0};
-    uint32_t n = 0;
     for (const struct decoded *d = b->ops; ; d++) {
         if (!translated_op(d->op))
             break;
@@ -506,11 +504,9 @@ static void plan(struct translation *t)
         for (int i = 1; i < 32; i++)
             uses[i] += (reads >> i & 1) + (writes >> i & 1);
         t->written |= writes;
-        n++;
         if (d->op == OP_END || d->op == OP_JAL || d->op == OP_JALR)
             break;
     }
-    t->ntranslated = n;
     t->written &= ~1u;
     memset(t->host_of, -1, sizeof t->host_of);
     for (int k = 0; k < NCACHED; k++) {
