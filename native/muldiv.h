@@ -1,7 +1,7 @@
 /* muldiv.h: the M extension's high multiplies and divisions, with the
  * results RISC-V defines for division by zero and overflow (spec, "M"
- * chapter, division table).  Shared by the interpreter and the JIT's
- * helpers so both compute the same thing. */
+ * chapter, division table), for the interpreter; the JIT's inline
+ * divisions (jit/jit.c, emit_div) give the same results. */
 #ifndef CHRONO_MULDIV_H
 #define CHRONO_MULDIV_H
 

@@ -6,7 +6,7 @@
  *   r14 = instructions done by earlier passes and chained blocks
  *   r15 = slice budget left at the start of this pass
  *   rbp, rsi, rdi, r8-r11 = the block's most used guest registers, loaded
- *     at block entry and written back at every exit (and around helper calls)
+ *     at block entry and written back at every exit
  *   rax, rcx, rdx = scratch
  *   [rsp] = the current code page's generation counter, [rsp+8] = the exec
  *     TLB of the current privilege (both for chaining)
@@ -30,7 +30,6 @@
 #include <string.h>
 #include "jit.h"
 #include "../machine.h"
-#include "../muldiv.h"
 
 #if defined(__x86_64__) && defined(__linux__)
 #include "x86.h"
@@ -51,7 +50,6 @@ struct stub {
 /* Host registers that hold guest registers within a block. */
 static const int cache_hosts[] = { RBP, RSI, RDI, R8, R9, R10, R11 };
 #define NCACHED (int)(sizeof cache_hosts / sizeof cache_hosts[0])
-static bool caller_saved(int host) { return host != RBP; }
 
 struct translation {
     struct jit *j;
@@ -102,7 +100,7 @@ static void alu_x(struct translation *t, enum x86_alu op, int reg, int i, bool w
 }
 
 /* Put the cached registers the block writes back into h->x, or load the
- * cached ones (only_caller_saved: those a helper call clobbers) from it. */
+ * cached ones from it. */
 static void write_back(struct translation *t)
 {
     for (int i = 1; i < 32; i++)
@@ -110,10 +108,10 @@ static void write_back(struct translation *t)
             x86_store(&t->a, guest(i), t->host_of[i], 8);
 }
 
-static void load_cached(struct translation *t, bool only_caller_saved)
+static void load_cached(struct translation *t)
 {
     for (int i = 1; i < 32; i++)
-        if (t->host_of[i] >= 0 && (!only_caller_saved || caller_saved(t->host_of[i])))
+        if (t->host_of[i] >= 0)
             x86_load_zx(&t->a, t->host_of[i], guest(i), 8);
 }
 
@@ -313,28 +311,53 @@ static void emit_mulh(struct translation *t, const struct decoded *d, bool is_si
     store_x(t, RDX, d->rd);
 }
 
-/* Divisions call the interpreter's own arithmetic (muldiv.h). */
-static uint64_t helper_div(uint64_t a, uint64_t b) { return div64((int64_t)a, (int64_t)b); }
-static uint64_t helper_divu(uint64_t a, uint64_t b) { return divu64(a, b); }
-static uint64_t helper_rem(uint64_t a, uint64_t b) { return rem64((int64_t)a, (int64_t)b); }
-static uint64_t helper_remu(uint64_t a, uint64_t b) { return remu64(a, b); }
-static uint64_t helper_divw(uint64_t a, uint64_t b) { return div32((int32_t)a, (int32_t)b); }
-static uint64_t helper_divuw(uint64_t a, uint64_t b) { return divu32((uint32_t)a, (uint32_t)b); }
-static uint64_t helper_remw(uint64_t a, uint64_t b) { return rem32((int32_t)a, (int32_t)b); }
-static uint64_t helper_remuw(uint64_t a, uint64_t b) { return remu32((uint32_t)a, (uint32_t)b); }
-
-static void emit_call2(struct translation *t, const struct decoded *d,
-                       uint64_t (*fn)(uint64_t, uint64_t))
+/* Divisions inline, with the results RISC-V defines where x86 would fault
+ * or differ (muldiv.h says the same for the interpreter): by zero, all ones
+ * (div) or the dividend (rem); signed by -1, the negation (div: INT_MIN
+ * stays INT_MIN) or 0 (rem).  W forms work on the low 32 bits and
+ * sign-extend the result. */
+static void emit_div(struct translation *t, const struct decoded *d, bool is_signed, bool rem,
+                     bool w64)
 {
-    /* The call clobbers the caller-saved cached registers, RDI and RSI among
-     * them: write everything back, take the arguments from h->x, reload the
-     * clobbered ones after. */
-    write_back(t);
-    x86_load_zx(&t->a, RDI, guest(d->rs1), 8);
-    x86_load_zx(&t->a, RSI, guest(d->rs2), 8);
-    x86_mov_ri(&t->a, RAX, (uint64_t)(uintptr_t)fn);
-    x86_call_r(&t->a, RAX);
-    load_cached(t, true);
+    struct x86 *a = &t->a;
+    size_t done[2], by_zero, by_minus_one = 0;
+    load_x(t, RAX, d->rs1);
+    load_x(t, RCX, d->rs2);
+    x86_test_rr(a, RCX, RCX, w64);
+    by_zero = x86_jcc(a, CC_E);
+    if (is_signed) {
+        x86_alu_ri(a, ALU_CMP, RCX, -1, w64);
+        by_minus_one = x86_jcc(a, CC_E);
+        x86_sign_extend_rdx(a, w64);
+    } else {
+        x86_alu_rr(a, ALU_XOR, RDX, RDX, false);
+    }
+    x86_div_rdx(a, RCX, is_signed, w64);
+    if (rem)
+        x86_mov_rr(a, RAX, RDX, true);
+    if (!w64)
+        x86_movsxd_rr(a, RAX, RAX);
+    done[0] = x86_jmp(a);
+    x86_patch(a, by_zero, (int64_t)a->len);
+    if (rem) {
+        if (!w64)
+            x86_movsxd_rr(a, RAX, RAX);             /* the dividend, sign-extended */
+    } else {
+        x86_mov_ri(a, RAX, UINT64_MAX);
+    }
+    done[1] = x86_jmp(a);
+    if (is_signed) {
+        x86_patch(a, by_minus_one, (int64_t)a->len);
+        if (rem) {
+            x86_alu_rr(a, ALU_XOR, RAX, RAX, false);
+        } else {
+            x86_neg(a, RAX, w64);
+            if (!w64)
+                x86_movsxd_rr(a, RAX, RAX);
+        }
+    }
+    x86_patch(a, done[0], (int64_t)a->len);
+    x86_patch(a, done[1], (int64_t)a->len);
     store_x(t, RAX, d->rd);
 }
 
@@ -455,14 +478,14 @@ static bool emit_op(struct translation *t, const struct decoded *d)
     case OP_MULH: emit_mulh(t, d, true, false); return true;
     case OP_MULHU: emit_mulh(t, d, false, false); return true;
     case OP_MULHSU: emit_mulh(t, d, false, true); return true;
-    case OP_DIV: emit_call2(t, d, helper_div); return true;
-    case OP_DIVU: emit_call2(t, d, helper_divu); return true;
-    case OP_REM: emit_call2(t, d, helper_rem); return true;
-    case OP_REMU: emit_call2(t, d, helper_remu); return true;
-    case OP_DIVW: emit_call2(t, d, helper_divw); return true;
-    case OP_DIVUW: emit_call2(t, d, helper_divuw); return true;
-    case OP_REMW: emit_call2(t, d, helper_remw); return true;
-    case OP_REMUW: emit_call2(t, d, helper_remuw); return true;
+    case OP_DIV: emit_div(t, d, true, false, true); return true;
+    case OP_DIVU: emit_div(t, d, false, false, true); return true;
+    case OP_REM: emit_div(t, d, true, true, true); return true;
+    case OP_REMU: emit_div(t, d, false, true, true); return true;
+    case OP_DIVW: emit_div(t, d, true, false, false); return true;
+    case OP_DIVUW: emit_div(t, d, false, false, false); return true;
+    case OP_REMW: emit_div(t, d, true, true, false); return true;
+    case OP_REMUW: emit_div(t, d, false, true, false); return true;
     default:
         /* FP, FP loads/stores, AMOs, SYSTEM, ebreak, illegal: the interpreter. */
         resume_at(t, d->idx);
@@ -667,7 +690,7 @@ static const void *translate(struct machine *m, const struct block *b)
     emit_prologue(a);
     if (a->len != j->chain_entry)
         return NULL;
-    load_cached(&t, false);
+    load_cached(&t);
     t.top = a->len;
 
     for (const struct decoded *d = b->ops; emit_op(&t, d); d++)

@@ -210,6 +210,23 @@ void x86_mul_rdx(struct x86 *a, int src, bool is_signed)
     op_reg(a, OP1(0xf7), true, false, is_signed ? 5 : 4, src);
 }
 
+void x86_div_rdx(struct x86 *a, int src, bool is_signed, bool w64)
+{
+    op_reg(a, OP1(0xf7), w64, false, is_signed ? 7 : 6, src);
+}
+
+void x86_sign_extend_rdx(struct x86 *a, bool w64)
+{
+    if (w64)
+        x86_byte(a, 0x48);
+    x86_byte(a, 0x99);
+}
+
+void x86_neg(struct x86 *a, int dst, bool w64)
+{
+    op_reg(a, OP1(0xf7), w64, false, 3, dst);
+}
+
 void x86_setcc(struct x86 *a, enum x86_cc cc, int dst)
 {
     op_reg(a, OP2(0x0f, (uint8_t)(0x90 + cc)), false, true, 0, dst);

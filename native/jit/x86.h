@@ -93,6 +93,11 @@ void x86_shift_rcl(struct x86 *a, enum x86_shift op, int dst, bool w64);
 void x86_imul_rr(struct x86 *a, int dst, int src, bool w64);
 /* RDX:RAX = RAX * src, unsigned (mul) or signed (imul). */
 void x86_mul_rdx(struct x86 *a, int src, bool is_signed);
+/* RAX = RDX:RAX / src, RDX = remainder (div or idiv; 32-bit: EDX:EAX). */
+void x86_div_rdx(struct x86 *a, int src, bool is_signed, bool w64);
+/* RDX = the sign of RAX (cqo), or EDX of EAX (cdq). */
+void x86_sign_extend_rdx(struct x86 *a, bool w64);
+void x86_neg(struct x86 *a, int dst, bool w64);
 
 void x86_setcc(struct x86 *a, enum x86_cc cc, int dst);
 
