@@ -48,3 +48,16 @@ def test_interpreter_only_machine_translates_nothing():
     g.run(10000)
     assert not g.machine.jit_enabled
     assert g.machine.jit_translated == 0
+
+
+def test_code_memory_is_never_writable_and_executable(tmp_path):
+    """W^X: the code cache is written through one mapping and run from another."""
+    require_jit()
+    g = rvasm.boot(load_fuzzer().HARNESS, jit=True, jit_threshold=1)
+    g.run(20000)
+    assert g.machine.jit_translated > 0
+    views = [line.split()[1] for line in Path("/proc/self/maps").read_text().splitlines()
+             if "chrono-jit" in line]
+    assert any("x" in perms for perms in views), views          # the one it runs from
+    assert any("w" in perms for perms in views), views          # the one it writes through
+    assert not any("w" in perms and "x" in perms for perms in views), views
