@@ -9,18 +9,13 @@ test_guest_debian.py's fixture).  Each recording and replay takes 10-40 s.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from test_guest_debian import debian, xdg_cache  # noqa: F401 - fixtures
+from test_trace_debian import SCRIPT, TIMEOUT     # the same typed session
 from tracehelp import chrono, trace_manifest
 
 pytestmark = pytest.mark.network
-
-LEAD = "\n" * 4        # busybox's shell start-up discards a few early bytes
-SCRIPT = LEAD + "echo hi > /mnt/x; sync; ls /mnt\necho typed-$((6*7))\npoweroff\n"
-TIMEOUT = 600
 
 
 @pytest.mark.parametrize("record_args, replay_args", [
