@@ -12,6 +12,9 @@
  * loop between slices (see machine.c); anything that may change them calls
  * cpu_kick() to end the slice after the current instruction, and a slice
  * that ends inside a block runs only the block's head: steps stay exact.
+ * Where a cached block that fits the slice has a translation (jit/jit.h),
+ * the loop calls it instead and accounts what it reports; a translation
+ * hands anything unusual back to these handlers, inside the same block.
  */
 #include <string.h>
 #include "machine.h"
