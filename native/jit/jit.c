@@ -580,8 +580,13 @@ static void emit_chain_stub(struct machine *m, struct x86 *a)
 {
     struct jit *j = &m->jit;
     const int frame = 8;        /* the return address pushed by the call */
-    size_t leave[8], same_page;
+    size_t leave[9], same_page;
     int n = 0;
+    /* With breakpoints every block start goes through the block loop's check. */
+    x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&m->nbreakpoints);
+    x86_load_zx(a, RCX, x86_at(RCX, 0), 4);
+    x86_test_rr(a, RCX, RCX, false);
+    leave[n++] = x86_jcc(a, CC_NE);
     /* Same page as the running block: the frame's code_gen is its generation. */
     x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&j->running);
     x86_load_zx(a, RAX, x86_at(RCX, 0), 8);

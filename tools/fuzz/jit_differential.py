@@ -17,7 +17,8 @@ starting anywhere in a page (so blocks chain within and across pages),
 compressed instructions, CSR reads,
 ecall/ebreak/illegal traps, some D-extension ops and loads/stores, stores
 that patch the program's own code (with and without fence.i) and,
-optionally, a timer interrupt every few ticks.  The trap handler skips the
+optionally, a timer interrupt every few ticks and breakpoints (each stop is
+compared, then the run resumes over it).  The trap handler skips the
 trapping instruction and re-arms the timer.
 
     python3 tools/fuzz/jit_differential.py --seed 1 --count 200 --time-limit 60
@@ -349,7 +350,8 @@ def loop_items(rng) -> list[Item]:
     return [head, *body, dec, back]
 
 
-def generate(rng: random.Random) -> bytes:
+def generate(rng: random.Random) -> tuple[bytes, list[int]]:
+    """The program, and the offsets where its pieces start (instruction starts)."""
     items: list[Item] = []
     for _ in range(rng.randint(20, 120)):
         r = rng.random()
@@ -406,7 +408,7 @@ def generate(rng: random.Random) -> bytes:
     # Outer loop: addi s4, s4, -1; beqz s4, +8; j start; then the parking loop.
     tail_pos = len(body)
     tail = u32(i_type(-1, S4, 0, S4, 0x13)) + u32(b_type(8, 0, S4, 0)) + u32(j_type(-(tail_pos + 8), 0))
-    return body + tail
+    return body + tail, offsets[:-1]
 
 
 # ---- running and comparing ----------------------------------------------------
@@ -435,6 +437,7 @@ class Side:
     guest: object
     console: bytearray = field(default_factory=bytearray)
     stopped: object = None              # a terminal stop, once seen
+    hits: list = field(default_factory=list)    # (position, pc) of breakpoint stops
 
 
 def _run_to(side: Side, target: int, rng: random.Random) -> None:
@@ -445,27 +448,37 @@ def _run_to(side: Side, target: int, rng: random.Random) -> None:
         chunk = rng.choice([left, left, 1, rng.randint(1, left)])
         r = m.run(chunk)
         side.console += m.console_read()
-        if r.reason not in (Stop.BUDGET, Stop.OUTPUT):
+        if r.reason == Stop.BREAKPOINT:
+            side.hits.append((m.steps, m.pc))   # the next run resumes over it
+        elif r.reason not in (Stop.BUDGET, Stop.OUTPUT):
             side.stopped = r.reason
 
 
 def run_case(seed: int, steps: int = 30000) -> tuple[list[str], int]:
     """Problems found for this seed (empty = identical), and blocks translated."""
     rng = random.Random(seed)
-    code = generate(rng)
+    code, starts = generate(rng)
     delta = rng.choice([0, 0, 1, 2, 3, 7, 40])
     outer = rng.randint(2, 6)
-    offset = rng.choice([0, rng.randrange(0, 4096, 2)])
+    code_offset = rng.choice([0, rng.randrange(0, 4096, 2)])
     sides = []
     threshold = rng.choice([1, 1, 2, 3])   # translate early: short programs, many translations
     for jit in (True, False):
         g = rvasm.boot(HARNESS, ram_size=RAM_SIZE, jit=jit, jit_threshold=threshold)
-        g.machine.write_phys(g.sym("fz_code") + offset, code)
-        g.set_u64("fz_offset", offset)
+        g.machine.write_phys(g.sym("fz_code") + code_offset, code)
+        g.set_u64("fz_offset", code_offset)
         g.set_u64("fz_delta", delta)
         g.set_u64("fz_outer", outer)
         sides.append(Side(g))
-    chunk_rngs = [random.Random(seed * 2 + 1), random.Random(seed * 2 + 2)]
+    # Sometimes breakpoints, at instruction starts of the program.
+    breakpoints = [rng.choice(starts) for _ in range(rng.choice([0, 0, 1, 3, 8]))]
+    for side in sides:
+        for offset in breakpoints:
+            side.guest.machine.add_breakpoint(side.guest.sym("fz_code") + code_offset + offset)
+    # Each side reaches the checkpoints in its own chunks; with breakpoints
+    # both make the same calls (a run that ends at a breakpoint's pc resumes
+    # over it: which stops are seen depends on the chunking).
+    chunk_rngs = [random.Random(seed * 2 + 1), random.Random(seed * 2 + (1 if breakpoints else 2))]
     position = 0
     problems: list[str] = []
     while position < steps:
@@ -482,6 +495,9 @@ def run_case(seed: int, steps: int = 30000) -> tuple[list[str], int]:
             problems.append(f"seed {seed}: at position {position}: {ram}")
         if sides[0].console != sides[1].console:
             problems.append(f"seed {seed}: at position {position}: console output differs")
+        if sides[0].hits != sides[1].hits:
+            problems.append(f"seed {seed}: at position {position}: breakpoint stops differ: "
+                            f"{sides[0].hits[-5:]} vs {sides[1].hits[-5:]}")
         if sides[0].stopped != sides[1].stopped:
             problems.append(f"seed {seed}: at position {position}: stops differ: "
                             f"{sides[0].stopped} vs {sides[1].stopped}")
