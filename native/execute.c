@@ -289,9 +289,9 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
     uint64_t steps = h->steps;          /* steps before the current block */
     uint64_t end = slice_end;           /* reloaded after calls out: cpu_kick() zeroes m->slice_end */
     const bool check_breakpoints = m->nbreakpoints != 0;
-    /* Watchpoints are left to the interpreter alone.  With breakpoints a
-     * translation runs one pass of one block (see jit_enter), so every
-     * block start still comes through dispatch and its breakpoint check. */
+    /* Watchpoints are left to the interpreter alone.  Translations never
+     * loop or chain into a block that starts at a breakpoint (block.h), so
+     * those still come through dispatch and its breakpoint check. */
     const bool use_jit = m->jit.enabled && m->nwatch == 0;
 
     m->slice_end = slice_end;
@@ -415,9 +415,7 @@ jit_enter: {
     if (!fn)
         goto run;
     m->jit.running = b;
-    /* A budget of n leaves no room to loop; chaining checks for breakpoints. */
-    uint64_t budget = check_breakpoints ? b->n : end - steps;
-    struct jit_exit r = fn(x, tlb_r, tlb_w, budget, code_gen, tlb_x);
+    struct jit_exit r = fn(x, tlb_r, tlb_w, end - steps, code_gen, tlb_x);
     if (r.status & JIT_RESUME) {
         b = m->jit.running;
         steps += r.status & ~JIT_RESUME;

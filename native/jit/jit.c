@@ -22,7 +22,8 @@
  * next without looking at anything else: its page is the current code page
  * or in the exec TLB (code_page_in_tlb in execute.c), it is the cached block
  * for that pc, stamped with the page's current generation, translated in
- * this cache epoch, and the budget holds all of it (steps + n <= end).
+ * this cache epoch, the budget holds all of it (steps + n <= end), and it
+ * does not start at a breakpoint.
  * Otherwise the exit returns to the block loop, which decides as it always
  * does.
  */
@@ -177,8 +178,9 @@ static void loop_or_exit(struct translation *t, uint32_t done, uint64_t pc)
 /* A jump or taken branch to pc after `done` instructions of this pass. */
 static bool loops_back(const struct translation *t, uint64_t pc)
 {
-    /* Blocks of busy pages are checked at every entry: always leave. */
-    return pc == t->b->pc && !t->b->busy;
+    /* Blocks of busy pages are checked at every entry, and the block loop
+     * checks breakpoints: leave for those. */
+    return pc == t->b->pc && !t->b->busy && !t->b->breakpoint;
 }
 
 static void add_stub(struct translation *t, size_t field, enum stub_kind kind, uint32_t done,
@@ -582,11 +584,6 @@ static void emit_chain_stub(struct machine *m, struct x86 *a)
     const int frame = 8;        /* the return address pushed by the call */
     size_t leave[9], same_page;
     int n = 0;
-    /* With breakpoints every block start goes through the block loop's check. */
-    x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&m->nbreakpoints);
-    x86_load_zx(a, RCX, x86_at(RCX, 0), 4);
-    x86_test_rr(a, RCX, RCX, false);
-    leave[n++] = x86_jcc(a, CC_NE);
     /* Same page as the running block: the frame's code_gen is its generation. */
     x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&j->running);
     x86_load_zx(a, RAX, x86_at(RCX, 0), 8);
@@ -629,6 +626,9 @@ static void emit_chain_stub(struct machine *m, struct x86 *a)
     x86_load_zx(a, RCX, x86_at(RAX, offsetof(struct block, n)), 4);
     x86_alu_rr(a, ALU_CMP, R15, RCX, true);
     leave[n++] = x86_jcc(a, CC_B);                                       /* budget < n */
+    x86_load_zx(a, RCX, x86_at(RAX, offsetof(struct block, breakpoint)), 1);
+    x86_test_rr(a, RCX, RCX, false);
+    leave[n++] = x86_jcc(a, CC_NE);                  /* the block loop checks breakpoints */
     x86_mov_ri(a, RCX, (uint64_t)(uintptr_t)&j->cache.epoch);
     x86_load_zx(a, RCX, x86_at(RCX, 0), 4);
     x86_alu_rm(a, ALU_CMP, RCX, x86_at(RAX, offsetof(struct block, jit_epoch)), false);

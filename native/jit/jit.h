@@ -14,9 +14,8 @@
  * A translation may run its block again (a branch or jump back to its own
  * start) while the slice budget holds a whole pass, or go on into the next
  * block's translation (jit.c): nothing it runs calls out, so nothing else
- * can change in between (see docs/core.md, JIT).  With breakpoints set the
- * loop passes a budget of one pass and chaining is off, so each block start
- * is checked by the block loop.
+ * can change in between (see docs/core.md, JIT).  Neither goes into a block
+ * that starts at a breakpoint: the block loop checks those.
  *
  * Translations hang off the block they were made from, stamped with the
  * code cache's epoch; a block decoded again starts untranslated, a cache
