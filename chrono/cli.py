@@ -84,11 +84,24 @@ def json_option(command):
                         help="Print JSON instead of a table (shapes: docs/output.md).")(command)
 
 
+def _no_jit(ctx, param, value):
+    if value:
+        from chrono.core.machine import force_interpreter
+        force_interpreter()
+
+
+def jit_option(command):
+    """--no-jit: the interpreter only, as CHRONO_JIT=0 (results are the same, only slower)."""
+    return click.option("--no-jit", is_flag=True, expose_value=False, callback=_no_jit,
+                        help="Interpret guest code instead of translating it to host code "
+                             "(the same as CHRONO_JIT=0; results are identical, only slower).")(command)
+
+
 def guest_options(command):
     """The options that say which guest to start (shared by run and record)."""
     for option in reversed(_GUEST_OPTIONS):
         command = option(command)
-    return command
+    return jit_option(command)
 
 
 _GUEST_OPTIONS = [

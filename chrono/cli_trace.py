@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from chrono.cli import finish_run, guest_options, json_option, main, start_guest, store_option
+from chrono.cli import (finish_run, guest_options, jit_option, json_option, main, start_guest,
+                        store_option)
 from chrono.cliparams import ADDRESS, COUNT, Count
 from chrono.errors import UsageError
 
@@ -125,6 +126,7 @@ def _recorded_line(m) -> str:
               help="With --live: the new branch's name (default: rec-N).")
 @click.option("--keyframe-interval", type=Count(min=DIGEST_INTERVAL), metavar="N",
               default=KEYFRAME_INTERVAL_DEFAULT, help="With --live: as for `chrono record`.")
+@jit_option
 @store_option
 def replay(recording, to_position, quiet, live, branch, keyframe_interval, store_path):
     """Re-execute a recording and check that it matches, bit for bit.
@@ -394,6 +396,7 @@ def trace_rm(names, store_path):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Only loopback by default: anyone who can "
                    "connect controls the debugger.")
+@jit_option
 @store_option
 def debug(recording, gdb_args, elf, port, host, store_path):
     """Debug a recording with gdb, forwards and backwards in time.

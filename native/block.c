@@ -110,6 +110,10 @@ struct block *block_build(struct machine *m, uint64_t pc, const uint8_t *page, u
     b->pc = pc;
     b->n = 0;
     b->busy = page_busy(m, page);
+    b->breakpoint = m->nbreakpoints && machine_at_breakpoint(m, pc);
+    b->jit = NULL;
+    b->jit_epoch = 0;
+    b->jit_uses = 0;
     while (b->n < max && off < PAGE_SIZE) {
         if (b->n && m->nbreakpoints && machine_at_breakpoint(m, pc + off - start))
             break;
@@ -212,6 +216,10 @@ struct block *block_build_one(struct machine *m, uint64_t pc, uint32_t insn,
     struct block *b = m->blocks.scratch;
     b->pc = pc;
     b->busy = false;
+    b->breakpoint = m->nbreakpoints && machine_at_breakpoint(m, pc);
+    b->jit = NULL;
+    b->jit_epoch = 0;
+    b->jit_uses = 0;
     decode(insn, &b->ops[0]);
     finish(&b->ops[0], pc, 0, 0, handlers);
     b->n = 1;

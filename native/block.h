@@ -50,9 +50,12 @@ struct block {
     uint32_t n;                 /* instructions */
     uint16_t nwords;            /* aligned words of code it was decoded from */
     bool busy;                  /* built for a busy page: checked at every entry, stores end it */
-    uint8_t pad;
+    bool breakpoint;            /* its first instruction has one (blocks are rebuilt when they change) */
     const uint64_t *words;      /* their contents then (stored after the ops) */
     uint64_t gen;               /* the code page's generation when last checked */
+    const void *jit;            /* its translation (jit.h), valid while jit_epoch is current */
+    uint32_t jit_epoch;         /* the code cache epoch it was translated in, 0 = never */
+    uint32_t jit_uses;          /* runs before that */
     struct decoded ops[];       /* n instructions, then an OP_END unless the last one jumps */
 };
 

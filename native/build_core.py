@@ -1,8 +1,9 @@
 """cffi build script for the C core (out-of-line API mode).
 
 `pip install -e .` runs it through setup.py's cffi_modules; it compiles every
-native/*.c into the extension module chrono._core.  chrono_core.h is the whole
-boundary: it is both the cdef and the header the wrapper includes.
+native/*.c and native/jit/*.c into the extension module chrono._core.
+chrono_core.h is the whole boundary: it is both the cdef and the header the
+wrapper includes.
 """
 import os
 from pathlib import Path
@@ -33,7 +34,8 @@ ffibuilder.cdef(_cdef_text() + "\n" + PYTHON_CALLBACKS)
 ffibuilder.set_source(
     "chrono._core",
     '#include "chrono_core.h"',
-    sources=sorted(str(p.relative_to(NATIVE.parent)) for p in NATIVE.glob("*.c")),
+    sources=sorted(str(p.relative_to(NATIVE.parent))
+                   for p in [*NATIVE.glob("*.c"), *NATIVE.glob("jit/*.c")]),
     include_dirs=[str(NATIVE.relative_to(NATIVE.parent))],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter",
                         *(SANITIZE_FLAGS if SANITIZE else [])],

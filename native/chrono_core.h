@@ -31,6 +31,8 @@ struct chrono_config {
     uint64_t htif_tohost;       /* physical address of tohost, 0 = no HTIF */
     uint64_t htif_fromhost;     /* physical address of fromhost, 0 = none */
     uint64_t rtc_epoch_ns;      /* wall-clock time (ns since 1970) at virtual time 0: an input */
+    uint64_t no_jit;            /* 1: never translate to host code (the interpreter only) */
+    uint64_t jit_threshold;     /* runs of a block before it is translated, 0 = the default */
 };
 
 struct chrono_result {
@@ -83,6 +85,11 @@ uint64_t machine_timebase_hz(void);
 uint64_t machine_steps_per_tick(void);
 /* Jump the virtual clock forward to `vclock` (used when idle; never backwards). */
 void machine_skip_to(struct machine *m, uint64_t vclock);
+
+/* The JIT (x86-64 hosts): whether it is in use, and blocks translated so
+ * far.  It changes speed only: every result is the interpreter's. */
+int machine_jit_enabled(struct machine *m);
+uint64_t machine_jit_translated(struct machine *m);
 
 /* Data watchpoints on physical address ranges (for debuggers): the run
  * stops after an instruction (or device DMA) that reads or writes them. */

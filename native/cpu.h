@@ -40,7 +40,10 @@ struct hart {
  * tag = virtual page address (low 12 bits zero) or TLB_INVALID; the host
  * address of a byte is addend + vaddr.  Only RAM is ever cached here. */
 #define TLB_SIZE 256
-#define TLB_INVALID 1ull        /* never equals a page-aligned key */
+/* Never equals a key: a key is a page address plus at most the low 3 bits
+ * of a misaligned access (tlb_key), never bit 11.  (1 would equal the key of
+ * a misaligned 2-byte access at 0x1 or 0x7ff, and hit an empty entry.) */
+#define TLB_INVALID 0x800ull
 
 enum access_type { ACCESS_READ = 0, ACCESS_WRITE = 1, ACCESS_EXEC = 2 };
 

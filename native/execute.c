@@ -12,11 +12,15 @@
  * loop between slices (see machine.c); anything that may change them calls
  * cpu_kick() to end the slice after the current instruction, and a slice
  * that ends inside a block runs only the block's head: steps stay exact.
+ * Where a cached block that fits the slice has a translation (jit/jit.h),
+ * the loop calls it instead and accounts what it reports; a translation
+ * hands anything unusual back to these handlers, inside the same block.
  */
 #include <string.h>
 #include "machine.h"
 #include "decode.h"
 #include "fpu.h"
+#include "muldiv.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -71,41 +75,6 @@ static inline uint8_t *misaligned_fast(struct tlb_entry *tlb, uint64_t va, int s
         return (uint8_t *)(e->addend + va);
     return NULL;
 }
-
-/* ---- M extension helpers (RISC-V defines division by zero and overflow) -- */
-
-static uint64_t mulh(int64_t a, int64_t b) { return (uint64_t)(((__int128)a * b) >> 64); }
-static uint64_t mulhu(uint64_t a, uint64_t b) { return (uint64_t)(((unsigned __int128)a * b) >> 64); }
-static uint64_t mulhsu(int64_t a, uint64_t b) { return (uint64_t)(((__int128)a * (unsigned __int128)b) >> 64); }
-
-static uint64_t div64(int64_t a, int64_t b)
-{
-    if (b == 0) return UINT64_MAX;
-    if (a == INT64_MIN && b == -1) return (uint64_t)a;
-    return (uint64_t)(a / b);
-}
-static uint64_t divu64(uint64_t a, uint64_t b) { return b ? a / b : UINT64_MAX; }
-static uint64_t rem64(int64_t a, int64_t b)
-{
-    if (b == 0) return (uint64_t)a;
-    if (a == INT64_MIN && b == -1) return 0;
-    return (uint64_t)(a % b);
-}
-static uint64_t remu64(uint64_t a, uint64_t b) { return b ? a % b : a; }
-static uint64_t div32(int32_t a, int32_t b)
-{
-    if (b == 0) return UINT64_MAX;
-    if (a == INT32_MIN && b == -1) return (uint64_t)(int64_t)a;
-    return (uint64_t)(int64_t)(a / b);
-}
-static uint64_t divu32(uint32_t a, uint32_t b) { return b ? (uint64_t)(int64_t)(int32_t)(a / b) : UINT64_MAX; }
-static uint64_t rem32(int32_t a, int32_t b)
-{
-    if (b == 0) return (uint64_t)(int64_t)a;
-    if (a == INT32_MIN && b == -1) return 0;
-    return (uint64_t)(int64_t)(a % b);
-}
-static uint64_t remu32(uint32_t a, uint32_t b) { return (uint64_t)(int64_t)(int32_t)(b ? a % b : a); }
 
 /* ---- A extension ------------------------------------------------------ */
 
@@ -320,6 +289,10 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
     uint64_t steps = h->steps;          /* steps before the current block */
     uint64_t end = slice_end;           /* reloaded after calls out: cpu_kick() zeroes m->slice_end */
     const bool check_breakpoints = m->nbreakpoints != 0;
+    /* Watchpoints are left to the interpreter alone.  Translations never
+     * loop or chain into a block that starts at a breakpoint (block.h), so
+     * those still come through dispatch and its breakpoint check. */
+    const bool use_jit = m->jit.enabled && m->nwatch == 0;
 
     m->slice_end = slice_end;
 
@@ -354,6 +327,8 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
             (likely((pc & ~0xfffull) == code_page) || code_page_in_tlb(pc))) { \
             b = block_lookup(&m->blocks, pc, *code_gen); \
             if (likely(b) && likely(steps + b->n <= end)) { \
+                if (use_jit) \
+                    goto jit_enter; \
                 bpc = pc; \
                 d = b->ops; \
                 goto *d->handler; \
@@ -426,10 +401,32 @@ dispatch:
         goto fetch_slow;
     if (unlikely(steps + b->n > end))   /* the slice ends inside: run only its head */
         b = block_build(m, pc, code, (uint32_t)(end - steps), handlers);
+    else if (use_jit)
+        goto jit_enter;
 run:
     bpc = pc;
     d = b->ops;
     goto *d->handler;
+
+jit_enter: {
+    /* A cached, current block that fits the slice: its translation if it
+     * has one (jit.h).  A resume goes on in the interpreter inside it. */
+    jit_code fn = b->jit_epoch == m->jit.cache.epoch ? (jit_code)b->jit : jit_prepare(m, b);
+    if (!fn)
+        goto run;
+    m->jit.running = b;
+    struct jit_exit r = fn(x, tlb_r, tlb_w, end - steps, code_gen, tlb_x);
+    if (r.status & JIT_RESUME) {
+        b = m->jit.running;
+        steps += r.status & ~JIT_RESUME;
+        pc = bpc = b->pc;
+        d = &b->ops[r.pc];
+        goto *d->handler;
+    }
+    steps += r.status;
+    pc = r.pc;
+    goto dispatch;
+}
 
 fetch_slow: {
     /* Code outside cacheable RAM, or an instruction crossing a page end:

@@ -43,6 +43,7 @@ struct machine *machine_new(const struct chrono_config *cfg)
         return NULL;
     }
     m->ram = ram;
+    jit_init(&m->jit, !cfg->no_jit, cfg->jit_threshold > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->jit_threshold);
     memset(m->ram_present, 1, cfg->ram_size / PAGE_SIZE);
     m->htif_page = cfg->htif_tohost ? cfg->htif_tohost & ~0xfffull : UINT64_MAX;
     m->stop_reason = -1;
@@ -60,6 +61,7 @@ void machine_free(struct machine *m)
     free(m->code);
     free(m->code_list);
     block_cache_free(&m->blocks);
+    jit_free(&m->jit);
     free(m->disk_dirty);
     free(m->disk_written);
     free(m);
@@ -353,5 +355,8 @@ size_t machine_console_returned(struct machine *m, uint8_t *buf, size_t len)
     m->console_returned_len = 0;
     return n;
 }
+
+int machine_jit_enabled(struct machine *m) { return m->jit.enabled; }
+uint64_t machine_jit_translated(struct machine *m) { return m->jit.translated; }
 
 void machine_set_input_waiting(struct machine *m, int waiting) { m->input_waiting = waiting; }

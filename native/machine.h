@@ -10,6 +10,7 @@
 #include "devices.h"
 #include "decode.h"
 #include "block.h"
+#include "jit/jit.h"
 
 #define PAGE_SHIFT 12
 #define PAGE_SIZE 4096ull
@@ -47,6 +48,7 @@ struct machine {
     uint64_t tlb_generation;        /* bumped by every full TLB flush */
     struct pmp_ranges pmp;          /* decoded from hart.pmpcfg/pmpaddr, see pmp.c */
     struct block_cache blocks;      /* decoded code, see block.h */
+    struct jit jit;                 /* translated code, see jit/jit.h */
     struct code_page *code;         /* per RAM page, see block.h */
     uint32_t *code_list;            /* pages that got a generation, to renew them per run */
     uint64_t code_listed;

@@ -143,3 +143,24 @@ word:   .dword 0x0102030405060708, 0
     assert t.cause in causes
     assert (t.epc, t.tval) == (g.sym("bad"), g.sym("word") + 1)
     assert g.u64("word") == 0x0102030405060708
+
+
+@pytest.mark.parametrize("insn, cause", [
+    ("lh a2, 0x7ff(zero)", 5), ("lhu a2, 1(zero)", 5), ("lw a2, 0x7fd(zero)", 5),
+    ("sh a1, 0x7ff(zero)", 7), ("sd a1, 1(zero)", 7),
+])
+def test_misaligned_access_to_unmapped_page_zero_faults(insn, cause):
+    """A misaligned access near address 0 (no RAM, no device) is an access
+    fault like any other; its TLB key (page 0 plus low bits) once equalled
+    the empty-entry marker, and the access went through an empty entry."""
+    g = rvasm.boot(f"""
+main:
+        li a1, 5
+bad:
+        {insn}
+        EXIT 0
+""")
+    assert g.run_to_exit() == rvasm.TRAP_EXIT
+    t = g.trap
+    assert t.cause == cause
+    assert t.epc == g.sym("bad")

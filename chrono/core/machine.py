@@ -8,6 +8,7 @@ console, and the complete CPU/device state as bytes.
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,32 @@ class Stop(enum.IntEnum):
 
 
 NO_DEADLINE = (1 << 64) - 1
+
+# CHRONO_JIT=0 makes every machine use the interpreter only; CHRONO_JIT_THRESHOLD=N
+# translates blocks after N runs (tests set 1 to put the JIT under every program).
+JIT_ENV = "CHRONO_JIT"
+JIT_THRESHOLD_ENV = "CHRONO_JIT_THRESHOLD"
+
+
+def jit_wanted() -> bool:
+    """Whether new machines translate guest code to host code (the default)."""
+    return os.environ.get(JIT_ENV, "1") != "0"
+
+
+def jit_threshold_wanted() -> int:
+    """CHRONO_JIT_THRESHOLD, or 0 (the core's default)."""
+    text = os.environ.get(JIT_THRESHOLD_ENV, "")
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise UsageError(f"{JIT_THRESHOLD_ENV} must be a whole number of runs, not {text!r}")
+    return int(text)
+
+
+def force_interpreter() -> None:
+    """Use the interpreter only, in this process and the ones it starts
+    (--no-jit).  Results never depend on it, only speed does."""
+    os.environ[JIT_ENV] = "0"
 
 
 @ffi.def_extern()
@@ -91,9 +118,12 @@ class Machine:
     steps_per_tick = lib.machine_steps_per_tick()
 
     def __init__(self, ram_size: int, tohost: int | None = None, fromhost: int | None = None,
-                 rtc_epoch_ns: int = 0):
+                 rtc_epoch_ns: int = 0, jit: bool | None = None, jit_threshold: int = 0):
         """rtc_epoch_ns is the wall-clock time the guest's RTC shows at virtual
-        time 0: an input like console bytes (record/replay logs it)."""
+        time 0: an input like console bytes (record/replay logs it).  jit=False
+        forces the interpreter (None: as jit_wanted() says); jit_threshold is
+        how often a block runs before it is translated (0: the core's default;
+        tests lower it to translate more)."""
         if ram_size <= 0 or ram_size % PAGE_SIZE:
             raise UsageError(f"RAM size {ram_size} is not a positive multiple of 4 KiB")
         cfg = ffi.new("struct chrono_config *")
@@ -101,6 +131,8 @@ class Machine:
         cfg.htif_tohost = tohost or 0
         cfg.htif_fromhost = fromhost or 0
         cfg.rtc_epoch_ns = rtc_epoch_ns
+        cfg.no_jit = 0 if (jit_wanted() if jit is None else jit) else 1
+        cfg.jit_threshold = jit_threshold or jit_threshold_wanted()
         self.rtc_epoch_ns = rtc_epoch_ns
         handle = lib.machine_new(cfg)
         if handle == ffi.NULL:
@@ -215,6 +247,16 @@ class Machine:
                 raise error
             raise GuestError(ffi.string(lib.machine_error(self._m)).decode())
         return RunResult(Stop(r.reason), r.executed, r.code, r.deadline)
+
+    @property
+    def jit_enabled(self) -> bool:
+        """Whether this machine translates guest code (asked for, and an x86-64 host)."""
+        return bool(lib.machine_jit_enabled(self._m))
+
+    @property
+    def jit_translated(self) -> int:
+        """Blocks translated to host code so far."""
+        return lib.machine_jit_translated(self._m)
 
     @property
     def steps(self) -> int:
