@@ -31,7 +31,10 @@ NATIVE = Path(__file__).resolve().parents[1] / "native"
 # getpid, open/read...) would be a way for host state to reach the guest.
 ALLOWED_LIBC = {"calloc", "free", "malloc", "realloc", "memcpy", "memmove", "memset", "memcmp",
                 "mmap", "munmap", "snprintf", "__cxa_finalize", "__stack_chk_fail",
-                "__memcpy_chk", "__memmove_chk", "__memset_chk", "__snprintf_chk"}
+                "__memcpy_chk", "__memmove_chk", "__memset_chk", "__snprintf_chk",
+                # The JIT's code cache: an anonymous memory file mapped twice (W^X);
+                # it holds only code chrono writes, nothing read from the host.
+                "memfd_create", "ftruncate", "close"}
 # Symbols the shared-object machinery and the cffi glue bring along.
 TOOLCHAIN = re.compile(r"^(Py|_Py|_ITM_|__gmon_start__)")
 
