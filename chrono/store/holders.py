@@ -7,11 +7,9 @@ its log loads) or the lease of a running guest.  A parent link keeps nothing.
 """
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, field
 
-from chrono.store.store import LEASE_PREFIX, Reader
+from chrono.store.store import LEASE_PREFIX, Reader, lease_alive
 from chrono.store.traces import all_traces
 
 
@@ -67,19 +65,3 @@ def snapshot_holders(r: Reader) -> SnapshotHolders:
             by_id.setdefault(sid, Holders()).loaded_by.append(trace.name)
     unreadable = sum(1 for _ in r.traces()) - len(traces)
     return SnapshotHolders(by_id, unreadable)
-
-
-def lease_alive(holder: str) -> bool:
-    """Whether the process holding a lease (host/pid/tag) may still run: gc
-    drops the leases of processes that ended on this host (Writer.drop_dead_leases)."""
-    host, _, rest = holder.partition("/")
-    pid = rest.partition("/")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

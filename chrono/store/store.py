@@ -664,9 +664,16 @@ def lease_holder(tag: str) -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{tag}"
 
 
-def _process_alive(pid: int) -> bool:
+def lease_alive(holder: str) -> bool:
+    """Whether the process holding a lease (its ref name after LEASE_PREFIX:
+    host/pid/tag) may still run.  Only a process of this host that has ended
+    is known dead; gc drops those leases and `snap list` shows them as such."""
+    host, _, rest = holder.partition("/")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
     try:
-        os.kill(pid, 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -1010,9 +1017,7 @@ class Writer(Reader):
         for name in self.refs(strict=False, leases=True):
             if not name.startswith(LEASE_PREFIX):
                 continue
-            host, _, rest = name[len(LEASE_PREFIX):].partition("/")
-            pid = rest.partition("/")[0]
-            if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+            if not lease_alive(name[len(LEASE_PREFIX):]):
                 dead.append(name)
         for name in dead:
             self._txn.delete(name.encode(), db=self.store._refs)
