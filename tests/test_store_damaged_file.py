@@ -82,12 +82,18 @@ def _database_roots(data: bytes) -> dict[str, int]:
     return roots
 
 
-def test_verify_reports_a_zeroed_tree_page_instead_of_aborting(store):
+def _zero_root_page(store, database: str) -> int:
+    """Zero the root page of one named database in data.mdb; returns its number."""
     data = store / "data.mdb"
     content = bytearray(data.read_bytes())
-    root = _database_roots(bytes(content))["blobs"]
+    root = _database_roots(bytes(content))[database]
     content[root * 4096:(root + 1) * 4096] = bytes(4096)
     data.write_bytes(content)
+    return root
+
+
+def test_verify_reports_a_zeroed_tree_page_instead_of_aborting(store):
+    root = _zero_root_page(store, "blobs")
     for command in [("store", "verify"), ("store", "gc")]:
         assert_refused(chrono(store, *command), "damaged", f"page {root}")
 
@@ -104,19 +110,11 @@ def test_a_zeroed_page_of_what_cursors_walk_is_refused_by_every_command(store, d
                                                                         command):
     """snap list walks refs and snapshots with cursors, which LMDB does not
     check: the store's open checks those trees (and stats, compact walk all)."""
-    data = store / "data.mdb"
-    content = bytearray(data.read_bytes())
-    root = _database_roots(bytes(content))[database]
-    content[root * 4096:(root + 1) * 4096] = bytes(4096)
-    data.write_bytes(content)
+    root = _zero_root_page(store, database)
     assert_refused(chrono(store, *command), "damaged", f"page {root}")
 
 
 def test_store_stats_and_compact_refuse_a_zeroed_blob_page(store):
-    data = store / "data.mdb"
-    content = bytearray(data.read_bytes())
-    root = _database_roots(bytes(content))["blobs"]
-    content[root * 4096:(root + 1) * 4096] = bytes(4096)
-    data.write_bytes(content)
+    root = _zero_root_page(store, "blobs")
     for command in [("store", "stats"), ("store", "compact")]:
         assert_refused(chrono(store, *command), "damaged", f"page {root}")
