@@ -422,7 +422,7 @@ def store_gc(store_path):
     snapshot.
     """
     from chrono.render import plural
-    from chrono.render_store import size
+    from chrono.units import format_size as size
     from chrono.store import Store, gc
 
     with Store(store_path) as store:
@@ -443,7 +443,7 @@ def store_gc(store_path):
 @store_option
 def store_compact(store_path):
     """Rewrite the store file without its free space (after gc), atomically."""
-    from chrono.render_store import size
+    from chrono.units import format_size as size
     from chrono.store import Store
 
     with Store(store_path) as store:

@@ -207,7 +207,7 @@ def export(recording, output, start, end, store_path):
     original.
     """
     from chrono.render import instructions, plural
-    from chrono.render_store import size
+    from chrono.units import format_size as size
     from chrono.store.store import Store
     from chrono.replay.bundle import export_bundle
 

@@ -16,7 +16,7 @@ from chrono.core.board import RAM_BASE
 from chrono.render import Grid, columns, iso_utc, plural, vtime, when
 from chrono.store import PAGE_SIZE, ZERO_HASH, Manifest, SnapshotDiff, StoreStats, VerifyReport
 from chrono.store.holders import Holders, SnapshotHolders
-from chrono.units import format_size as size  # noqa: F401  (the CLI's one size format)
+from chrono.units import format_size as size
 
 MAX_RANGES = 8
 GC_REMOVES = "nothing: `chrono store gc` removes it"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from chrono.render import Grid, columns, iso_utc, plural, vtime, when
-from chrono.render_store import short, size
+from chrono.render_store import short
+from chrono.units import format_size as size
 from chrono.store.traces import TraceManifest
 
 
