@@ -194,14 +194,15 @@ struct block *block_get(struct machine *m, uint64_t pc, const uint8_t *page,
     return b;
 }
 
-void block_cache_recheck(struct machine *m)
+void block_cache_recheck(struct machine *m, bool host_wrote)
 {
     uint64_t kept = 0;
     for (uint64_t i = 0; i < m->code_listed; i++) {
         struct code_page *c = &m->code[m->code_list[i]];
         c->writes = 0;
         if (c->gen) {
-            c->gen = ++m->code_gen_last;
+            if (host_wrote)
+                c->gen = ++m->code_gen_last;
             m->code_list[kept++] = m->code_list[i];
         } else {
             c->listed = false;

@@ -19,8 +19,9 @@
  * the write TLB, and every other write path marks the page it writes
  * (ram_mark_dirty).  A block stamped with its page's current generation is
  * used as is; otherwise its bytes are compared once and it is stamped again.
- * Writes from the host (tests, restores) are not seen, so every run starts
- * by giving code pages new generations (block_cache_recheck).  A store into
+ * Writes from the host (tests, restores) are not seen: the host says it
+ * wrote (machine_host_wrote, machine_invalidate_ram), and the next run
+ * starts by giving code pages new generations (block_cache_recheck).  A store into
  * the current code page takes the slow path, which ends the block.
  *
  * A page that keeps being written while blocks run from it (code and data
@@ -89,7 +90,7 @@ struct block *block_get(struct machine *m, uint64_t pc, const uint8_t *page,
                         const void *const *handlers);
 /* Give every code page a new generation (its blocks recheck their bytes)
  * and forget this run's write counts. */
-void block_cache_recheck(struct machine *m);
+void block_cache_recheck(struct machine *m, bool host_wrote);
 
 /* Decode the block at pc from `page` and cache it (unstamped); at most `max`
  * instructions (and then not cached) when max < BLOCK_MAX.  NULL if the

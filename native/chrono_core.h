@@ -65,6 +65,9 @@ void machine_set_page_provider(struct machine *m, chrono_page_provider provider,
 /* Call after the host changed RAM contents or the present map: drops cached
  * translations (and with them every host pointer into RAM). */
 void machine_invalidate_ram(struct machine *m);
+/* Call after the host wrote RAM: the next run rechecks decoded code against
+ * RAM (the core does not see host writes; it no longer rechecks every run). */
+void machine_host_wrote(struct machine *m);
 
 /* Attach a disk buffer (size a multiple of 512, owned by the caller, kept alive
  * for the machine's life).  Returns 0, or -1 if a disk is already attached. */
@@ -112,6 +115,7 @@ int machine_remove_breakpoint(struct machine *m, uint64_t pc);
 
 /* Registers: 0-31 = x0..x31, 32 = pc, 33 = privilege level, 34-65 = f0..f31 (raw bits). */
 uint64_t machine_get_reg(struct machine *m, int idx);
+void machine_get_xregs(struct machine *m, uint64_t out[32]);
 void machine_set_reg(struct machine *m, int idx, uint64_t value);
 /* Debugger view of a CSR; returns 0 and stores the value, -1 if it does not exist. */
 int machine_get_csr(struct machine *m, int csr, uint64_t *value);

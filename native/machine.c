@@ -87,7 +87,13 @@ void machine_set_page_provider(struct machine *m, chrono_page_provider provider,
     m->page_provider_ctx = ctx;
 }
 
-void machine_invalidate_ram(struct machine *m) { tlb_flush(m); }
+void machine_invalidate_ram(struct machine *m)
+{
+    tlb_flush(m);
+    m->host_wrote = true;
+}
+
+void machine_host_wrote(struct machine *m) { m->host_wrote = true; }
 
 void ram_materialize(struct machine *m, uint64_t page_index)
 {
@@ -199,7 +205,8 @@ void machine_run(struct machine *m, uint64_t max_steps, struct chrono_result *ou
 
     m->stop_reason = -1;
     m->stop_code = 0;
-    block_cache_recheck(m);     /* the host may have written RAM since the last run */
+    block_cache_recheck(m, m->host_wrote);
+    m->host_wrote = false;
     m->bp_skip_steps = h->steps;
     m->bp_skip_pc = h->pc;
     m->watch_hit.kind = 0;
@@ -285,6 +292,11 @@ int machine_remove_breakpoint(struct machine *m, uint64_t pc)
         }
     }
     return -1;
+}
+
+void machine_get_xregs(struct machine *m, uint64_t out[32])
+{
+    memcpy(out, m->hart.x, sizeof m->hart.x);
 }
 
 uint64_t machine_get_reg(struct machine *m, int idx)

@@ -53,6 +53,7 @@ struct machine {
     uint32_t *code_list;            /* pages that got a generation, to renew them per run */
     uint64_t code_listed;
     uint64_t code_gen_last;
+    bool host_wrote;                /* the host wrote RAM: renew code generations at the next run */
     struct chrono_config cfg;
     uint8_t *ram;
     uint64_t ram_size;

@@ -93,6 +93,7 @@ int machine_load_state(struct machine *m, const uint8_t *buf, size_t len)
     pmp_update(m);
     tlb_flush(m);
     jit_flush(&m->jit);         /* translations are tied to blocks, not state; start clean anyway */
+    m->host_wrote = true;       /* a restore rewrites RAM next: recheck code at the next run */
     m->console_out_len = 0;
     return 0;
 }

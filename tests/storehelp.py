@@ -69,8 +69,8 @@ def restore_ram_only(snaps, name: str) -> None:
     m = snaps.guest.machine
     m.load_state(snaps.store.get_blob(manifest.state))
     for index, key in manifest.ram.items(snaps.store):
-        m.ram[index * 4096:(index + 1) * 4096] = np.frombuffer(snaps.store.get_blob(key), np.uint8)
+        m.fill_page(index, snaps.store.get_blob(key))
     zero = np.setdiff1d(np.arange(m.ram_size // 4096), manifest.ram.nonzero_pages(snaps.store))
     for index in zero:
-        m.ram[index * 4096:(index + 1) * 4096] = 0
+        m.fill_page(index, None)
     m.invalidate_ram()

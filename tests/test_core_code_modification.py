@@ -178,7 +178,6 @@ patched:
         assert m.run(1).reason == Stop.BUDGET
     done, left = m.reg(10), m.reg(8)
     assert 0 < done < 1000 and done + left == 1000
-    offset = g.sym("patched") - rvasm.RAM_BASE
-    m.ram[offset:offset + 4] = np.frombuffer(struct.pack("<I", ADDI_A0_A0_100), dtype=np.uint8)
+    m.write_phys(g.sym("patched"), struct.pack("<I", ADDI_A0_A0_100))
     assert g.run_to_exit(100_000) == 0
     assert m.reg(10) == done + 100 * left

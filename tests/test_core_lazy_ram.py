@@ -38,7 +38,7 @@ def clone_lazily(source: Machine, ram: np.ndarray, disk) -> tuple[Machine, list[
 
     def provide(page):
         served.append(page)
-        clone.ram[page * PAGE:(page + 1) * PAGE] = ram[page * PAGE:(page + 1) * PAGE]
+        clone.fill_page(page, ram[page * PAGE:(page + 1) * PAGE])
 
     clone.set_page_provider(provide)
     clone.mark_absent(slice(None))

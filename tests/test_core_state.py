@@ -52,11 +52,11 @@ def test_restore_into_same_and_fresh_machine_replays_identically():
     assert m.reg(20) > 50 and expected["console"], "the window should see interrupts and output"
 
     m.load_state(state)
-    m.ram[:] = ram
+    m.write_phys(rvasm.RAM_BASE, ram.tobytes())
     assert observe(m, 30_000) == expected
 
     other = fresh_like(g)
-    other.ram[:] = ram
+    other.write_phys(rvasm.RAM_BASE, ram.tobytes())
     other.load_state(state)
     assert observe(other, 30_000, chunk=4096) == expected
 
@@ -102,7 +102,7 @@ main:
     first_deadline = r.deadline
 
     other = fresh_like(g)
-    other.ram[:] = m.ram
+    other.write_phys(rvasm.RAM_BASE, m.ram.tobytes())
     other.load_state(m.save_state())
     assert (other.steps, other.vclock, other.mtime) == (m.steps, m.vclock, m.mtime)
     r2 = other.run(10_000)
@@ -137,7 +137,7 @@ got:    .skip 8
     state, ram = m.save_state(), m.ram.copy()
 
     other = fresh_like(g)
-    other.ram[:] = ram
+    other.write_phys(rvasm.RAM_BASE, ram.tobytes())
     other.load_state(state)
     r = other.run(10_000)
     assert (r.reason, r.code) == (Stop.HTIF_EXIT, 0)
@@ -186,7 +186,7 @@ def test_reset_gives_the_same_run_as_a_fresh_machine():
     m.run(12_345)
     m.skip_to(m.vclock + 50_000)
     m.reset(g.image.entry)
-    m.ram[:] = boot_ram
+    m.write_phys(rvasm.RAM_BASE, boot_ram.tobytes())
     m.console_read()
     assert (m.steps, m.vclock, m.pc, m.priv) == (0, 0, g.image.entry, 3)
     assert observe(m, 20_000) == expected

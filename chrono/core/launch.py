@@ -74,8 +74,7 @@ class Guest:
     def reboot(self) -> None:
         """A guest-requested reset: RAM is cleared (the images rely on zeroed
         BSS), the disk overlay survives, as on real hardware."""
-        self.machine.ram[:] = 0
-        self.machine.ram_dirty[:] = 1
+        self.machine.zero_ram()
         self.reset()
 
 

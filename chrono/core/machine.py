@@ -139,7 +139,11 @@ class Machine:
             raise UsageError(f"cannot allocate a machine with {ram_size >> 20} MiB of RAM")
         self._m = ffi.gc(handle, lib.machine_free)
         self.ram_size = ram_size
-        self.ram = np.frombuffer(ffi.buffer(lib.machine_ram(self._m), ram_size), dtype=np.uint8)
+        # Host writes go through write_phys/fill_page/zero_ram, which tell the
+        # core (its decoded code must be rechecked); the public view is read-only.
+        self._ram = np.frombuffer(ffi.buffer(lib.machine_ram(self._m), ram_size), dtype=np.uint8)
+        self.ram = self._ram.view()
+        self.ram.flags.writeable = False
         self.ram_dirty = np.frombuffer(
             ffi.buffer(lib.machine_ram_dirty(self._m), ram_size // PAGE_SIZE), dtype=np.uint8)
         self.ram_present = np.frombuffer(
@@ -159,10 +163,27 @@ class Machine:
             raise UsageError(f"{len(data)} bytes at {address:#x} do not fit in guest RAM")
         if data:
             self.materialize(range(offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE + 1))
-        self.ram[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        self._ram[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
         if data:
             first, last = offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE
             self.ram_dirty[first:last + 1] = 1
+            lib.machine_host_wrote(self._m)
+
+    def fill_page(self, page: int, data) -> None:
+        """A page provider's write: the content page `page` had all along (a
+        restore), so it is not marked dirty.  `data`: 4 KiB, or None for zeros."""
+        view = self._ram[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
+        if data is None:
+            view[:] = 0
+        else:
+            view[:] = np.frombuffer(data, dtype=np.uint8)
+        lib.machine_host_wrote(self._m)
+
+    def zero_ram(self) -> None:
+        """All of RAM to zeros, every page dirty (a guest-requested reset)."""
+        self._ram[:] = 0
+        self.ram_dirty[:] = 1
+        lib.machine_host_wrote(self._m)
 
     def read_phys(self, address: int, length: int) -> bytes:
         offset = address - RAM_BASE
@@ -303,6 +324,12 @@ class Machine:
     # ---- registers ----------------------------------------------------------
     def reg(self, index: int) -> int:
         return lib.machine_get_reg(self._m, index)
+
+    def xregs(self) -> list[int]:
+        """x0..x31 in one call."""
+        out = ffi.new("uint64_t[32]")
+        lib.machine_get_xregs(self._m, out)
+        return list(out)
 
     def set_reg(self, index: int, value: int) -> None:
         lib.machine_set_reg(self._m, index, value & (2**64 - 1))

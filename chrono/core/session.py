@@ -128,7 +128,8 @@ class Session:
     def _take_input(self, console: Console, timeout: float) -> None:
         """Poll the console and queue what it gives (interactive commands act at once)."""
         if console.eof:
-            time.sleep(max(timeout, 0.0))   # nothing more can arrive: just let time pass
+            if timeout > 0:
+                time.sleep(timeout)         # nothing more can arrive: just let time pass
             return
         for event in console.poll(timeout):
             if console.interactive and not isinstance(event, bytes):

@@ -67,7 +67,7 @@ def light_digest(machine, output) -> bytes:
     """pc, x1..x31, an 8-byte hash of the whole CPU/device state, and the
     first 8 bytes of `output` (a hashlib object fed the console output since
     the last digest or keyframe: replay can start at any keyframe)."""
-    regs = [machine.pc] + [machine.reg(i) for i in range(1, 32)]
+    regs = [machine.pc] + machine.xregs()[1:]
     state = hashlib.blake2b(machine.save_state(), digest_size=8).digest()
     return _DIGEST.pack(*regs) + state + output.digest()[:8]
 

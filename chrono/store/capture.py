@@ -423,8 +423,7 @@ class Snapshots:
         m, store = self.guest.machine, self.store
 
         def provide(page: int) -> None:
-            m.ram[page * PAGE_SIZE:(page + 1) * PAGE_SIZE] = np.frombuffer(
-                store.page(table, page), dtype=np.uint8)
+            m.fill_page(page, store.page(table, page))
 
         m.set_page_provider(provide)
         if len(pages):
