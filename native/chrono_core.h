@@ -112,6 +112,17 @@ void machine_watch_hit(struct machine *m, struct chrono_watch_hit *out);
 /* Breakpoints on guest pc (virtual address as fetched). */
 int machine_add_breakpoint(struct machine *m, uint64_t pc);
 int machine_remove_breakpoint(struct machine *m, uint64_t pc);
+/* Passing mode (reverse-continue's scan): a breakpoint no longer stops the
+ * run; each time an instruction at one is about to run, the core counts it
+ * and keeps its position (including the first instruction of a run call).
+ * Turning it on clears the count; turning it off keeps it for reading. */
+struct chrono_breakpoint_hits {
+    uint64_t count;
+    uint64_t last_steps;        /* machine_steps before the last hit's instruction */
+    uint64_t last_pc;
+};
+void machine_pass_breakpoints(struct machine *m, int on);
+void machine_breakpoint_hits(struct machine *m, struct chrono_breakpoint_hits *out);
 
 /* Registers: 0-31 = x0..x31, 32 = pc, 33 = privilege level, 34-65 = f0..f31 (raw bits). */
 uint64_t machine_get_reg(struct machine *m, int idx);

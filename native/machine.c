@@ -269,7 +269,27 @@ bool machine_at_breakpoint(struct machine *m, uint64_t pc)
 
 bool machine_stops_at_breakpoint(struct machine *m, uint64_t pc, uint64_t steps)
 {
-    return machine_at_breakpoint(m, pc) && !(steps == m->bp_skip_steps && pc == m->bp_skip_pc);
+    if (!machine_at_breakpoint(m, pc))
+        return false;
+    if (m->bp_pass) {
+        m->bp_hits.count++;
+        m->bp_hits.last_steps = steps;
+        m->bp_hits.last_pc = pc;
+        return false;
+    }
+    return !(steps == m->bp_skip_steps && pc == m->bp_skip_pc);
+}
+
+void machine_pass_breakpoints(struct machine *m, int on)
+{
+    m->bp_pass = on != 0;
+    if (on)
+        memset(&m->bp_hits, 0, sizeof m->bp_hits);
+}
+
+void machine_breakpoint_hits(struct machine *m, struct chrono_breakpoint_hits *out)
+{
+    *out = m->bp_hits;
 }
 
 int machine_add_breakpoint(struct machine *m, uint64_t pc)

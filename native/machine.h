@@ -81,6 +81,8 @@ struct machine {
     uint64_t breakpoints[MAX_BREAKPOINTS];
     int nbreakpoints;
     uint64_t bp_skip_steps, bp_skip_pc;   /* resume over the breakpoint we stopped at */
+    bool bp_pass;                         /* count breakpoint hits instead of stopping */
+    struct chrono_breakpoint_hits bp_hits;
 
     struct watchpoint watch[MAX_WATCHPOINTS];     /* see watch.c */
     int nwatch;

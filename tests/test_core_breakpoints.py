@@ -115,3 +115,60 @@ def test_breakpoint_limit():
     with pytest.raises(UsageError):
         m.add_breakpoint(0x9100_0000)
     assert g.run_to_exit() == 0
+
+
+NESTED = """
+main:
+        li s0, 0
+        li s1, 300
+outer:
+        li t0, 7
+inner:
+bp_inner:
+        addi t0, t0, -1
+        bnez t0, inner
+bp_outer:
+        addi s0, s0, 1
+        blt s0, s1, outer
+        EXIT 0
+"""
+
+
+def stop_positions(g, pcs, budget):
+    """Every (position, pc) where run() stops at a breakpoint, run by run."""
+    m = g.machine
+    for pc in pcs:
+        m.add_breakpoint(pc)
+    hits = []
+    while True:
+        r = m.run(budget)
+        if r.reason == Stop.BREAKPOINT:
+            hits.append((m.steps, m.pc))
+        elif r.reason != Stop.BUDGET:
+            return hits, r
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("budget", [10_000_000, 5, 1])
+def test_passing_breakpoints_counts_every_hit_a_stop_would_make(jit, budget):
+    """Reverse-continue's scan: with breakpoints passed, the core counts each
+    hit (the first instruction of a run call included) and keeps the last,
+    exactly where stopping runs stop, on both engines and in any slicing."""
+    source = NESTED
+    stopping = rvasm.boot(source, jit=jit, jit_threshold=1)
+    pcs = [stopping.sym("bp_inner"), stopping.sym("bp_outer")]
+    hits, end = stop_positions(stopping, pcs, 10_000_000)
+    assert len(hits) == 300 * 7 + 300
+
+    passing = rvasm.boot(source, jit=jit, jit_threshold=1)
+    m = passing.machine
+    for pc in pcs:
+        m.add_breakpoint(pc)
+    m.pass_breakpoints(True)
+    while (r := m.run(budget)).reason == Stop.BUDGET:
+        pass
+    m.pass_breakpoints(False)
+    assert r.reason == end.reason and m.steps == stopping.machine.steps
+    assert m.breakpoint_hits() == (len(hits), *hits[-1])
+    m.pass_breakpoints(True)
+    assert m.breakpoint_hits() == (0, 0, 0)             # turning it on starts a new count

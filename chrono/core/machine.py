@@ -304,6 +304,17 @@ class Machine:
     def remove_breakpoint(self, pc: int) -> bool:
         return lib.machine_remove_breakpoint(self._m, pc) == 0
 
+    def pass_breakpoints(self, on: bool) -> None:
+        """On: breakpoints stop nothing, the core counts their hits (see
+        breakpoint_hits); on clears the count, off keeps it."""
+        lib.machine_pass_breakpoints(self._m, 1 if on else 0)
+
+    def breakpoint_hits(self) -> tuple[int, int, int]:
+        """(hits, steps before the last one, its pc) since pass_breakpoints."""
+        out = ffi.new("struct chrono_breakpoint_hits *")
+        lib.machine_breakpoint_hits(self._m, out)
+        return out.count, out.last_steps, out.last_pc
+
     def add_watchpoint(self, address: int, length: int, kind: Watch) -> None:
         """Stop after any instruction or DMA that accesses physical [address, +length)."""
         if lib.machine_add_watchpoint(self._m, address, length, int(kind)) != 0:

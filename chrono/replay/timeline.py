@@ -152,6 +152,18 @@ class Timeline:
         at the first breakpoint after the current position and returns its Halt.
         Temporary checkpoints: every COARSE, and every FINE from `dense_from` on."""
         target = min(target, self.end)
+        if stop_at_breakpoints or not self.breakpoints:
+            return self._advance(target, stop_at_breakpoints, dense_from)
+        # Passing over breakpoints: the core counts them (breakpoint_hits)
+        # instead of stopping at each one.
+        self.machine.pass_breakpoints(True)
+        try:
+            return self._advance(target, False, dense_from)
+        finally:
+            self.machine.pass_breakpoints(False)
+
+    def _advance(self, target: int, stop_at_breakpoints: bool, dense_from: int | None
+                 ) -> Halt | None:
         origin = self.position
         m, r = self.machine, self.replayer
         while True:
@@ -189,10 +201,7 @@ class Timeline:
             result = m.run(min(goal - self.position, SLICE))
             r._drain()
             if result.reason == Stop.BREAKPOINT:
-                if stop_at_breakpoints:
-                    return Halt("breakpoint", self.position, m.pc)
-                self._step_over_breakpoint()
-                continue
+                return Halt("breakpoint", self.position, m.pc)
             if result.reason == Stop.WATCHPOINT:
                 if stop_at_breakpoints:
                     return self._watch_halt()
@@ -212,16 +221,6 @@ class Timeline:
         address = hit.address if w is None else w.address + (hit.address - w.physical)
         return Halt("watch", self.position, self.machine.pc, address,
                     w.kind if w is not None else hit.watchpoint)
-
-    def _step_over_breakpoint(self) -> None:
-        m = self.machine
-        pc = m.pc
-        m.remove_breakpoint(pc)
-        try:
-            m.run(1)
-            self.replayer._drain()
-        finally:
-            m.add_breakpoint(pc)
 
     def _maybe_checkpoint(self, position: int, dense_from: int | None) -> None:
         if not self.checkpointing:
@@ -276,29 +275,40 @@ class Timeline:
             if checkpoint is None:
                 self.seek(self.start)
                 return Halt("begin", self.position, self.pc)
-            hits = self._hits_between(checkpoint, upper)
-            if hits:
-                last = hits[-1]
+            last = self._last_hit_between(checkpoint, upper)
+            if last is not None:
                 self.seek(last.position)
                 return Halt(last.reason, self.position, self.pc, last.address, last.access)
             upper = checkpoint.position
 
-    def _hits_between(self, checkpoint: Checkpoint, upper: int) -> list[Halt]:
-        """Hits in [checkpoint, upper), in order: breakpoints where the pc is at
-        one, watchpoints at the position of the accessing instruction."""
+    def _last_hit_between(self, checkpoint: Checkpoint, upper: int) -> Halt | None:
+        """The last hit in [checkpoint, upper): a breakpoint where the pc is at
+        one, a watchpoint at the position of the accessing instruction."""
         if not self.breakpoints and not self.watchpoints:
-            return []
+            return None
         while not self._restore(checkpoint):
             checkpoint = self._checkpoint_before(upper, strictly=True)
-        hits = [Halt("breakpoint", self.position, self.pc)] if self.pc in self.breakpoints else []
+        if not self.watchpoints:
+            return self._last_breakpoint_before(upper)
+        last = Halt("breakpoint", self.position, self.pc) if self.pc in self.breakpoints else None
         while self.position < upper:
             halt = self._forward(upper, stop_at_breakpoints=True)
             if halt is None or halt.reason not in ("breakpoint", "watch"):
                 break
             if halt.reason == "watch":      # the instruction before made the access
                 halt = Halt("watch", halt.position - 1, 0, halt.address, halt.access)
-            hits.append(halt)
-        return [h for h in hits if h.position < upper]
+            if halt.position < upper:
+                last = halt
+        return last
+
+    def _last_breakpoint_before(self, upper: int) -> Halt | None:
+        """Breakpoints only: one pass to `upper`, the core counting hits
+        (hundreds of thousands of hits cost nothing in Python)."""
+        self._forward(upper)
+        count, steps, pc = self.machine.breakpoint_hits()
+        if not count:
+            return None
+        return Halt("breakpoint", steps - self.replayer.offset, pc)
 
     # ---- breakpoints ---------------------------------------------------------------
     def add_breakpoint(self, pc: int) -> None:
