@@ -93,6 +93,19 @@ void machine_skip_to(struct machine *m, uint64_t vclock);
  * far.  It changes speed only: every result is the interpreter's. */
 int machine_jit_enabled(struct machine *m);
 uint64_t machine_jit_translated(struct machine *m);
+struct chrono_jit_stats {
+    uint64_t translated;        /* blocks translated */
+    uint64_t declined;          /* hot blocks left to the interpreter (first op not translated) */
+    uint64_t guest_ops;         /* guest instructions in those translations */
+    uint64_t code_bytes;        /* host code written, over every cache epoch */
+    uint64_t cache_used;        /* bytes of the code cache in use now */
+    uint64_t cache_size;
+    uint64_t flushes;           /* times the cache was full and started over */
+};
+void machine_jit_stats(struct machine *m, struct chrono_jit_stats *out);
+/* The code cache as it runs (cache_used bytes), for looking at the code
+ * (tools/jit_dump.py); NULL without the JIT. */
+const uint8_t *machine_jit_code(struct machine *m);
 
 /* Data watchpoints on physical address ranges (for debuggers): the run
  * stops after an instruction (or device DMA) that reads or writes them. */

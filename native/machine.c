@@ -391,4 +391,21 @@ size_t machine_console_returned(struct machine *m, uint8_t *buf, size_t len)
 int machine_jit_enabled(struct machine *m) { return m->jit.enabled; }
 uint64_t machine_jit_translated(struct machine *m) { return m->jit.translated; }
 
+void machine_jit_stats(struct machine *m, struct chrono_jit_stats *out)
+{
+    const struct jit *j = &m->jit;
+    out->translated = j->translated;
+    out->declined = j->declined;
+    out->guest_ops = j->guest_ops;
+    out->code_bytes = j->code_bytes;
+    out->cache_used = j->enabled ? j->cache.used : 0;
+    out->cache_size = j->enabled ? j->cache.size : 0;
+    out->flushes = j->enabled ? j->cache.flushes : 0;
+}
+
+const uint8_t *machine_jit_code(struct machine *m)
+{
+    return m->jit.enabled ? m->jit.cache.rx : NULL;
+}
+
 void machine_set_input_waiting(struct machine *m, int waiting) { m->input_waiting = waiting; }

@@ -61,3 +61,18 @@ def test_code_memory_is_never_writable_and_executable(tmp_path):
     assert any("x" in perms for perms in views), views          # the one it runs from
     assert any("w" in perms for perms in views), views          # the one it writes through
     assert not any("w" in perms and "x" in perms for perms in views), views
+
+
+def test_the_counters_and_the_code_cache_say_what_was_translated():
+    """jit_stats and jit_code (bench/bench_jit_translation.py reports them)."""
+    require_jit()
+    g = rvasm.boot(load_fuzzer().HARNESS, jit=True, jit_threshold=1)
+    g.run(20000)
+    s = g.machine.jit_stats()
+    assert s["translated"] == g.machine.jit_translated > 0
+    assert s["guest_ops"] >= s["translated"]            # every translation covers an instruction
+    assert 0 < s["code_bytes"] <= s["cache_used"] <= s["cache_size"] and s["flushes"] == 0
+    code = g.machine.jit_code()
+    assert len(code) == s["cache_used"] and code.count(0xc3) > 0    # ret: real x86 code
+    plain = rvasm.boot(load_fuzzer().HARNESS, jit=False)
+    assert plain.machine.jit_stats()["translated"] == 0 and plain.machine.jit_code() == b""

@@ -279,6 +279,20 @@ class Machine:
         """Blocks translated to host code so far."""
         return lib.machine_jit_translated(self._m)
 
+    def jit_stats(self) -> dict[str, int]:
+        """The JIT's counters (names as struct chrono_jit_stats in chrono_core.h)."""
+        out = ffi.new("struct chrono_jit_stats *")
+        lib.machine_jit_stats(self._m, out)
+        return {name: getattr(out, name) for name in
+                ("translated", "declined", "guest_ops", "code_bytes", "cache_used",
+                 "cache_size", "flushes")}
+
+    def jit_code(self) -> bytes:
+        """The code cache's bytes in use, as they run (b"" without the JIT)."""
+        code = lib.machine_jit_code(self._m)
+        used = self.jit_stats()["cache_used"]
+        return ffi.buffer(code, used)[:] if code != ffi.NULL and used else b""
+
     @property
     def steps(self) -> int:
         """Position: instructions executed or trapped since reset."""

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JIT_CACHE_SIZE (32u << 20)      /* bytes of host code before starting over */
+#define JIT_CACHE_SIZE (64u << 20)      /* bytes of host code before starting over (a Debian boot: 24 MiB) */
 
 struct jit_cache {
     uint8_t *rw;                /* the code as written (never executable) */

@@ -100,6 +100,43 @@ static void alu_x(struct translation *t, enum x86_alu op, int reg, int i, bool w
         x86_alu_rm(&t->a, op, reg, guest(i), w64);     /* x[0] is 0 in memory */
 }
 
+/* Where x[i] lives in the host, -1 = in memory (x0 is never cached). */
+static int host(const struct translation *t, int i)
+{
+    return i != 0 ? t->host_of[i] : -1;
+}
+
+/* Where an op computes x[rd]: rd's own host register, so no move is
+ * needed, or rax (then set_x stores it). */
+static int dest(const struct translation *t, int rd)
+{
+    int h = host(t, rd);
+    return h >= 0 ? h : RAX;
+}
+
+static void set_x(struct translation *t, int reg, int rd)
+{
+    if (reg == RAX)
+        store_x(t, RAX, rd);
+}
+
+/* A host register holding x[i]: its own, or `scratch` loaded with it. */
+static int reg_of(struct translation *t, int i, int scratch)
+{
+    int h = host(t, i);
+    if (h >= 0)
+        return h;
+    load_x(t, scratch, i);
+    return scratch;
+}
+
+/* reg = x[i], unless reg already is x[i]'s host register. */
+static void load_into(struct translation *t, int reg, int i)
+{
+    if (reg != host(t, i))
+        load_x(t, reg, i);
+}
+
 /* Put the cached registers the block writes back into h->x, or load the
  * cached ones from it. */
 static void write_back(struct translation *t)
@@ -207,9 +244,13 @@ static void emit_stubs(struct translation *t)
 static void tlb_access(struct translation *t, const struct decoded *d, int size, int tlb)
 {
     struct x86 *a = &t->a;
-    load_x(t, RAX, d->rs1);
-    if (d->imm)
-        x86_alu_ri(a, ALU_ADD, RAX, (int32_t)d->imm, true);
+    if (host(t, d->rs1) >= 0) {
+        x86_lea(a, RAX, x86_at(host(t, d->rs1), (int32_t)d->imm));
+    } else {
+        load_x(t, RAX, d->rs1);
+        if (d->imm)
+            x86_alu_ri(a, ALU_ADD, RAX, (int32_t)d->imm, true);
+    }
     x86_mov_rr(a, RCX, RAX, true);
     x86_alu_ri(a, ALU_AND, RCX, (int32_t)(~0xfffu | (uint32_t)(size - 1)), true);
     /* Entry offset: ((va >> 12) & (TLB_SIZE - 1)) * sizeof(struct tlb_entry). */
@@ -226,62 +267,89 @@ static void emit_load(struct translation *t, const struct decoded *d, int size, 
     tlb_access(t, d, size, R12);
     if (d->rd == 0)
         return;                 /* a hit reads RAM: no effect; the block ends here */
+    int rd = dest(t, d->rd);
     if (sign)
-        x86_load_sx(&t->a, RAX, x86_at(RAX, 0), size);
+        x86_load_sx(&t->a, rd, x86_at(RAX, 0), size);
     else
-        x86_load_zx(&t->a, RAX, x86_at(RAX, 0), size);
-    store_x(t, RAX, d->rd);
+        x86_load_zx(&t->a, rd, x86_at(RAX, 0), size);
+    set_x(t, rd, d->rd);
 }
 
 static void emit_store(struct translation *t, const struct decoded *d, int size)
 {
     tlb_access(t, d, size, R13);
-    load_x(t, RCX, d->rs2);
-    x86_store(&t->a, x86_at(RAX, 0), RCX, size);
+    x86_store(&t->a, x86_at(RAX, 0), reg_of(t, d->rs2, RCX), size);
 }
 
-/* x[rd] = x[rs1] op x[rs2] for the plain two-operand ALU ops. */
+static bool commutes(enum x86_alu op)
+{
+    return op == ALU_ADD || op == ALU_XOR || op == ALU_OR || op == ALU_AND;
+}
+
+/* x[rd] = x[rs1] op x[rs2] for the plain two-operand ALU ops, computed in
+ * rd's host register where it has one. */
 static void emit_alu(struct translation *t, const struct decoded *d, enum x86_alu op, bool w64)
 {
-    load_x(t, RAX, d->rs1);
-    alu_x(t, op, RAX, d->rs2, w64);
+    int rd = dest(t, d->rd);
+    if (rd == host(t, d->rs2) && d->rs1 != d->rs2) {
+        if (commutes(op)) {                     /* rd = rs2: rd op= rs1 */
+            alu_x(t, op, rd, d->rs1, w64);
+        } else {
+            load_x(t, RAX, d->rs1);
+            alu_x(t, op, RAX, d->rs2, w64);
+            x86_mov_rr(&t->a, rd, RAX, true);
+        }
+    } else {
+        load_into(t, rd, d->rs1);
+        alu_x(t, op, rd, d->rs2, w64);
+    }
     if (!w64)
-        x86_movsxd_rr(&t->a, RAX, RAX);
-    store_x(t, RAX, d->rd);
+        x86_movsxd_rr(&t->a, rd, rd);
+    set_x(t, rd, d->rd);
 }
 
 static void emit_alu_imm(struct translation *t, const struct decoded *d, enum x86_alu op, bool w64)
 {
-    load_x(t, RAX, d->rs1);
-    x86_alu_ri(&t->a, op, RAX, (int32_t)d->imm, w64);
-    if (!w64)
-        x86_movsxd_rr(&t->a, RAX, RAX);
-    store_x(t, RAX, d->rd);
+    int rd = dest(t, d->rd), rs1 = host(t, d->rs1);
+    if (op == ALU_ADD && w64 && rs1 >= 0 && rd != rs1) {
+        x86_lea(&t->a, rd, x86_at(rs1, (int32_t)d->imm));          /* addi, mv */
+    } else if (op == ALU_ADD && !w64 && d->imm == 0 && rs1 >= 0) {
+        x86_movsxd_rr(&t->a, rd, rs1);                               /* sext.w */
+    } else {
+        load_into(t, rd, d->rs1);
+        if (d->imm || op != ALU_ADD || !w64)
+            x86_alu_ri(&t->a, op, rd, (int32_t)d->imm, w64);
+        if (!w64)
+            x86_movsxd_rr(&t->a, rd, rd);
+    }
+    set_x(t, rd, d->rd);
 }
 
 static void emit_shift(struct translation *t, const struct decoded *d, enum x86_shift op,
                        bool w64, bool by_imm)
 {
-    load_x(t, RAX, d->rs1);
+    int rd = dest(t, d->rd);
     if (by_imm) {
-        x86_shift_ri(&t->a, op, RAX, (uint8_t)d->imm, w64);
+        load_into(t, rd, d->rs1);
+        x86_shift_ri(&t->a, op, rd, (uint8_t)d->imm, w64);
     } else {
-        load_x(t, RCX, d->rs2);
-        x86_shift_rcl(&t->a, op, RAX, w64);   /* masks the count to 6 (5) bits, as RISC-V */
+        load_x(t, RCX, d->rs2);                 /* first: rd may be rs2 */
+        load_into(t, rd, d->rs1);
+        x86_shift_rcl(&t->a, op, rd, w64);      /* masks the count to 6 (5) bits, as RISC-V */
     }
     if (!w64)
-        x86_movsxd_rr(&t->a, RAX, RAX);
-    store_x(t, RAX, d->rd);
+        x86_movsxd_rr(&t->a, rd, rd);
+    set_x(t, rd, d->rd);
 }
 
 /* x[rd] = (x[rs1] cc x[rs2] or imm) ? 1 : 0 */
 static void emit_set(struct translation *t, const struct decoded *d, enum x86_cc cc, bool by_imm)
 {
-    load_x(t, RAX, d->rs1);
+    int rs1 = reg_of(t, d->rs1, RAX);
     if (by_imm)
-        x86_alu_ri(&t->a, ALU_CMP, RAX, (int32_t)d->imm, true);
+        x86_alu_ri(&t->a, ALU_CMP, rs1, (int32_t)d->imm, true);
     else
-        alu_x(t, ALU_CMP, RAX, d->rs2, true);
+        alu_x(t, ALU_CMP, rs1, d->rs2, true);
     x86_setcc(&t->a, cc, RAX);
     x86_movzx8_rr(&t->a, RAX, RAX);
     store_x(t, RAX, d->rd);
@@ -289,12 +357,16 @@ static void emit_set(struct translation *t, const struct decoded *d, enum x86_cc
 
 static void emit_mul(struct translation *t, const struct decoded *d, bool w64)
 {
-    load_x(t, RAX, d->rs1);
-    load_x(t, RCX, d->rs2);
-    x86_imul_rr(&t->a, RAX, RCX, w64);
+    int rd = dest(t, d->rd);
+    if (rd == host(t, d->rs2) && d->rs1 != d->rs2) {
+        x86_imul_rr(&t->a, rd, reg_of(t, d->rs1, RCX), w64);     /* rd = rs2: rd *= rs1 */
+    } else {
+        load_into(t, rd, d->rs1);
+        x86_imul_rr(&t->a, rd, reg_of(t, d->rs2, RCX), w64);
+    }
     if (!w64)
-        x86_movsxd_rr(&t->a, RAX, RAX);
-    store_x(t, RAX, d->rd);
+        x86_movsxd_rr(&t->a, rd, rd);
+    set_x(t, rd, d->rd);
 }
 
 /* High halves: RDX of the 128-bit product.  mulhsu = mulhu - (a < 0 ? b : 0). */
@@ -365,8 +437,11 @@ static void emit_div(struct translation *t, const struct decoded *d, bool is_sig
 
 static void emit_branch(struct translation *t, const struct decoded *d, enum x86_cc cc)
 {
-    load_x(t, RAX, d->rs1);
-    alu_x(t, ALU_CMP, RAX, d->rs2, true);
+    int rs1 = reg_of(t, d->rs1, RAX);
+    if (d->rs2 == 0)
+        x86_alu_ri(&t->a, ALU_CMP, rs1, 0, true);
+    else
+        alu_x(t, ALU_CMP, rs1, d->rs2, true);
     size_t field = x86_jcc(&t->a, cc);
     uint32_t done = d->idx + 1u;
     add_stub(t, field, loops_back(t, d->imm) ? STUB_LOOP : STUB_EXIT, done, 0, d->imm);
@@ -420,13 +495,9 @@ static bool emit_op(struct translation *t, const struct decoded *d)
     switch (d->op) {
     case OP_NOP: case OP_FENCE: return true;
     case OP_END: exit_to(t, d->idx, pc); return false;
-    case OP_LUI:
-        x86_mov_ri(&t->a, RAX, d->imm);
-        store_x(t, RAX, d->rd);
-        return true;
-    case OP_AUIPC:
-        x86_mov_ri(&t->a, RAX, d->imm);
-        store_x(t, RAX, d->rd);
+    case OP_LUI: case OP_AUIPC:                 /* imm: the value (auipc: computed when decoded) */
+        x86_mov_ri(&t->a, dest(t, d->rd), d->imm);
+        set_x(t, dest(t, d->rd), d->rd);
         return true;
     case OP_JAL: emit_jump(t, d, pc); return false;
     case OP_JALR: emit_jalr(t, d, pc); return false;
@@ -698,8 +769,9 @@ static const void *translate(struct machine *m, const struct block *b)
     load_cached(&t);
     t.top = a->len;
 
+    uint32_t ops = 0;
     for (const struct decoded *d = b->ops; emit_op(&t, d); d++)
-        ;
+        ops++;
     emit_stubs(&t);
 
     size_t epilogue = a->len;
@@ -708,6 +780,8 @@ static const void *translate(struct machine *m, const struct block *b)
         x86_patch(a, t.epilogue_jumps[i], (int64_t)epilogue);
     if (a->full)
         return NULL;
+    j->guest_ops += ops < b->n ? ops : b->n;
+    j->code_bytes += a->len;
     return jit_cache_commit(&j->cache, a->len);
 }
 
@@ -715,6 +789,7 @@ void jit_init(struct jit *j, bool want, uint32_t hot)
 {
     j->hot = hot ? hot : JIT_HOT;
     j->translated = j->declined = 0;
+    j->guest_ops = j->code_bytes = 0;
     j->chain_entry = 0;
     j->chain_stub = 0;
     j->stub_epoch = 0;
@@ -756,7 +831,10 @@ jit_code jit_prepare(struct machine *m, struct block *b)
 
 #else   /* not an x86-64 Linux host: the interpreter only */
 
-void jit_init(struct jit *j, bool want, uint32_t hot) { j->enabled = false; j->translated = j->declined = 0; }
+void jit_init(struct jit *j, bool want, uint32_t hot)
+{
+    memset(j, 0, sizeof *j);
+}
 void jit_free(struct jit *j) { }
 void jit_flush(struct jit *j) { }
 jit_code jit_prepare(struct machine *m, struct block *b) { return NULL; }

@@ -54,6 +54,8 @@ struct jit {
     struct jit_cache cache;
     uint64_t translated;        /* blocks translated */
     uint64_t declined;          /* blocks whose first op is not translated */
+    uint64_t guest_ops;         /* guest instructions those translations cover */
+    uint64_t code_bytes;        /* host code written, over all cache epochs */
     uint32_t chain_entry;       /* offset of a translation's body: where chained exits enter */
     size_t chain_stub;          /* the shared chaining code's offset in the cache (jit.c) */
     uint32_t stub_epoch;        /* the cache epoch it was emitted in */
