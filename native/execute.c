@@ -289,10 +289,12 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
     uint64_t steps = h->steps;          /* steps before the current block */
     uint64_t end = slice_end;           /* reloaded after calls out: cpu_kick() zeroes m->slice_end */
     const bool check_breakpoints = m->nbreakpoints != 0;
-    /* Watchpoints are left to the interpreter alone.  Translations never
-     * loop or chain into a block that starts at a breakpoint (block.h), so
-     * those still come through dispatch and its breakpoint check. */
-    const bool use_jit = m->jit.enabled && m->nwatch == 0;
+    /* Translations never loop or chain into a block that starts at a
+     * breakpoint (block.h), so those still come through dispatch and its
+     * breakpoint check.  Watched pages are kept out of the TLB (watch.c), so
+     * a translated access to one misses and resumes the interpreter, whose
+     * slow path records the hit and ends the slice after that instruction. */
+    const bool use_jit = m->jit.enabled;
 
     m->slice_end = slice_end;
 

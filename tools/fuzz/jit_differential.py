@@ -17,8 +17,9 @@ starting anywhere in a page (so blocks chain within and across pages),
 compressed instructions, CSR reads,
 ecall/ebreak/illegal traps, some D-extension ops and loads/stores, stores
 that patch the program's own code (with and without fence.i) and,
-optionally, a timer interrupt every few ticks and breakpoints (each stop is
-compared, then the run resumes over it).  The trap handler skips the
+optionally, a timer interrupt every few ticks, breakpoints and data
+watchpoints on the data area (each stop is compared, then the run resumes
+over it).  The trap handler skips the
 trapping instruction and re-arms the timer.
 
     python3 tools/fuzz/jit_differential.py --seed 1 --count 200 --time-limit 60
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 
 import rvasm  # noqa: E402
-from chrono.core.machine import REG_F0, Stop  # noqa: E402
+from chrono.core.machine import REG_F0, Stop, Watch  # noqa: E402
 
 RAM_SIZE = 2 << 20
 
@@ -450,6 +451,8 @@ def _run_to(side: Side, target: int, rng: random.Random) -> None:
         side.console += m.console_read()
         if r.reason == Stop.BREAKPOINT:
             side.hits.append((m.steps, m.pc))   # the next run resumes over it
+        elif r.reason == Stop.WATCHPOINT:
+            side.hits.append((m.steps, m.pc, m.watch_hit()))
         elif r.reason not in (Stop.BUDGET, Stop.OUTPUT):
             side.stopped = r.reason
 
@@ -475,10 +478,20 @@ def run_case(seed: int, steps: int = 30000) -> tuple[list[str], int]:
     for side in sides:
         for offset in breakpoints:
             side.guest.machine.add_breakpoint(side.guest.sym("fz_code") + code_offset + offset)
-    # Each side reaches the checkpoints in its own chunks; with breakpoints
-    # both make the same calls (a run that ends at a breakpoint's pc resumes
-    # over it: which stops are seen depends on the chunking).
-    chunk_rngs = [random.Random(seed * 2 + 1), random.Random(seed * 2 + (1 if breakpoints else 2))]
+    # Sometimes data watchpoints on the program's data area (loads and stores
+    # go there), of each kind: the JIT's accesses to their pages must miss.
+    data = sides[0].guest.sym("fz_data")
+    watches = [(data + rng.randrange(0, 8192), rng.choice([1, 2, 4, 8, 64, 512, 4096]),
+                rng.choice([Watch.WRITE, Watch.READ, Watch.ACCESS]))
+               for _ in range(rng.choice([0, 0, 0, 1, 2]))]
+    for side in sides:
+        for address, length, kind in watches:
+            side.guest.machine.add_watchpoint(address, length, kind)
+    # Each side reaches the checkpoints in its own chunks; with breakpoints or
+    # watchpoints both make the same calls (a run that ends at a breakpoint's
+    # pc resumes over it: which stops are seen depends on the chunking).
+    same_chunks = bool(breakpoints or watches)
+    chunk_rngs = [random.Random(seed * 2 + 1), random.Random(seed * 2 + (1 if same_chunks else 2))]
     position = 0
     problems: list[str] = []
     while position < steps:
@@ -496,7 +509,7 @@ def run_case(seed: int, steps: int = 30000) -> tuple[list[str], int]:
         if sides[0].console != sides[1].console:
             problems.append(f"seed {seed}: at position {position}: console output differs")
         if sides[0].hits != sides[1].hits:
-            problems.append(f"seed {seed}: at position {position}: breakpoint stops differ: "
+            problems.append(f"seed {seed}: at position {position}: breakpoint/watchpoint stops differ: "
                             f"{sides[0].hits[-5:]} vs {sides[1].hits[-5:]}")
         if sides[0].stopped != sides[1].stopped:
             problems.append(f"seed {seed}: at position {position}: stops differ: "
