@@ -13,6 +13,7 @@ def main(path: str, round_: int) -> None:
     with Store(path, create=True) as store:
         base = parent = None
         n = 0
+        print("saving", flush=True)
         while True:
             pages = {(n * 97 + i * 31) % RAM_PAGES: page((round_, n, i), compressible=i % 3 != 0)
                      for i in range(48)}
