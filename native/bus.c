@@ -42,6 +42,7 @@ bool bus_read(struct machine *m, uint64_t paddr, int size, uint64_t *value)
 bool bus_write(struct machine *m, uint64_t paddr, int size, uint64_t value)
 {
     if (phys_is_ram(m, paddr, (uint64_t)size)) {
+        ram_before_write(m, paddr, (uint64_t)size);
         memcpy(ram_range(m, paddr, (uint64_t)size), &value, (size_t)size);
         ram_mark_written(m, paddr, (uint64_t)size);
         watch_check(m, paddr, (uint64_t)size, ACCESS_WRITE);
@@ -72,6 +73,7 @@ bool phys_write(struct machine *m, uint64_t paddr, const void *src, uint64_t len
         return false;
     if (len == 0)
         return true;
+    ram_before_write(m, paddr, len);
     memcpy(ram_range(m, paddr, len), src, len);
     ram_mark_written(m, paddr, len);
     watch_check_device(m, paddr, len, ACCESS_WRITE);

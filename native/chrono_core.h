@@ -68,6 +68,23 @@ void machine_invalidate_ram(struct machine *m);
 /* Call after the host wrote RAM: the next run rechecks decoded code against
  * RAM (the core does not see host writes; it no longer rechecks every run). */
 void machine_host_wrote(struct machine *m);
+/* Call before the host writes RAM (disk = 0, offset from RAM's start) or the
+ * disk buffer (disk = 1): a capture in progress keeps what it needs first. */
+void machine_host_will_write(struct machine *m, int disk, uint64_t offset, uint64_t len);
+
+/* Copy-on-write capture (capture.c).  begin: the listed RAM pages and disk
+ * blocks (4 KiB units) keep their current content for the capture, the dirty
+ * maps are cleared; the guest may run on at once.  read (from any thread,
+ * also while the machine runs): the units' captured content into out
+ * (n * 4096 bytes; a disk's last partial block zero-padded); -1 if one was
+ * not part of the capture or could not be kept.  pending: units not read
+ * yet.  abandon: forget what is unread (a capture that failed).  begin
+ * returns -1 while units are pending or an index is out of range. */
+int machine_capture_begin(struct machine *m, const uint64_t *pages, size_t npages,
+                          const uint64_t *blocks, size_t nblocks);
+int machine_capture_read(struct machine *m, int disk, const uint64_t *units, size_t n, uint8_t *out);
+uint64_t machine_capture_pending(struct machine *m);
+void machine_capture_abandon(struct machine *m);
 
 /* Attach a disk buffer (size a multiple of 512, owned by the caller, kept alive
  * for the machine's life).  Returns 0, or -1 if a disk is already attached. */

@@ -62,6 +62,7 @@ void machine_free(struct machine *m)
     free(m->code_list);
     block_cache_free(&m->blocks);
     jit_free(&m->jit);
+    capture_free(m);
     free(m->disk_dirty);
     free(m->disk_written);
     free(m);
@@ -94,6 +95,14 @@ void machine_invalidate_ram(struct machine *m)
 }
 
 void machine_host_wrote(struct machine *m) { m->host_wrote = true; }
+
+void machine_host_will_write(struct machine *m, int disk, uint64_t offset, uint64_t len)
+{
+    if (disk)
+        disk_before_write(m, offset, len);
+    else
+        ram_before_write(m, RAM_BASE + offset, len);
+}
 
 void ram_materialize(struct machine *m, uint64_t page_index)
 {

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include "chrono_core.h"
 #include "cpu.h"
 #include "devices.h"
@@ -24,6 +25,18 @@
 struct watchpoint {
     uint64_t addr, len;
     int kind;                   /* enum chrono_watch */
+};
+
+/* A copy-on-write capture in progress (capture.c): per RAM page / disk
+ * block, whether the snapshot still needs its current content. */
+struct capture_area {
+    _Atomic uint8_t *state;     /* NULL until the first capture */
+    uint8_t **aside;            /* content set aside before a write */
+    uint64_t units;
+};
+struct capture {
+    struct capture_area ram, disk;
+    _Atomic uint64_t pending;   /* units the reader has not taken yet */
 };
 
 /* What the block cache knows of a RAM page (block.h). */
@@ -55,6 +68,7 @@ struct machine {
     uint64_t code_gen_last;
     bool host_wrote;                /* the host wrote RAM: renew code generations at the next run */
     struct chrono_config cfg;
+    struct capture capture;         /* see capture.c */
     uint8_t *ram;
     uint64_t ram_size;
     uint8_t *ram_dirty;
@@ -172,8 +186,27 @@ static inline void ram_forget_code(struct machine *m, uint64_t page)
     }
 }
 
+/* capture.c: before RAM or disk bytes change, keep what a capture in
+ * progress still needs of them. */
+void capture_keep_ram(struct machine *m, uint64_t paddr, uint64_t len);
+void capture_keep_disk(struct machine *m, uint64_t offset, uint64_t len);
+void capture_free(struct machine *m);
+static inline void ram_before_write(struct machine *m, uint64_t paddr, uint64_t len)
+{
+    if (__builtin_expect(atomic_load_explicit(&m->capture.pending, memory_order_relaxed) != 0, 0))
+        capture_keep_ram(m, paddr, len);
+}
+static inline void disk_before_write(struct machine *m, uint64_t offset, uint64_t len)
+{
+    if (__builtin_expect(atomic_load_explicit(&m->capture.pending, memory_order_relaxed) != 0, 0))
+        capture_keep_disk(m, offset, len);
+}
+
+/* Marking comes before the write on the store paths (a write TLB entry is
+ * filled through here), so it also keeps a capture's content. */
 static inline void ram_mark_dirty(struct machine *m, uint64_t paddr)
 {
+    ram_before_write(m, paddr & ~0xfffull, 1);
     uint64_t page = (paddr - RAM_BASE) >> PAGE_SHIFT;
     m->ram_dirty[page] = 1;
     ram_forget_code(m, page);
@@ -182,6 +215,7 @@ static inline void ram_mark_dirty(struct machine *m, uint64_t paddr)
 /* Same for a range that may span pages. */
 static inline void ram_mark_written(struct machine *m, uint64_t paddr, uint64_t len)
 {
+    ram_before_write(m, paddr, len);
     if (len)
         for (uint64_t page = (paddr - RAM_BASE) >> PAGE_SHIFT;
              page <= (paddr - RAM_BASE + len - 1) >> PAGE_SHIFT; page++) {

@@ -137,6 +137,7 @@ bool mmu_translate(struct machine *m, uint64_t va, enum access_type type,
             return false;
         }
         pte |= want;
+        ram_before_write(m, pte_addr, 8);
         memcpy(ram_ptr(m, pte_addr), &pte, 8);
         ram_mark_dirty(m, pte_addr);
     }
@@ -280,6 +281,7 @@ bool mmu_store_slow(struct machine *m, uint64_t va, int size, uint64_t value)
             return false;
         if (phys_is_ram(m, pa, (uint64_t)size)) {
             tlb_fill(m, set, ACCESS_WRITE, va, pa);
+            ram_before_write(m, pa, (uint64_t)size);
             memcpy(ram_ptr(m, pa), &value, (size_t)size);
             ram_mark_dirty(m, pa);
             watch_check(m, pa, (uint64_t)size, ACCESS_WRITE);

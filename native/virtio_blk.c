@@ -58,6 +58,7 @@ static uint32_t blk_request(struct machine *m, const struct virtq_chain *c)
                 break;
             written = len;
         } else {
+            disk_before_write(m, pos, len);
             bool ok = virtq_copy(m, c, false, sizeof hdr, m->disk + pos, len);
             disk_mark_written(m, pos, len);     /* even a failed copy may have landed partly */
             if (!ok)

@@ -88,6 +88,20 @@ class Disk:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(self.written)
 
+    def maybe_nonzero_blocks(self) -> np.ndarray:
+        """Blocks that may hold non-zero bytes, found without reading the disk:
+        those written since start and those in the image file's data extents
+        (its holes read as zeros).  Every block when the file system cannot say."""
+        written = self.overlay_blocks()
+        if self.path is None:
+            return written                      # a blank disk: only what was written
+        extents = _data_extents(self.path, self.size)
+        if extents is None:
+            return np.arange((self.size + BLOCK - 1) // BLOCK, dtype=np.int64)
+        ranges = [np.arange(start // BLOCK, (end + BLOCK - 1) // BLOCK, dtype=np.int64)
+                  for start, end in extents]
+        return np.union1d(written, np.concatenate(ranges) if ranges else written)
+
     def overlay(self) -> Iterator[tuple[int, bytes]]:
         """(offset, bytes) of every block the guest has written."""
         for block in self.overlay_blocks():
@@ -125,6 +139,34 @@ class Disk:
                     f"they are lost")
         return (f"they are saved in {saved}: `chrono disk commit {saved}` writes them into "
                 f"{self.path} once it can be written")
+
+
+def _data_extents(path: Path, size: int) -> list[tuple[int, int]] | None:
+    """(start, end) byte ranges of `path` that hold data (SEEK_DATA/SEEK_HOLE);
+    None if the file cannot be asked."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    extents, offset = [], 0
+    try:
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == 6:                # ENXIO: no data after offset
+                    break
+                return None
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+            if start >= size:
+                break
+            extents.append((start, end))
+            offset = end
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return extents
 
 
 def _check_same_file(f: BinaryIO, path: Path) -> None:

@@ -163,6 +163,7 @@ class Machine:
             raise UsageError(f"{len(data)} bytes at {address:#x} do not fit in guest RAM")
         if data:
             self.materialize(range(offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE + 1))
+        lib.machine_host_will_write(self._m, 0, offset, len(data))
         self._ram[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
         if data:
             first, last = offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE
@@ -181,6 +182,7 @@ class Machine:
 
     def zero_ram(self) -> None:
         """All of RAM to zeros, every page dirty (a guest-requested reset)."""
+        lib.machine_host_will_write(self._m, 0, 0, self.ram_size)
         self._ram[:] = 0
         self.ram_dirty[:] = 1
         lib.machine_host_wrote(self._m)
@@ -253,6 +255,37 @@ class Machine:
 
     def clear_disk_dirty(self) -> None:
         lib.machine_clear_disk_dirty(self._m)
+
+    def host_will_write_disk(self, offset: int, length: int) -> None:
+        """Call before writing the disk buffer from the host (a capture may need it)."""
+        lib.machine_host_will_write(self._m, 1, offset, length)
+
+    # ---- copy-on-write capture (capture.c) ----------------------------------
+    def capture_begin(self, pages, blocks) -> None:
+        """From now on the listed RAM pages and disk blocks keep this instant's
+        content for capture_read, whatever the guest (or DMA, or the host)
+        writes; the dirty maps are cleared.  The guest may run on at once."""
+        p = np.ascontiguousarray(pages, dtype=np.uint64)
+        b = np.ascontiguousarray(blocks if blocks is not None else [], dtype=np.uint64)
+        if lib.machine_capture_begin(self._m, ffi.from_buffer("uint64_t[]", p), len(p),
+                                     ffi.from_buffer("uint64_t[]", b), len(b)) != 0:
+            raise UsageError("a capture is still in progress, or a page or block is out of range")
+
+    def capture_read(self, disk: bool, units) -> np.ndarray:
+        """The captured content of RAM pages (or disk blocks): (len(units), 4096).
+        Safe from another thread while the machine runs."""
+        u = np.ascontiguousarray(units, dtype=np.uint64)
+        out = np.empty((len(u), PAGE_SIZE), dtype=np.uint8)
+        if lib.machine_capture_read(self._m, 1 if disk else 0, ffi.from_buffer("uint64_t[]", u),
+                                    len(u), ffi.from_buffer("uint8_t[]", out)) != 0:
+            raise GuestError("a captured page was lost (out of memory while the guest wrote it)")
+        return out
+
+    def capture_pending(self) -> int:
+        return lib.machine_capture_pending(self._m)
+
+    def capture_abandon(self) -> None:
+        lib.machine_capture_abandon(self._m)
 
     # ---- execution ----------------------------------------------------------
     def reset(self, pc: int, a0: int = 0, a1: int = 0, a2: int = 0) -> None:

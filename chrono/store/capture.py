@@ -9,8 +9,10 @@ The machine keeps a *baseline*: the snapshot it was last saved as or
 restored from, with its page tables.  Only pages and blocks dirtied since
 then can differ from it, which makes both directions incremental:
 
-- capture copies the dirty pages and blocks out of the paused machine (the
-  only part that needs the guest stopped), then hashes, compresses and
+- capture takes the CPU/device state and the lists of dirty pages and blocks
+  (the only part that needs the guest stopped, well under a millisecond);
+  the core then keeps their content copy-on-write (native/capture.c) while
+  the guest runs on and another thread reads, hashes, compresses and
   commits them against the baseline's tables (unchanged leaves are shared);
 - restore rewrites only the pages that differ between the baseline and the
   target (plus those dirtied since the baseline).  RAM pages are not even
@@ -56,8 +58,8 @@ class Baseline:
 class CaptureTimes:
     """Seconds spent in each phase of the last capture (for benchmarks and the monitor)."""
 
-    paused: float = 0.0         # copying dirty pages: the guest is stopped for this
-    encode: float = 0.0         # hashing the copied pages
+    paused: float = 0.0         # the state and the page lists: the guest is stopped for this
+    encode: float = 0.0         # reading the captured pages and hashing them
     commit: float = 0.0         # tables, compressing what the store lacks, the transaction
     pages: int = 0              # RAM pages captured
     blocks: int = 0             # disk blocks captured
@@ -236,27 +238,32 @@ class Snapshots:
         m, disk = self.guest.machine, self.guest.disk
         base = self.baseline
         t0 = time.perf_counter()
+        # The only part that needs the guest stopped: the state and the lists
+        # of what to save.  From capture_begin on the core keeps those pages'
+        # and blocks' content for capture_read (copy on write), so the guest
+        # may run on while the copy, hashing and commit go on (capture.c).
         state = m.save_state()
         position = (m.steps, m.vclock)
         ram_pages = np.flatnonzero(m.ram_dirty)
-        if base is None:
-            disk_blocks = _nonzero_pages(disk.data) if disk is not None else None
+        if disk is None:
+            disk_blocks = None
+        elif base is None:
+            disk_blocks = disk.maybe_nonzero_blocks()
         else:
-            disk_blocks = np.flatnonzero(disk.dirty) if disk is not None else None
-        ram_copy = copy_pages(m.ram, ram_pages)
-        disk_copy = copy_pages(disk.data, disk_blocks) if disk is not None else None
-        m.clear_ram_dirty()
-        if disk is not None:
-            m.clear_disk_dirty()
+            disk_blocks = np.flatnonzero(disk.dirty)
+        m.capture_begin(ram_pages, disk_blocks)
         paused = time.perf_counter() - t0
 
         def finish() -> str:
             t1 = time.perf_counter()
             try:
+                ram_copy = m.capture_read(False, ram_pages)
+                disk_copy = m.capture_read(True, disk_blocks) if disk is not None else None
                 sid, added, ram_table, disks, t2 = self._commit(
                     base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name, also)
             except BaseException:
                 # Nothing was saved: what was dirty still is, for the next save.
+                m.capture_abandon()
                 m.ram_dirty[ram_pages] = 1
                 if disk is not None and base is not None:
                     disk.dirty[disk_blocks] = 1
