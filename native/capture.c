@@ -96,27 +96,29 @@ void capture_keep_disk(struct machine *m, uint64_t offset, uint64_t len)
         keep(a, i, m->disk, m->disk_size);
 }
 
-int machine_capture_begin(struct machine *m, const uint64_t *pages, size_t npages,
-                          const uint64_t *blocks, size_t nblocks)
+/* Units whose mask byte is set become pending; returns how many. */
+static uint64_t mark_pending(struct capture_area *a, const uint8_t *mask)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; mask && i < a->units; i++)
+        if (mask[i]) {
+            atomic_store_explicit(&a->state[i], CAP_PENDING, memory_order_relaxed);
+            n++;
+        }
+    return n;
+}
+
+int machine_capture_begin(struct machine *m, const uint8_t *ram_mask, const uint8_t *disk_mask)
 {
     struct capture *c = &m->capture;
-    if (atomic_load(&c->pending))
+    if (atomic_load(&c->pending) || (disk_mask && !m->disk))
         return -1;                      /* the last capture is still being read */
-    uint64_t nunits = machine_disk_blocks(m);
     if (!capture_area_init(&c->ram, m->ram_size / PAGE_SIZE) ||
-        (m->disk && !capture_area_init(&c->disk, nunits)))
+        (m->disk && !capture_area_init(&c->disk, machine_disk_blocks(m))))
         return -1;
-    for (size_t k = 0; k < npages; k++)
-        if (pages[k] >= c->ram.units)
-            return -1;
-    for (size_t k = 0; k < nblocks; k++)
-        if (!m->disk || blocks[k] >= c->disk.units)
-            return -1;
-    for (size_t k = 0; k < npages; k++)
-        atomic_store(&c->ram.state[pages[k]], CAP_PENDING);
-    for (size_t k = 0; k < nblocks; k++)
-        atomic_store(&c->disk.state[blocks[k]], CAP_PENDING);
-    atomic_store(&c->pending, npages + nblocks);
+    uint64_t n = mark_pending(&c->ram, ram_mask);
+    n += m->disk ? mark_pending(&c->disk, disk_mask) : 0;
+    atomic_store(&c->pending, n);       /* seq_cst: the states are visible to the reader first */
     machine_clear_ram_dirty(m);         /* and with it every write TLB entry */
     machine_clear_disk_dirty(m);
     return 0;

@@ -72,16 +72,16 @@ void machine_host_wrote(struct machine *m);
  * disk buffer (disk = 1): a capture in progress keeps what it needs first. */
 void machine_host_will_write(struct machine *m, int disk, uint64_t offset, uint64_t len);
 
-/* Copy-on-write capture (capture.c).  begin: the listed RAM pages and disk
- * blocks (4 KiB units) keep their current content for the capture, the dirty
- * maps are cleared; the guest may run on at once.  read (from any thread,
+/* Copy-on-write capture (capture.c).  begin: the RAM pages and disk blocks
+ * (4 KiB units) whose byte in ram_mask / disk_mask (one byte per unit, as the
+ * dirty maps; NULL: none) is set keep their current content for the capture,
+ * and the dirty maps are cleared; the guest may run on at once.  read (from any thread,
  * also while the machine runs): the units' captured content into out
  * (n * 4096 bytes; a disk's last partial block zero-padded); -1 if one was
  * not part of the capture or could not be kept.  pending: units not read
  * yet.  abandon: forget what is unread (a capture that failed).  begin
- * returns -1 while units are pending or an index is out of range. */
-int machine_capture_begin(struct machine *m, const uint64_t *pages, size_t npages,
-                          const uint64_t *blocks, size_t nblocks);
+ * returns -1 while units are pending (or with a disk mask and no disk). */
+int machine_capture_begin(struct machine *m, const uint8_t *ram_mask, const uint8_t *disk_mask);
 int machine_capture_read(struct machine *m, int disk, const uint64_t *units, size_t n, uint8_t *out);
 uint64_t machine_capture_pending(struct machine *m);
 void machine_capture_abandon(struct machine *m);

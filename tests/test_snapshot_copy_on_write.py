@@ -50,6 +50,12 @@ def sweeper(jit: bool):
     return g, m, np.arange(first, first + PAGES)
 
 
+def mask(m, pages) -> np.ndarray:
+    out = np.zeros(len(m.ram_dirty), dtype=np.uint8)
+    out[pages] = 1
+    return out
+
+
 def pages_of(m, pages) -> np.ndarray:
     return m.ram.reshape(-1, PAGE_SIZE)[pages].copy()
 
@@ -58,7 +64,7 @@ def pages_of(m, pages) -> np.ndarray:
 def test_guest_writes_after_the_instant_do_not_reach_the_capture(jit):
     g, m, pages = sweeper(jit)
     at_instant = pages_of(m, pages)
-    m.capture_begin(pages, None)
+    m.capture_begin(mask(m, pages), None)
     assert m.capture_pending() == PAGES
     assert m.run(200_000).reason == Stop.BUDGET          # the guest overwrites them all
     assert not np.array_equal(pages_of(m, pages), at_instant)
@@ -75,7 +81,7 @@ def test_the_capture_is_read_while_the_guest_runs(jit):
     g, m, pages = sweeper(jit)
     for _ in range(20):
         at_instant = pages_of(m, pages)
-        m.capture_begin(pages, None)
+        m.capture_begin(mask(m, pages), None)
         got = {}
         reader = threading.Thread(target=lambda: got.update(
             rows=np.concatenate([m.capture_read(False, pages[i:i + 4]) for i in range(0, PAGES, 4)])))
@@ -89,18 +95,18 @@ def test_the_capture_is_read_while_the_guest_runs(jit):
 def test_host_writes_after_the_instant_do_not_reach_the_capture():
     g, m, pages = sweeper(False)
     at_instant = pages_of(m, pages)
-    m.capture_begin(pages, None)
+    m.capture_begin(mask(m, pages), None)
     m.write_phys(rvasm.RAM_BASE + int(pages[3]) * PAGE_SIZE + 100, b"host" * 1000)
     assert np.array_equal(m.capture_read(False, pages), at_instant)
 
 
 def test_a_second_capture_waits_for_the_first_to_be_read():
     g, m, pages = sweeper(False)
-    m.capture_begin(pages, None)
+    m.capture_begin(mask(m, pages), None)
     with pytest.raises(Exception, match="in progress"):
-        m.capture_begin(pages, None)
+        m.capture_begin(mask(m, pages), None)
     m.capture_read(False, pages)
-    m.capture_begin(pages[:3], None)
+    m.capture_begin(mask(m, pages[:3]), None)
     m.capture_read(False, pages[:3])
 
 

@@ -39,6 +39,10 @@ class Disk:
         self.pointer = ffi.from_buffer("uint8_t[]", mapping, require_writable=True)
         self.dirty: np.ndarray | None = None
         self.written: np.ndarray | None = None
+        # Blocks of the image file that hold data (not holes), asked once now:
+        # the file never changes under a running guest, and a savevm must not
+        # wait for it (maybe_nonzero_blocks).
+        self._image_data = _data_map(path, size) if path is not None else None
 
     @classmethod
     def open(cls, path: str | os.PathLike, writable: bool = False) -> "Disk":
@@ -88,19 +92,14 @@ class Disk:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(self.written)
 
-    def maybe_nonzero_blocks(self) -> np.ndarray:
-        """Blocks that may hold non-zero bytes, found without reading the disk:
-        those written since start and those in the image file's data extents
-        (its holes read as zeros).  Every block when the file system cannot say."""
-        written = self.overlay_blocks()
-        if self.path is None:
-            return written                      # a blank disk: only what was written
-        extents = _data_extents(self.path, self.size)
-        if extents is None:
-            return np.arange((self.size + BLOCK - 1) // BLOCK, dtype=np.int64)
-        ranges = [np.arange(start // BLOCK, (end + BLOCK - 1) // BLOCK, dtype=np.int64)
-                  for start, end in extents]
-        return np.union1d(written, np.concatenate(ranges) if ranges else written)
+    def maybe_nonzero(self) -> np.ndarray:
+        """A byte per block, set where it may hold non-zero bytes, found without
+        reading the disk: written since start, or in the image file's data
+        extents (its holes read as zeros; every block when the file system
+        cannot say)."""
+        written = self.written if self.written is not None else \
+            np.zeros((self.size + BLOCK - 1) // BLOCK, dtype=np.uint8)
+        return written.copy() if self.path is None else written | self._image_data
 
     def overlay(self) -> Iterator[tuple[int, bytes]]:
         """(offset, bytes) of every block the guest has written."""
@@ -139,6 +138,19 @@ class Disk:
                     f"they are lost")
         return (f"they are saved in {saved}: `chrono disk commit {saved}` writes them into "
                 f"{self.path} once it can be written")
+
+
+def _data_map(path: Path, size: int) -> np.ndarray:
+    """One byte per block of `path`: 1 where its data extents are (all 1 if the
+    file system cannot say)."""
+    blocks = (size + BLOCK - 1) // BLOCK
+    extents = _data_extents(path, size)
+    if extents is None:
+        return np.ones(blocks, dtype=np.uint8)
+    out = np.zeros(blocks, dtype=np.uint8)
+    for start, end in extents:
+        out[start // BLOCK:(end + BLOCK - 1) // BLOCK] = 1
+    return out
 
 
 def _data_extents(path: Path, size: int) -> list[tuple[int, int]] | None:

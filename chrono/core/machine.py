@@ -261,15 +261,19 @@ class Machine:
         lib.machine_host_will_write(self._m, 1, offset, length)
 
     # ---- copy-on-write capture (capture.c) ----------------------------------
-    def capture_begin(self, pages, blocks) -> None:
-        """From now on the listed RAM pages and disk blocks keep this instant's
-        content for capture_read, whatever the guest (or DMA, or the host)
-        writes; the dirty maps are cleared.  The guest may run on at once."""
-        p = np.ascontiguousarray(pages, dtype=np.uint64)
-        b = np.ascontiguousarray(blocks if blocks is not None else [], dtype=np.uint64)
-        if lib.machine_capture_begin(self._m, ffi.from_buffer("uint64_t[]", p), len(p),
-                                     ffi.from_buffer("uint64_t[]", b), len(b)) != 0:
-            raise UsageError("a capture is still in progress, or a page or block is out of range")
+    def capture_begin(self, ram_mask: np.ndarray, disk_mask: np.ndarray | None) -> None:
+        """From now on the RAM pages and disk blocks set in the masks (a byte per
+        page / block, like ram_dirty) keep this instant's content for
+        capture_read, whatever the guest (or DMA, or the host) writes; the
+        dirty maps are cleared.  The guest may run on at once."""
+        ram = np.ascontiguousarray(ram_mask, dtype=np.uint8)
+        if len(ram) != len(self.ram_dirty) or (
+                disk_mask is not None and len(disk_mask) != lib.machine_disk_blocks(self._m)):
+            raise UsageError("a capture mask does not have a byte per page or block")
+        disk = ffi.NULL if disk_mask is None else ffi.from_buffer(
+            "uint8_t[]", np.ascontiguousarray(disk_mask, dtype=np.uint8))
+        if lib.machine_capture_begin(self._m, ffi.from_buffer("uint8_t[]", ram), disk) != 0:
+            raise UsageError("a capture is still in progress (or a disk mask without a disk)")
 
     def capture_read(self, disk: bool, units) -> np.ndarray:
         """The captured content of RAM pages (or disk blocks): (len(units), 4096).

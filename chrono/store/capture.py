@@ -244,18 +244,20 @@ class Snapshots:
         # may run on while the copy, hashing and commit go on (capture.c).
         state = m.save_state()
         position = (m.steps, m.vclock)
-        ram_pages = np.flatnonzero(m.ram_dirty)
+        ram_mask = m.ram_dirty.copy()
         if disk is None:
-            disk_blocks = None
+            disk_mask = None
         elif base is None:
-            disk_blocks = disk.maybe_nonzero_blocks()
+            disk_mask = disk.maybe_nonzero()
         else:
-            disk_blocks = np.flatnonzero(disk.dirty)
-        m.capture_begin(ram_pages, disk_blocks)
+            disk_mask = disk.dirty.copy()
+        m.capture_begin(ram_mask, disk_mask)
         paused = time.perf_counter() - t0
 
         def finish() -> str:
             t1 = time.perf_counter()
+            ram_pages = np.flatnonzero(ram_mask)
+            disk_blocks = np.flatnonzero(disk_mask) if disk is not None else None
             try:
                 ram_copy = m.capture_read(False, ram_pages)
                 disk_copy = m.capture_read(True, disk_blocks) if disk is not None else None
