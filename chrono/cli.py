@@ -114,10 +114,12 @@ _GUEST_OPTIONS = [
                  help="Initial RAM disk handed to the kernel."),
     click.option("--append", default="", metavar="ARGS", help="Kernel command line."),
     click.option("--disk", type=click.Path(path_type=Path), metavar="IMAGE",
-                 help="Raw disk image for the virtio block device. Opened copy-on-write: "
-                      "guest writes are kept in memory and discarded at exit unless --commit."),
+                 help="Disk image for the virtio block device: raw, or qcow2 (QEMU's format, "
+                      "with its backing files). Opened copy-on-write: guest writes are kept "
+                      "in memory and discarded at exit unless --commit."),
     click.option("--commit", is_flag=True,
-                 help="At exit, write the guest's disk writes back into the --disk image."),
+                 help="At exit, write the guest's disk writes back into the --disk image "
+                      "(a raw one: convert a qcow2 with qemu-img convert -O raw first)."),
     click.option("--ram", "ram_size", default="128M", show_default=True, type=SIZE,
                  metavar="SIZE", help="Guest RAM, e.g. 256M or 1G."),
     click.option("--max-insns", type=Count(min=1), metavar="N",
@@ -234,6 +236,9 @@ class StartedGuest:
     def announce(self, console) -> None:
         if self.restored:
             console.message(self.restored)
+        disk = self.guest.disk
+        if disk is not None and disk.note:
+            console.message(disk.note)
 
     def close(self) -> None:
         """Release what --from holds in the store (the lease on its snapshot)."""

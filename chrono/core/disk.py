@@ -7,6 +7,11 @@ marks each 4 KiB block it writes in two maps, `dirty` (since the last snapshot,
 cleared by snapshots) and `written` (since start: the overlay).  At exit the
 overlay is discarded, or written back into the image with commit(); if that
 fails, it is saved to an overlay file (chrono.core.overlay) instead.
+
+A qcow2 image (QEMU's format, recognised by its magic) is the base the same
+way: it is read natively (chrono.core.qcow2) and laid out once as a raw file
+in the cache (chrono.core.diskcache), which is mapped like a raw image.  It is
+never written: --commit onto it is refused (commit into a raw copy instead).
 """
 from __future__ import annotations
 
@@ -18,8 +23,10 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from chrono._core import ffi
+from chrono.core import qcow2
 from chrono.core.guestfiles import open_guest_file
-from chrono.core.overlay import SUFFIX as OVERLAY_SUFFIX, save_overlay, write_blocks
+from chrono.core.overlay import SUFFIX as OVERLAY_SUFFIX, refuse_qcow2_header, save_overlay, write_blocks
+from chrono.units import format_size
 from chrono.errors import DiskError, os_error_message
 
 SECTOR = 512
@@ -30,11 +37,13 @@ class Disk:
     """A disk image opened copy-on-write, or a blank in-memory disk."""
 
     def __init__(self, mapping: mmap.mmap, size: int, path: Path | None,
-                 file: BinaryIO | None = None):
+                 file: BinaryIO | None = None, format: str = "raw", note: str | None = None):
         self._map = mapping
         self._file = file                   # the image, open for writing when it will be committed
         self.size = size
         self.path = path
+        self.format = format                # "raw" or "qcow2" (the image file's format)
+        self.note = note                    # what opening it did, worth a line (a qcow2 laid out)
         self.data = np.frombuffer(mapping, dtype=np.uint8, count=size)
         self.pointer = ffi.from_buffer("uint8_t[]", mapping, require_writable=True)
         self.dirty: np.ndarray | None = None
@@ -46,6 +55,12 @@ class Disk:
         the file is opened for writing too, so that a commit at exit is known
         to be possible before the guest runs (DiskError now if it is not)."""
         path = Path(path)
+        if _is_qcow2(path):
+            if writable:
+                raise DiskError(f"--disk {path}: --commit cannot write into a qcow2 image; "
+                                f"convert it to raw ({qcow2.convert_hint(path)}) and commit "
+                                f"into that (--disk {path.with_suffix('.img')} --commit)")
+            return cls._open_qcow2(path)
         f = open_guest_file(path, f"--disk {path}", DiskError, writable=writable,
                             unwritable_hint="--commit writes the guest's writes back into it: make "
                                             "it writable (permissions, chattr -i, a read-write "
@@ -69,6 +84,33 @@ class Disk:
             f.close()
             f = None
         return cls(mapping, size, path, f)
+
+    @classmethod
+    def _open_qcow2(cls, path: Path) -> "Disk":
+        """A qcow2 image (and its backing files) as the read-only base."""
+        from chrono.core.diskcache import materialize
+
+        what = f"--disk {path}"
+        with qcow2.open_chain(path, what) as chain:
+            size = chain.size
+            if size == 0:
+                raise DiskError(f"{what}: its virtual size is 0 bytes; give it one with "
+                                f"`qemu-img resize {path} 64M`")
+            if size % SECTOR:
+                raise DiskError(f"{what}: its virtual size {size} is not a multiple of {SECTOR} "
+                                f"bytes; round it up with `qemu-img resize {path} SIZE`")
+            raw = materialize(chain, what)
+        try:
+            mapping = mmap.mmap(raw.fd, size, access=mmap.ACCESS_COPY)
+        except OSError as e:
+            raise DiskError(os_error_message(f"{what} (its raw copy {raw.path})", e)) from None
+        finally:
+            os.close(raw.fd)
+        note = None
+        if not raw.reused:
+            note = (f"{path}: qcow2 image laid out as a raw file in {raw.seconds:.1f} s "
+                    f"({format_size(raw.data_bytes)} of data, {raw.path}); later runs reuse it")
+        return cls(mapping, size, path, format="qcow2", note=note)
 
     @classmethod
     def blank(cls, size: int) -> "Disk":
@@ -102,9 +144,13 @@ class Disk:
         DiskError says where and how to apply it (`chrono disk commit FILE`)."""
         if self.path is None:
             raise DiskError("this disk has no image file to commit to")
+        if self.format != "raw":
+            raise DiskError(f"--disk {self.path}: chrono does not write into {self.format} "
+                            f"images; convert it to raw ({qcow2.convert_hint(self.path)})")
         try:
             f = self._file or open_guest_file(self.path, f"--disk {self.path}", DiskError, writable=True)
             _check_same_file(f, self.path)
+            refuse_qcow2_header(self.data[:len(qcow2.MAGIC)].tobytes(), self.path)
             written = write_blocks(f, self.overlay())
         except (OSError, DiskError) as e:
             reason = e.message if isinstance(e, DiskError) else e.strerror or str(e)
@@ -125,6 +171,25 @@ class Disk:
                     f"they are lost")
         return (f"they are saved in {saved}: `chrono disk commit {saved}` writes them into "
                 f"{self.path} once it can be written")
+
+
+def _is_qcow2(path: Path) -> bool:
+    """Whether --disk ``path`` is a qcow2 image (by its magic, as QEMU probes).
+    A file named .qcow2 without the magic is refused: it is damaged, or not one."""
+    what = f"--disk {path}"
+    with open_guest_file(path, what, DiskError) as f:
+        try:
+            head = f.read(len(qcow2.MAGIC))
+        except OSError as e:
+            raise DiskError(os_error_message(what, e)) from None
+    if qcow2.looks_like_qcow2(head):
+        return True
+    if path.suffix.lower() in qcow2.SUFFIXES:
+        start = f"it starts with {head!r}" if head else "it is empty"
+        raise DiskError(f"{what}: not a qcow2 image ({start}, not {qcow2.MAGIC!r}): damaged, "
+                        f"or a raw image with another name; check it with "
+                        f"`qemu-img info {path}`")
+    return False
 
 
 def _check_same_file(f: BinaryIO, path: Path) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from chrono.core.guestfiles import open_guest_file
+from chrono.core.qcow2 import MAGIC as QCOW2_MAGIC, convert_hint, looks_like_qcow2
 from chrono.errors import DiskError, os_error_message
 
 MAGIC = b"CHROVL1\n"
@@ -42,6 +43,15 @@ def write_blocks(f: BinaryIO, blocks: Iterable[tuple[int, bytes]]) -> int:
         written += len(data)
     os.fsync(f.fileno())
     return written
+
+
+def refuse_qcow2_header(first_bytes: bytes, image: Path) -> None:
+    """Refuse to make a raw image start like a qcow2 one: chrono (as QEMU) would
+    open it as qcow2 next time, and a backing file named in a header the guest
+    wrote could be any file of the host."""
+    if first_bytes.startswith(QCOW2_MAGIC):
+        raise DiskError(f"the guest wrote a qcow2 header at the start of raw image {image}, "
+                        f"which would make it open as a qcow2 image next time")
 
 
 def save_overlay(image: Path, size: int, blocks: list[tuple[int, bytes]]) -> Path:
@@ -123,6 +133,17 @@ def apply_overlay(path: Path, image: Path | None = None) -> tuple[Path, int]:
     recorded, size, blocks = read_overlay(path)
     image = image or recorded
     what = f"image {image}"
+    with open_guest_file(image, what, DiskError) as f:
+        if looks_like_qcow2(f.read(len(QCOW2_MAGIC))):
+            raise DiskError(f"{what}: is a qcow2 image; chrono commits only into raw images: "
+                            f"{convert_hint(image)}, then `chrono disk commit {path} "
+                            f"{image.with_suffix('.img')}`")
+    for offset, data in blocks:
+        if offset == 0:
+            try:
+                refuse_qcow2_header(data, image)
+            except DiskError as e:
+                raise DiskError(f"overlay {path}: not applied: {e.message}") from None
     with open_guest_file(image, what, DiskError, writable=True,
                          unwritable_hint="make it writable, then apply the overlay again") as f:
         actual = os.fstat(f.fileno()).st_size
