@@ -171,9 +171,10 @@ class Qcow2Layer(Layer):
         self._check_features(incompatible, names)
         if crypt:
             method = {1: "AES", 2: "LUKS"}.get(crypt, f"method {crypt}")
-            self._refuse(f"is encrypted ({method}); chrono reads unencrypted images: decrypt it "
-                         f"into a raw image with qemu-img convert (--object secret,... "
-                         f"--image-opts) and give that")
+            self._refuse(f"is encrypted ({method}), which chrono does not read; decrypt it: "
+                         f"qemu-img convert --object secret,id=k,file=PASSWORD-FILE --image-opts "
+                         f"driver=qcow2,file.filename={self.path},encrypt.key-secret=k -O raw "
+                         f"{self.path.with_suffix('.img')}")
         self.size = size
         if backing_offset and backing_size:
             if backing_size > MAX_BACKING_NAME or backing_offset + backing_size > self.file_size:
