@@ -469,3 +469,119 @@ def test_record_and_replay_on_a_qcow2_disk(tmp_path):
     replay = chrono(tmp_path, "replay", "q", "--store", store)
     assert replay.returncode == 0, replay.stderr
     assert "kept-in-qcow2" in replay.stdout
+
+
+# --- The Debian guest on qcow2 disks ---------------------------------------------------------
+# Needs the fetched Debian guest (tests/test_guest_debian.py's fixture: marked network).
+
+from test_guest_debian import debian, xdg_cache  # noqa: E402,F401 - fixtures
+
+READY = "chrono-debian: shell ready"
+MONITOR = "\x01c"
+LIST_FILES = "cd /mnt && find . -type f | sort | xargs sha256sum; cd /"
+
+
+def wrapped(n: int, command: str) -> str:
+    """A script line whose output is framed by markers the typed echo cannot match."""
+    return f"echo @B$(({n}))@; {command}; echo @E$(({n}))@\n"
+
+
+def framed(out: str, n: int) -> str:
+    import re
+    found = re.search(rf"@B{n}@\n(.*?)@E{n}@\n", out, re.S)
+    assert found, f"no output framed @B{n}@..@E{n}@; the console ends with:\n{out[-3000:]}"
+    return found.group(1).strip()
+
+
+def boot_args(debian) -> list:
+    m, folder = debian.manifest, debian.path
+    return ["--bios", folder / m.firmware, "--kernel", folder / m.kernel, "--initrd",
+            folder / m.initrd, "--append", m.append, "--ram", m.ram]
+
+
+def boot(debian, cwd: Path, disk: Path, script: str, *extra):
+    proc = chrono(cwd, "run", *boot_args(debian), "--disk", disk, *extra,
+                  script=script + "poweroff\n", timeout=300)
+    assert READY in proc.stdout, (proc.stdout[-3000:], proc.stderr)
+    assert "EXT4-fs error" not in proc.stdout
+    return proc
+
+
+@pytest.fixture(scope="module")
+def debian_images(raw, files, tmp_path_factory):
+    """The ext4 image raw, as a qcow2, and as a converted overlay on a qcow2 base
+    (the overlay adds new.txt); the listing a guest should print for each."""
+    folder = tmp_path_factory.mktemp("debian-images")
+    plain = folder / "disk.img"
+    shutil.copy(raw, plain)
+    listing = host_listing(files)
+    chain = make("converted overlay", raw, folder / "chain")
+    added = f"{sha256_file(folder / 'chain' / 'new.txt')}  ./new.txt"
+    with_new = "\n".join(sorted(listing.splitlines() + [added],
+                                key=lambda line: line.split("  ", 1)[1]))
+    return {"raw": (plain, listing), "qcow2": (convert(raw, folder / "disk.qcow2"), listing),
+            "chain": (chain, with_new)}
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("which", ["raw", "qcow2", "chain"])
+def test_debian_boots_on_the_image_and_reads_the_same_files(which, debian, debian_images,
+                                                            tmp_path):
+    image, listing = debian_images[which]
+    proc = boot(debian, tmp_path, image, wrapped(1, LIST_FILES) + wrapped(2, "cat /mnt/hello.txt"))
+    assert proc.returncode == 0, proc.stderr
+    assert framed(proc.stdout, 1) == listing
+    assert framed(proc.stdout, 2) == "hello from the host"
+
+
+@pytest.mark.network
+def test_a_snapshot_taken_on_a_qcow2_disk_restores_without_the_image(debian, debian_images,
+                                                                     tmp_path):
+    source, listing = debian_images["chain"]
+    image = tmp_path / "chain"
+    shutil.copytree(source.parent, image)               # this test removes its copy
+    store = tmp_path / "store"
+    script = (wrapped(1, "echo written > /mnt/after.txt && sync")
+              + MONITOR + "savevm on-qcow2\n" + MONITOR
+              + wrapped(2, "rm /mnt/hello.txt && sync"))
+    proc = boot(debian, tmp_path, image / "top.qcow2", script, "--store", store)
+    assert proc.returncode == 0, proc.stderr
+    assert "saved on-qcow2" in proc.stdout, proc.stdout[-3000:]
+
+    shutil.rmtree(image)                                # the image and its backing file
+    shutil.rmtree(tmp_path / "xdg")                     # and the raw copy
+    info = chrono(tmp_path, "snap", "info", "on-qcow2", "--store", store, "--json")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["disk_bytes"] == [DISK]     # the virtual size
+
+    restored = chrono(tmp_path, "run", "--from", "on-qcow2", "--store", store,
+                      script=wrapped(3, LIST_FILES) + wrapped(4, "cat /mnt/after.txt")
+                      + "poweroff\n", timeout=300)
+    assert restored.returncode == 0, restored.stderr
+    after = hashlib.sha256(b"written\n").hexdigest() + "  ./after.txt"
+    assert framed(restored.stdout, 3) == "\n".join(
+        sorted(listing.splitlines() + [after], key=lambda line: line.split("  ", 1)[1]))
+    assert framed(restored.stdout, 4) == "written"
+
+
+@pytest.mark.network
+def test_a_qcow2_header_written_by_the_guest_into_a_raw_image_is_not_committed(
+        debian, raw, tmp_path):
+    """Else the raw image would open as a qcow2 next time, and the header's backing
+    file could name any file of the host (QEMU guards probed raw images the same way)."""
+    image = tmp_path / "disk.img"
+    shutil.copy(raw, image)
+    before = sha256_file(image)
+    proc = boot(debian, tmp_path, image,
+                wrapped(1, "printf 'QFI\\373\\0\\0\\0\\3' | dd of=/dev/vda conv=notrunc && sync"),
+                "--commit")
+    assert proc.returncode == 3, proc.stderr
+    line = proc.stderr.splitlines()[-1]
+    assert line.startswith(f"chrono: error: --disk {image}: not committed"), proc.stderr
+    assert "qcow2 header" in line
+    assert sha256_file(image) == before
+    saved = tmp_path / "disk.img.chrono-overlay"
+    assert f"saved in {saved}" in line and saved.exists()
+    applied = chrono(tmp_path, "disk", "commit", saved)
+    assert applied.returncode == 3 and "qcow2 header" in applied.stderr, applied.stderr
+    assert sha256_file(image) == before

@@ -25,7 +25,8 @@ import numpy as np
 from chrono._core import ffi
 from chrono.core import qcow2
 from chrono.core.guestfiles import open_guest_file
-from chrono.core.overlay import SUFFIX as OVERLAY_SUFFIX, refuse_qcow2_header, save_overlay, write_blocks
+from chrono.core.overlay import (QCOW2_HEADER_RISK, SUFFIX as OVERLAY_SUFFIX, save_overlay,
+                                 write_blocks, writes_qcow2_header)
 from chrono.units import format_size
 from chrono.errors import DiskError, os_error_message
 
@@ -147,10 +148,13 @@ class Disk:
         if self.format != "raw":
             raise DiskError(f"--disk {self.path}: chrono does not write into {self.format} "
                             f"images; convert it to raw ({qcow2.convert_hint(self.path)})")
+        if writes_qcow2_header(self.data[:len(qcow2.MAGIC)].tobytes()):
+            raise DiskError(f"--disk {self.path}: not committed: the guest wrote a qcow2 header "
+                            f"at the start of this raw image, {QCOW2_HEADER_RISK}; "
+                            f"{self._save_overlay(applicable=False)}")
         try:
             f = self._file or open_guest_file(self.path, f"--disk {self.path}", DiskError, writable=True)
             _check_same_file(f, self.path)
-            refuse_qcow2_header(self.data[:len(qcow2.MAGIC)].tobytes(), self.path)
             written = write_blocks(f, self.overlay())
         except (OSError, DiskError) as e:
             reason = e.message if isinstance(e, DiskError) else e.strerror or str(e)
@@ -161,7 +165,7 @@ class Disk:
         return written
 
 
-    def _save_overlay(self) -> str:
+    def _save_overlay(self, applicable: bool = True) -> str:
         """Save the overlay to a file; a sentence saying where and what next."""
         assert self.path is not None
         try:
@@ -169,6 +173,8 @@ class Disk:
         except OSError as e:
             return (f"saving them to a {OVERLAY_SUFFIX} file failed too ({e.strerror or e}): "
                     f"they are lost")
+        if not applicable:
+            return f"the guest's writes are saved in {saved}, for inspection"
         return (f"they are saved in {saved}: `chrono disk commit {saved}` writes them into "
                 f"{self.path} once it can be written")
 

@@ -45,13 +45,16 @@ def write_blocks(f: BinaryIO, blocks: Iterable[tuple[int, bytes]]) -> int:
     return written
 
 
-def refuse_qcow2_header(first_bytes: bytes, image: Path) -> None:
-    """Refuse to make a raw image start like a qcow2 one: chrono (as QEMU) would
-    open it as qcow2 next time, and a backing file named in a header the guest
-    wrote could be any file of the host."""
-    if first_bytes.startswith(QCOW2_MAGIC):
-        raise DiskError(f"the guest wrote a qcow2 header at the start of raw image {image}, "
-                        f"which would make it open as a qcow2 image next time")
+# Why a raw image must never be made to start with a qcow2 header (QEMU guards
+# the raw images it probed the same way): the header's backing file could name
+# any file of the host, and the guest would read it.
+QCOW2_HEADER_RISK = ("and chrono (as QEMU) would then open it as a qcow2 image, with any "
+                     "backing file that header names")
+
+
+def writes_qcow2_header(first_bytes: bytes) -> bool:
+    """Whether a raw image's new first bytes make it look like a qcow2 image."""
+    return looks_like_qcow2(first_bytes)
 
 
 def save_overlay(image: Path, size: int, blocks: list[tuple[int, bytes]]) -> Path:
@@ -138,12 +141,9 @@ def apply_overlay(path: Path, image: Path | None = None) -> tuple[Path, int]:
             raise DiskError(f"{what}: is a qcow2 image; chrono commits only into raw images: "
                             f"{convert_hint(image)}, then `chrono disk commit {path} "
                             f"{image.with_suffix('.img')}`")
-    for offset, data in blocks:
-        if offset == 0:
-            try:
-                refuse_qcow2_header(data, image)
-            except DiskError as e:
-                raise DiskError(f"overlay {path}: not applied: {e.message}") from None
+    if any(offset == 0 and writes_qcow2_header(data) for offset, data in blocks):
+        raise DiskError(f"overlay {path}: not applied: it writes a qcow2 header at the start of "
+                        f"raw image {image}, {QCOW2_HEADER_RISK}")
     with open_guest_file(image, what, DiskError, writable=True,
                          unwritable_hint="make it writable, then apply the overlay again") as f:
         actual = os.fstat(f.fileno()).st_size
