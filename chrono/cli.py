@@ -236,9 +236,6 @@ class StartedGuest:
     def announce(self, console) -> None:
         if self.restored:
             console.message(self.restored)
-        disk = self.guest.disk
-        if disk is not None and disk.note:
-            console.message(disk.note)
 
     def close(self) -> None:
         """Release what --from holds in the store (the lease on its snapshot)."""
@@ -273,7 +270,7 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -
         spec = GuestSpec(**options)
     if commit and spec.disk is None:
         raise UsageError("--commit needs --disk IMAGE: there is no image to write the overlay to")
-    guest = launch(spec, commit=commit)
+    guest = launch(spec, commit=commit, progress=lambda text: click.echo(f"chrono: {text}", err=True))
     return StartedGuest(guest, None, guest.reboot, disk=spec.disk)
 
 

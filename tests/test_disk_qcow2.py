@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from chrono.core.disk import Disk
+from chrono.units import format_size
 from chronocmd import CHRONO
 
 HOST_TOOLS = {"PATH": os.environ["PATH"] + ":/usr/sbin:/sbin"}
@@ -62,9 +63,10 @@ def reference(image: Path, tmp: Path) -> str:
         out.unlink()
 
 
-def guest_view(image: Path) -> tuple[str, Disk]:
-    """SHA-256 of the disk a guest gets with --disk IMAGE."""
-    disk = Disk.open(image)
+def guest_view(image: Path, said: list | None = None) -> tuple[str, Disk]:
+    """SHA-256 of the disk a guest gets with --disk IMAGE (what chrono says
+    meanwhile is added to ``said``)."""
+    disk = Disk.open(image, progress=(said if said is not None else []).append)
     return hashlib.sha256(disk.data).hexdigest(), disk
 
 
@@ -237,26 +239,50 @@ def test_the_guest_reads_exactly_what_qemu_img_reads(kind, raw, tmp_path, cache,
 def test_the_raw_copy_is_sparse_made_once_and_renewed_when_the_image_changes(raw, tmp_path,
                                                                           cache):
     image = chain_with_writes(raw, tmp_path)
-    first, disk = guest_view(image)
-    assert disk.note and "laid out as a raw file" in disk.note
+    said = []
+    first, disk = guest_view(image, said)
     copies = list((cache / "disks").glob("*.raw"))
     assert len(copies) == 1
-    # Sparse: the ext4 image holds about 6 MiB of data in 64 MiB.
-    assert copies[0].stat().st_blocks * 512 < DISK // 4
+    data = sum(r["length"] for r in json.loads(tool("qemu-img", "map", "--output=json", image))
+               if r["data"])
+    assert said == [f"{image}: qcow2 image: laying it out once as a raw file ({format_size(data)} "
+                    f"of data) in {copies[0]}; later runs reuse it"]
+    # Sparse: only the data takes room.
+    assert copies[0].stat().st_blocks * 512 < 8 << 20
 
-    again, disk = guest_view(image)
-    assert again == first and disk.note is None         # reused, nothing copied
+    said = []
+    again, disk = guest_view(image, said)
+    assert again == first and said == [] and disk.raw_copy.reused
     assert list((cache / "disks").glob("*.raw")) == copies
 
     qemu_io(image, "write -P 0xcd 7M 4k")               # the image changes
-    changed, disk = guest_view(image)
+    changed, disk = guest_view(image, said)
     assert changed != first and changed == reference(image, tmp_path)
-    assert disk.note is not None
+    assert len(said) == 1 and not disk.raw_copy.reused
     now = list((cache / "disks").glob("*.raw"))
     assert len(now) == 1 and now != copies              # the stale copy is gone
 
     qemu_io(tmp_path / "base.qcow2", "write -P 0x0f 9M 4k")   # so does its backing file
     assert guest_view(image)[0] == reference(image, tmp_path)
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(raw, tmp_path):
+    image = convert(raw, tmp_path / "v3.qcow2")
+    (tmp_path / "xdg").write_text("a file where the cache folder would be")
+    line = refused(tmp_path, "--disk", image)
+    assert line.startswith(f"chrono: error: --disk {image}: cannot lay it out as a raw file in "
+                           f"{tmp_path / 'xdg' / 'chrono' / 'disks'}"), line
+    assert "XDG_CACHE_HOME" in line, line
+
+
+def test_run_says_when_it_lays_an_image_out(raw, tmp_path):
+    image = convert(raw, tmp_path / "v3.qcow2")
+    first = chrono(tmp_path, "run", "--disk", image, "--max-insns", "1000")
+    assert first.returncode == 124, first.stderr
+    assert first.stderr.startswith(f"chrono: {image}: qcow2 image: laying it out once as a "
+                                   f"raw file"), first.stderr
+    again = chrono(tmp_path, "run", "--disk", image, "--max-insns", "1000")
+    assert again.returncode == 124 and "laying it out" not in again.stderr, again.stderr
 
 
 def test_guest_writes_stay_in_memory_and_the_image_is_untouched(raw, tmp_path, cache):
@@ -463,7 +489,7 @@ def test_record_and_replay_on_a_qcow2_disk(tmp_path):
                  script="cat keep\nwrite more x\nsync\npoweroff\n")
     assert rec.returncode == 0, rec.stderr
     assert "kept-in-qcow2" in rec.stdout
-    assert "laid out as a raw file" in rec.stderr
+    assert "laying it out once as a raw file" in rec.stderr
     image.unlink()                          # a recording needs nothing but the store
     shutil.rmtree(tmp_path / "xdg")
     replay = chrono(tmp_path, "replay", "q", "--store", store)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import mmap
 import os
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -38,30 +38,32 @@ class Disk:
     """A disk image opened copy-on-write, or a blank in-memory disk."""
 
     def __init__(self, mapping: mmap.mmap, size: int, path: Path | None,
-                 file: BinaryIO | None = None, format: str = "raw", note: str | None = None):
+                 file: BinaryIO | None = None, format: str = "raw", raw_copy=None):
         self._map = mapping
         self._file = file                   # the image, open for writing when it will be committed
         self.size = size
         self.path = path
         self.format = format                # "raw" or "qcow2" (the image file's format)
-        self.note = note                    # what opening it did, worth a line (a qcow2 laid out)
+        self.raw_copy = raw_copy            # a qcow2's chrono.core.diskcache.Materialized
         self.data = np.frombuffer(mapping, dtype=np.uint8, count=size)
         self.pointer = ffi.from_buffer("uint8_t[]", mapping, require_writable=True)
         self.dirty: np.ndarray | None = None
         self.written: np.ndarray | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike, writable: bool = False) -> "Disk":
+    def open(cls, path: str | os.PathLike, writable: bool = False,
+             progress: Callable[[str], None] | None = None) -> "Disk":
         """Open an image file; guest writes stay in memory.  With ``writable``
         the file is opened for writing too, so that a commit at exit is known
-        to be possible before the guest runs (DiskError now if it is not)."""
+        to be possible before the guest runs (DiskError now if it is not).
+        ``progress`` is told, in a line, when a qcow2 image is being laid out."""
         path = Path(path)
         if _is_qcow2(path):
             if writable:
                 raise DiskError(f"--disk {path}: --commit cannot write into a qcow2 image; "
                                 f"convert it to raw ({qcow2.convert_hint(path)}) and commit "
                                 f"into that (--disk {path.with_suffix('.img')} --commit)")
-            return cls._open_qcow2(path)
+            return cls._open_qcow2(path, progress or (lambda text: None))
         f = open_guest_file(path, f"--disk {path}", DiskError, writable=writable,
                             unwritable_hint="--commit writes the guest's writes back into it: make "
                                             "it writable (permissions, chattr -i, a read-write "
@@ -87,7 +89,7 @@ class Disk:
         return cls(mapping, size, path, f)
 
     @classmethod
-    def _open_qcow2(cls, path: Path) -> "Disk":
+    def _open_qcow2(cls, path: Path, progress: Callable[[str], None]) -> "Disk":
         """A qcow2 image (and its backing files) as the read-only base."""
         from chrono.core.diskcache import materialize
 
@@ -100,18 +102,16 @@ class Disk:
             if size % SECTOR:
                 raise DiskError(f"{what}: its virtual size {size} is not a multiple of {SECTOR} "
                                 f"bytes; round it up with `qemu-img resize {path} SIZE`")
-            raw = materialize(chain, what)
+            raw = materialize(chain, what, lambda copy, data: progress(
+                f"{path}: qcow2 image: laying it out once as a raw file ({format_size(data)} "
+                f"of data) in {copy}; later runs reuse it"))
         try:
             mapping = mmap.mmap(raw.fd, size, access=mmap.ACCESS_COPY)
         except OSError as e:
             raise DiskError(os_error_message(f"{what} (its raw copy {raw.path})", e)) from None
         finally:
             os.close(raw.fd)
-        note = None
-        if not raw.reused:
-            note = (f"{path}: qcow2 image laid out as a raw file in {raw.seconds:.1f} s "
-                    f"({format_size(raw.data_bytes)} of data, {raw.path}); later runs reuse it")
-        return cls(mapping, size, path, format="qcow2", note=note)
+        return cls(mapping, size, path, format="qcow2", raw_copy=raw)
 
     @classmethod
     def blank(cls, size: int) -> "Disk":

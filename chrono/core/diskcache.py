@@ -25,10 +25,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from chrono.cachedir import cache_root
 from chrono.core.qcow2 import Chain
 from chrono.errors import DiskError
+from chrono.units import format_size
 
 READER_VERSION = 1          # bump when the same image would be laid out differently
 _CHUNK = 1 << 20
@@ -49,8 +51,10 @@ class Materialized:
     seconds: float
 
 
-def materialize(chain: Chain, what: str) -> Materialized:
-    """The cached raw copy of ``chain``, written now if there is none."""
+def materialize(chain: Chain, what: str,
+                starting: Callable[[Path, int], None] = lambda path, data: None) -> Materialized:
+    """The cached raw copy of ``chain``, written now if there is none (then
+    ``starting`` is called first with its path and the bytes of data to copy)."""
     t0 = time.perf_counter()
     folder = disks_dir()
     path_key = _digest(os.path.realpath(chain.top.path))[:16]
@@ -58,53 +62,56 @@ def materialize(chain: Chain, what: str) -> Materialized:
     target = folder / f"{path_key}-{key}.raw"
     try:
         fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise DiskError(f"{what}: cannot read its raw copy {target} ({e.strerror}); remove "
-                        f"it, chrono writes it again") from None
+    except OSError:
+        pass                                # none yet, or unusable: written (again) below
     else:
         if os.fstat(fd).st_size == chain.size:
             return Materialized(fd, target, True, 0, time.perf_counter() - t0)
         os.close(fd)                        # not what this name promises: write it again
-    fd, copied = _write(chain, folder, target, what)
+    fd, copied = _write(chain, folder, target, what, starting)
     for older in folder.glob(f"{path_key}-*.raw"):
         if older != target:
             older.unlink(missing_ok=True)   # an earlier state of the same image
     return Materialized(fd, target, False, copied, time.perf_counter() - t0)
 
 
-def _write(chain: Chain, folder: Path, target: Path, what: str) -> tuple[int, int]:
+def _write(chain: Chain, folder: Path, target: Path, what: str,
+           starting: Callable[[Path, int], None]) -> tuple[int, int]:
     """Lay the chain out in ``target``; (read-only fd, bytes copied)."""
     extents = chain.extents()               # every table checked before anything is written
+    data = sum(e.length for e in extents)
     tmp = folder / f".{target.stem}.{os.getpid()}.tmp"
-    fd = -1
+    out = fd = -1
     try:
         folder.mkdir(parents=True, exist_ok=True)
         out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.ftruncate(out, chain.size)
-            copied = 0
-            for e in extents:
-                copied += _copy(chain.layers[e.layer].fd, out, e.length, e.host, e.guest)
-            os.fsync(out)
-            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
-        finally:
-            os.close(out)
+        starting(target, data)
+        os.ftruncate(out, chain.size)
+        copied = 0
+        for e in extents:
+            copied += _copy(chain.layers[e.layer].fd, out, e.length, e.host, e.guest)
+        os.fsync(out)
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
         os.rename(tmp, target)
         return fd, copied
-    except OSError as e:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise DiskError(f"{what}: cannot lay it out as a raw file in {folder} ({e.strerror or e}); "
-                        f"free space there, or set XDG_CACHE_HOME to a folder with room for "
-                        f"{chain.size:,} bytes (sparse)") from None
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        for opened in (fd, out):
+            if opened >= 0:
+                os.close(opened)
+        out = -1
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass                            # the folder itself could not be made
+        if isinstance(e, OSError):
+            raise DiskError(f"{what}: cannot lay it out as a raw file in {folder} "
+                            f"({e.strerror or e}); it needs {format_size(data)} there (the copy "
+                            f"is sparse): free space, or set XDG_CACHE_HOME to a writable "
+                            f"folder with room") from None
         raise
+    finally:
+        if out >= 0:
+            os.close(out)
 
 
 def _copy(src: int, dst: int, length: int, src_at: int, dst_at: int) -> int:
