@@ -270,7 +270,8 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -
         spec = GuestSpec(**options)
     if commit and spec.disk is None:
         raise UsageError("--commit needs --disk IMAGE: there is no image to write the overlay to")
-    guest = launch(spec, commit=commit, progress=lambda text: click.echo(f"chrono: {text}", err=True))
+    guest = launch(spec, commit=commit,
+                   progress=lambda text: click.echo(f"chrono: {text}", err=True))
     return StartedGuest(guest, None, guest.reboot, disk=spec.disk)
 
 

@@ -473,6 +473,8 @@ def test_a_raw_image_named_qcow2_is_refused_but_any_name_works_for_a_qcow2(raw, 
     plain = convert(raw, tmp_path / "disk.img")         # a qcow2 whatever its name
     got, disk = guest_view(plain)
     assert disk.format == "qcow2" and got == reference(plain, tmp_path)
+    line = refused(tmp_path, "--disk", plain, "--commit")
+    assert f"qemu-img convert -O raw {plain} {plain}.raw" in line, line
 
 
 # --- Record and replay, on the demo guest -------------------------------------------------

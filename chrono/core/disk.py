@@ -18,17 +18,19 @@ from __future__ import annotations
 import mmap
 import os
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 import numpy as np
 
 from chrono._core import ffi
 from chrono.core import qcow2
 from chrono.core.guestfiles import open_guest_file
-from chrono.core.overlay import (QCOW2_HEADER_RISK, SUFFIX as OVERLAY_SUFFIX, save_overlay,
-                                 write_blocks, writes_qcow2_header)
-from chrono.units import format_size
+from chrono.core.overlay import QCOW2_HEADER_RISK, SUFFIX as OVERLAY_SUFFIX, save_overlay, write_blocks
 from chrono.errors import DiskError, os_error_message
+from chrono.units import format_size
+
+if TYPE_CHECKING:
+    from chrono.core.diskcache import Materialized
 
 SECTOR = 512
 BLOCK = 4096
@@ -38,13 +40,14 @@ class Disk:
     """A disk image opened copy-on-write, or a blank in-memory disk."""
 
     def __init__(self, mapping: mmap.mmap, size: int, path: Path | None,
-                 file: BinaryIO | None = None, format: str = "raw", raw_copy=None):
+                 file: BinaryIO | None = None, format: str = "raw",
+                 raw_copy: "Materialized | None" = None):
         self._map = mapping
         self._file = file                   # the image, open for writing when it will be committed
         self.size = size
         self.path = path
         self.format = format                # "raw" or "qcow2" (the image file's format)
-        self.raw_copy = raw_copy            # a qcow2's chrono.core.diskcache.Materialized
+        self.raw_copy = raw_copy            # a qcow2's raw copy in the cache
         self.data = np.frombuffer(mapping, dtype=np.uint8, count=size)
         self.pointer = ffi.from_buffer("uint8_t[]", mapping, require_writable=True)
         self.dirty: np.ndarray | None = None
@@ -62,7 +65,7 @@ class Disk:
             if writable:
                 raise DiskError(f"--disk {path}: --commit cannot write into a qcow2 image; "
                                 f"convert it to raw ({qcow2.convert_hint(path)}) and commit "
-                                f"into that (--disk {path.with_suffix('.img')} --commit)")
+                                f"into that (--disk {qcow2.raw_name(path)} --commit)")
             return cls._open_qcow2(path, progress or (lambda text: None))
         f = open_guest_file(path, f"--disk {path}", DiskError, writable=writable,
                             unwritable_hint="--commit writes the guest's writes back into it: make "
@@ -148,7 +151,7 @@ class Disk:
         if self.format != "raw":
             raise DiskError(f"--disk {self.path}: chrono does not write into {self.format} "
                             f"images; convert it to raw ({qcow2.convert_hint(self.path)})")
-        if writes_qcow2_header(self.data[:len(qcow2.MAGIC)].tobytes()):
+        if qcow2.looks_like_qcow2(self.data[:len(qcow2.MAGIC)].tobytes()):
             raise DiskError(f"--disk {self.path}: not committed: the guest wrote a qcow2 header "
                             f"at the start of this raw image, {QCOW2_HEADER_RISK}; "
                             f"{self._save_overlay(applicable=False)}")

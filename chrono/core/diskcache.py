@@ -91,6 +91,10 @@ def _write(chain: Chain, folder: Path, target: Path, what: str,
         for e in extents:
             copied += _copy(chain.layers[e.layer].fd, out, e.length, e.host, e.guest)
         os.fsync(out)
+        moved = [layer.path for layer in chain.layers if layer.changed()]
+        if moved:
+            raise DiskError(f"{what}: {moved[0]} changed while chrono read it (is a QEMU using "
+                            f"it?); start again once nothing writes it")
         fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
         os.rename(tmp, target)
         return fd, copied

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from chrono.core.guestfiles import open_guest_file
-from chrono.core.qcow2 import MAGIC as QCOW2_MAGIC, convert_hint, looks_like_qcow2
+from chrono.core.qcow2 import MAGIC as QCOW2_MAGIC, convert_hint, looks_like_qcow2, raw_name
 from chrono.errors import DiskError, os_error_message
 
 MAGIC = b"CHROVL1\n"
@@ -50,11 +50,6 @@ def write_blocks(f: BinaryIO, blocks: Iterable[tuple[int, bytes]]) -> int:
 # any file of the host, and the guest would read it.
 QCOW2_HEADER_RISK = ("and chrono (as QEMU) would then open it as a qcow2 image, with any "
                      "backing file that header names")
-
-
-def writes_qcow2_header(first_bytes: bytes) -> bool:
-    """Whether a raw image's new first bytes make it look like a qcow2 image."""
-    return looks_like_qcow2(first_bytes)
 
 
 def save_overlay(image: Path, size: int, blocks: list[tuple[int, bytes]]) -> Path:
@@ -140,8 +135,8 @@ def apply_overlay(path: Path, image: Path | None = None) -> tuple[Path, int]:
         if looks_like_qcow2(f.read(len(QCOW2_MAGIC))):
             raise DiskError(f"{what}: is a qcow2 image; chrono commits only into raw images: "
                             f"{convert_hint(image)}, then `chrono disk commit {path} "
-                            f"{image.with_suffix('.img')}`")
-    if any(offset == 0 and writes_qcow2_header(data) for offset, data in blocks):
+                            f"{raw_name(image)}`")
+    if any(offset == 0 and looks_like_qcow2(data) for offset, data in blocks):
         raise DiskError(f"overlay {path}: not applied: it writes a qcow2 header at the start of "
                         f"raw image {image}, {QCOW2_HEADER_RISK}")
     with open_guest_file(image, what, DiskError, writable=True,

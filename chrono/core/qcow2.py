@@ -81,9 +81,16 @@ def looks_like_qcow2(head: bytes) -> bool:
     return head[:4] == MAGIC
 
 
+def raw_name(path: Path) -> Path:
+    """A name for a raw copy of qcow2 image ``path``: x.qcow2 -> x.img."""
+    if path.suffix.lower() in SUFFIXES:
+        return path.with_suffix(".img")
+    return path.with_name(path.name + ".raw")
+
+
 def convert_hint(path: Path) -> str:
     """How to turn ``path`` into a raw image chrono can use any way it likes."""
-    return f"qemu-img convert -O raw {path} {path.with_suffix('.img')}"
+    return f"qemu-img convert -O raw {path} {raw_name(path)}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,12 @@ class Layer:
         s = self.stat
         return [self.format, os.path.realpath(self.path), s.st_dev, s.st_ino, s.st_size,
                 s.st_mtime_ns, s.st_ctime_ns]
+
+    def changed(self) -> bool:
+        """Whether the file was written since it was opened."""
+        now = os.fstat(self.fd)
+        return ((now.st_size, now.st_mtime_ns, now.st_ctime_ns)
+                != (self.stat.st_size, self.stat.st_mtime_ns, self.stat.st_ctime_ns))
 
     def close(self) -> None:
         self.file.close()
@@ -174,7 +187,7 @@ class Qcow2Layer(Layer):
             self._refuse(f"is encrypted ({method}), which chrono does not read; decrypt it: "
                          f"qemu-img convert --object secret,id=k,file=PASSWORD-FILE --image-opts "
                          f"driver=qcow2,file.filename={self.path},encrypt.key-secret=k -O raw "
-                         f"{self.path.with_suffix('.img')}")
+                         f"{raw_name(self.path)}")
         self.size = size
         if backing_offset and backing_size:
             if backing_size > MAX_BACKING_NAME or backing_offset + backing_size > self.file_size:
