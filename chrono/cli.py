@@ -114,10 +114,12 @@ _GUEST_OPTIONS = [
                  help="Initial RAM disk handed to the kernel."),
     click.option("--append", default="", metavar="ARGS", help="Kernel command line."),
     click.option("--disk", type=click.Path(path_type=Path), metavar="IMAGE",
-                 help="Raw disk image for the virtio block device. Opened copy-on-write: "
-                      "guest writes are kept in memory and discarded at exit unless --commit."),
+                 help="Disk image for the virtio block device: raw, or qcow2 (QEMU's format, "
+                      "with its backing files). Opened copy-on-write: guest writes are kept "
+                      "in memory and discarded at exit unless --commit."),
     click.option("--commit", is_flag=True,
-                 help="At exit, write the guest's disk writes back into the --disk image."),
+                 help="At exit, write the guest's disk writes back into the --disk image "
+                      "(a raw one: convert a qcow2 with qemu-img convert -O raw first)."),
     click.option("--ram", "ram_size", default="128M", show_default=True, type=SIZE,
                  metavar="SIZE", help="Guest RAM, e.g. 256M or 1G."),
     click.option("--max-insns", type=Count(min=1), metavar="N",
@@ -268,7 +270,8 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -
         spec = GuestSpec(**options)
     if commit and spec.disk is None:
         raise UsageError("--commit needs --disk IMAGE: there is no image to write the overlay to")
-    guest = launch(spec, commit=commit)
+    guest = launch(spec, commit=commit,
+                   progress=lambda text: click.echo(f"chrono: {text}", err=True))
     return StartedGuest(guest, None, guest.reboot, disk=spec.disk)
 
 

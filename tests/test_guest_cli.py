@@ -76,7 +76,7 @@ def launched(monkeypatch):
     """Stops `chrono run` at launch() and records the GuestSpec it was given."""
     specs = []
 
-    def fake_launch(spec, commit=False):
+    def fake_launch(spec, commit=False, progress=None):
         specs.append(spec)
         raise UsageError("stopped before booting (test)")
 

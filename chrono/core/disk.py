@@ -7,20 +7,30 @@ marks each 4 KiB block it writes in two maps, `dirty` (since the last snapshot,
 cleared by snapshots) and `written` (since start: the overlay).  At exit the
 overlay is discarded, or written back into the image with commit(); if that
 fails, it is saved to an overlay file (chrono.core.overlay) instead.
+
+A qcow2 image (QEMU's format, recognised by its magic) is the base the same
+way: it is read natively (chrono.core.qcow2) and laid out once as a raw file
+in the cache (chrono.core.diskcache), which is mapped like a raw image.  It is
+never written: --commit onto it is refused (commit into a raw copy instead).
 """
 from __future__ import annotations
 
 import mmap
 import os
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 import numpy as np
 
 from chrono._core import ffi
+from chrono.core import qcow2
 from chrono.core.guestfiles import open_guest_file
-from chrono.core.overlay import SUFFIX as OVERLAY_SUFFIX, save_overlay, write_blocks
+from chrono.core.overlay import QCOW2_HEADER_RISK, SUFFIX as OVERLAY_SUFFIX, save_overlay, write_blocks
 from chrono.errors import DiskError, os_error_message
+from chrono.units import format_size
+
+if TYPE_CHECKING:
+    from chrono.core.diskcache import Materialized
 
 SECTOR = 512
 BLOCK = 4096
@@ -30,26 +40,38 @@ class Disk:
     """A disk image opened copy-on-write, or a blank in-memory disk."""
 
     def __init__(self, mapping: mmap.mmap, size: int, path: Path | None,
-                 file: BinaryIO | None = None):
+                 file: BinaryIO | None = None, format: str = "raw",
+                 raw_copy: "Materialized | None" = None):
         self._map = mapping
         self._file = file                   # the image, open for writing when it will be committed
         self.size = size
         self.path = path
+        self.format = format                # "raw" or "qcow2" (the image file's format)
+        self.raw_copy = raw_copy            # a qcow2's raw copy in the cache
         self.data = np.frombuffer(mapping, dtype=np.uint8, count=size)
         self.pointer = ffi.from_buffer("uint8_t[]", mapping, require_writable=True)
         self.dirty: np.ndarray | None = None
         self.written: np.ndarray | None = None
-        # Blocks of the image file that hold data (not holes), asked once now:
-        # the file never changes under a running guest, and a savevm must not
-        # wait for it (maybe_nonzero_blocks).
-        self._image_data = _data_map(path, size) if path is not None else None
+        # Blocks of the mapped file (a qcow2's raw copy) that hold data, not
+        # holes, asked once now: the file never changes under a running guest,
+        # and a savevm must not wait for it (maybe_nonzero).
+        mapped = raw_copy.path if raw_copy is not None else path
+        self._image_data = _data_map(mapped, size) if mapped is not None else None
 
     @classmethod
-    def open(cls, path: str | os.PathLike, writable: bool = False) -> "Disk":
+    def open(cls, path: str | os.PathLike, writable: bool = False,
+             progress: Callable[[str], None] | None = None) -> "Disk":
         """Open an image file; guest writes stay in memory.  With ``writable``
         the file is opened for writing too, so that a commit at exit is known
-        to be possible before the guest runs (DiskError now if it is not)."""
+        to be possible before the guest runs (DiskError now if it is not).
+        ``progress`` is told, in a line, when a qcow2 image is being laid out."""
         path = Path(path)
+        if _is_qcow2(path):
+            if writable:
+                raise DiskError(f"--disk {path}: --commit cannot write into a qcow2 image; "
+                                f"convert it to raw ({qcow2.convert_hint(path)}) and commit "
+                                f"into that (--disk {qcow2.raw_name(path)} --commit)")
+            return cls._open_qcow2(path, progress or (lambda text: None))
         f = open_guest_file(path, f"--disk {path}", DiskError, writable=writable,
                             unwritable_hint="--commit writes the guest's writes back into it: make "
                                             "it writable (permissions, chattr -i, a read-write "
@@ -73,6 +95,31 @@ class Disk:
             f.close()
             f = None
         return cls(mapping, size, path, f)
+
+    @classmethod
+    def _open_qcow2(cls, path: Path, progress: Callable[[str], None]) -> "Disk":
+        """A qcow2 image (and its backing files) as the read-only base."""
+        from chrono.core.diskcache import materialize
+
+        what = f"--disk {path}"
+        with qcow2.open_chain(path, what) as chain:
+            size = chain.size
+            if size == 0:
+                raise DiskError(f"{what}: its virtual size is 0 bytes; give it one with "
+                                f"`qemu-img resize {path} 64M`")
+            if size % SECTOR:
+                raise DiskError(f"{what}: its virtual size {size} is not a multiple of {SECTOR} "
+                                f"bytes; round it up with `qemu-img resize {path} SIZE`")
+            raw = materialize(chain, what, lambda copy, data: progress(
+                f"{path}: qcow2 image: laying it out once as a raw file ({format_size(data)} "
+                f"of data) in {copy}; later runs reuse it"))
+        try:
+            mapping = mmap.mmap(raw.fd, size, access=mmap.ACCESS_COPY)
+        except OSError as e:
+            raise DiskError(os_error_message(f"{what} (its raw copy {raw.path})", e)) from None
+        finally:
+            os.close(raw.fd)
+        return cls(mapping, size, path, format="qcow2", raw_copy=raw)
 
     @classmethod
     def blank(cls, size: int) -> "Disk":
@@ -115,6 +162,13 @@ class Disk:
         DiskError says where and how to apply it (`chrono disk commit FILE`)."""
         if self.path is None:
             raise DiskError("this disk has no image file to commit to")
+        if self.format != "raw":
+            raise DiskError(f"--disk {self.path}: chrono does not write into {self.format} "
+                            f"images; convert it to raw ({qcow2.convert_hint(self.path)})")
+        if qcow2.looks_like_qcow2(self.data[:len(qcow2.MAGIC)].tobytes()):
+            raise DiskError(f"--disk {self.path}: not committed: the guest wrote a qcow2 header "
+                            f"at the start of this raw image, {QCOW2_HEADER_RISK}; "
+                            f"{self._save_overlay(applicable=False)}")
         try:
             f = self._file or open_guest_file(self.path, f"--disk {self.path}", DiskError, writable=True)
             _check_same_file(f, self.path)
@@ -128,7 +182,7 @@ class Disk:
         return written
 
 
-    def _save_overlay(self) -> str:
+    def _save_overlay(self, applicable: bool = True) -> str:
         """Save the overlay to a file; a sentence saying where and what next."""
         assert self.path is not None
         try:
@@ -136,6 +190,8 @@ class Disk:
         except OSError as e:
             return (f"saving them to a {OVERLAY_SUFFIX} file failed too ({e.strerror or e}): "
                     f"they are lost")
+        if not applicable:
+            return f"the guest's writes are saved in {saved}, for inspection"
         return (f"they are saved in {saved}: `chrono disk commit {saved}` writes them into "
                 f"{self.path} once it can be written")
 
@@ -179,6 +235,25 @@ def _data_extents(path: Path, size: int) -> list[tuple[int, int]] | None:
     finally:
         os.close(fd)
     return extents
+
+
+def _is_qcow2(path: Path) -> bool:
+    """Whether --disk ``path`` is a qcow2 image (by its magic, as QEMU probes).
+    A file named .qcow2 without the magic is refused: it is damaged, or not one."""
+    what = f"--disk {path}"
+    with open_guest_file(path, what, DiskError) as f:
+        try:
+            head = f.read(len(qcow2.MAGIC))
+        except OSError as e:
+            raise DiskError(os_error_message(what, e)) from None
+    if qcow2.looks_like_qcow2(head):
+        return True
+    if path.suffix.lower() in qcow2.SUFFIXES:
+        start = f"it starts with {head!r}" if head else "it is empty"
+        raise DiskError(f"{what}: not a qcow2 image ({start}, not {qcow2.MAGIC!r}): damaged, "
+                        f"or a raw image with another name; check it with "
+                        f"`qemu-img info {path}`")
+    return False
 
 
 def _check_same_file(f: BinaryIO, path: Path) -> None:

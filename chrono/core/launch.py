@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from chrono.core.board import BoardConfig
 from chrono.core.devicetree import build_device_tree
@@ -78,16 +79,18 @@ class Guest:
         self.reset()
 
 
-def launch(spec: GuestSpec, commit: bool = False) -> Guest:
+def launch(spec: GuestSpec, commit: bool = False,
+           progress: Callable[[str], None] | None = None) -> Guest:
     """Boot ``spec``; with ``commit`` its disk image must be writable (checked now,
-    not at exit after the session)."""
+    not at exit after the session).  ``progress`` hears of slow steps (a qcow2
+    disk laid out as a raw file), a line each."""
     if spec.is_demo and (spec.initrd is not None or spec.append):
         option = "--initrd" if spec.initrd is not None else "--append"
         raise UsageError(f"{option} needs --kernel: it is handed to a kernel, and the built-in "
                          "demo guest takes none")
     kernel = demo_guest_path() if spec.is_demo else spec.kernel
     if spec.disk is not None:
-        disk = Disk.open(spec.disk, writable=commit)
+        disk = Disk.open(spec.disk, writable=commit, progress=progress)
     elif spec.is_demo:
         disk = Disk.blank(DEMO_BLANK_DISK)
     else:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from chrono.core.guestfiles import open_guest_file
+from chrono.core.qcow2 import MAGIC as QCOW2_MAGIC, convert_hint, looks_like_qcow2, raw_name
 from chrono.errors import DiskError, os_error_message
 
 MAGIC = b"CHROVL1\n"
@@ -42,6 +43,13 @@ def write_blocks(f: BinaryIO, blocks: Iterable[tuple[int, bytes]]) -> int:
         written += len(data)
     os.fsync(f.fileno())
     return written
+
+
+# Why a raw image must never be made to start with a qcow2 header (QEMU guards
+# the raw images it probed the same way): the header's backing file could name
+# any file of the host, and the guest would read it.
+QCOW2_HEADER_RISK = ("and chrono (as QEMU) would then open it as a qcow2 image, with any "
+                     "backing file that header names")
 
 
 def save_overlay(image: Path, size: int, blocks: list[tuple[int, bytes]]) -> Path:
@@ -123,6 +131,14 @@ def apply_overlay(path: Path, image: Path | None = None) -> tuple[Path, int]:
     recorded, size, blocks = read_overlay(path)
     image = image or recorded
     what = f"image {image}"
+    with open_guest_file(image, what, DiskError) as f:
+        if looks_like_qcow2(f.read(len(QCOW2_MAGIC))):
+            raise DiskError(f"{what}: is a qcow2 image; chrono commits only into raw images: "
+                            f"{convert_hint(image)}, then `chrono disk commit {path} "
+                            f"{raw_name(image)}`")
+    if any(offset == 0 and looks_like_qcow2(data) for offset, data in blocks):
+        raise DiskError(f"overlay {path}: not applied: it writes a qcow2 header at the start of "
+                        f"raw image {image}, {QCOW2_HEADER_RISK}")
     with open_guest_file(image, what, DiskError, writable=True,
                          unwritable_hint="make it writable, then apply the overlay again") as f:
         actual = os.fstat(f.fileno()).st_size

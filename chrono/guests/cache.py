@@ -11,17 +11,13 @@ only once it is complete, so a failed or interrupted build changes nothing.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "chrono"
+from chrono.cachedir import cache_root  # noqa: F401  (the guests' cache lives there)
 
 
 def guests_dir(root: Path) -> Path:
