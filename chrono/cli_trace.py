@@ -4,7 +4,6 @@ Thin, like chrono.cli: parse options, call chrono.replay, print.
 """
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
@@ -422,6 +421,8 @@ def debug(recording, gdb_args, elf, port, host, store_path):
     With --port, chrono starts no gdb and serves any gdb remote front end
     (`monitor help` lists the commands there).
     """
+    import shlex
+
     from chrono.gdb import frontend
     from chrono.gdb.stub import GdbStub, listen
     from chrono.gdb.targets import ReplayTarget
