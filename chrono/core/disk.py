@@ -7,20 +7,25 @@ marks each 4 KiB block it writes in two maps, `dirty` (since the last snapshot,
 cleared by snapshots) and `written` (since start: the overlay).  At exit the
 overlay is discarded, or written back into the image with commit(); if that
 fails, it is saved to an overlay file (chrono.core.overlay) instead.
+
+The numpy views (data, dirty, written) are made on first use, as Machine's
+are: a fast boot fills its disk with fill_block and needs no numpy.
 """
 from __future__ import annotations
 
 import mmap
 import os
+from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO, Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from chrono._core import ffi
 from chrono.core.guestfiles import open_guest_file
 from chrono.core.overlay import SUFFIX as OVERLAY_SUFFIX, save_overlay, write_blocks
 from chrono.errors import DiskError, os_error_message
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SECTOR = 512
 BLOCK = 4096
@@ -35,10 +40,8 @@ class Disk:
         self._file = file                   # the image, open for writing when it will be committed
         self.size = size
         self.path = path
-        self.data = np.frombuffer(mapping, dtype=np.uint8, count=size)
         self.pointer = ffi.from_buffer("uint8_t[]", mapping, require_writable=True)
-        self.dirty: np.ndarray | None = None
-        self.written: np.ndarray | None = None
+        self._maps: tuple[memoryview, memoryview] | None = None     # dirty, written (bind)
 
     @classmethod
     def open(cls, path: str | os.PathLike, writable: bool = False) -> "Disk":
@@ -77,13 +80,49 @@ class Disk:
             raise DiskError(f"blank disk size {size} is not a positive multiple of {SECTOR}")
         return cls(mmap.mmap(-1, size), size, None)
 
-    def bind(self, dirty: np.ndarray, written: np.ndarray) -> None:
-        """Called by Machine.attach_disk with the core's block maps."""
-        self.dirty = dirty
-        self.written = written
+    def bind(self, dirty, written) -> None:
+        """Called by Machine.attach_disk with the core's block maps (buffers of
+        one byte per 4 KiB block)."""
+        self._maps = (memoryview(dirty), memoryview(written))
+        self.__dict__.pop("dirty", None)
+        self.__dict__.pop("written", None)
+
+    @cached_property
+    def data(self) -> np.ndarray:
+        """The disk's bytes as the guest sees them (image + overlay)."""
+        import numpy as np
+        return np.frombuffer(self._map, dtype=np.uint8, count=self.size)
+
+    @cached_property
+    def dirty(self) -> np.ndarray | None:
+        """Blocks written since the last snapshot (None before attach_disk)."""
+        return self._map_view(0)
+
+    @cached_property
+    def written(self) -> np.ndarray | None:
+        """Blocks written since start: the overlay (None before attach_disk)."""
+        return self._map_view(1)
+
+    def _map_view(self, which: int) -> np.ndarray | None:
+        if self._maps is None:
+            return None
+        import numpy as np
+        return np.frombuffer(self._maps[which], dtype=np.uint8)
+
+    def fill_block(self, block: int, data: bytes) -> None:
+        """A restore's write: block `block` gets `data` (4 KiB, cut at the end
+        of the disk) and is overlay from now on (it differs from the image).
+        Not dirty: it is what the snapshot restored from holds."""
+        start = block * BLOCK
+        end = min(start + BLOCK, self.size)
+        if len(data) != BLOCK:
+            raise ValueError(f"a disk block is {BLOCK} bytes, not {len(data)}")
+        self._map[start:end] = data[:end - start]
+        self._maps[1][block] = 1
 
     def overlay_blocks(self) -> np.ndarray:
         """Indices of the 4 KiB blocks the guest has written since start."""
+        import numpy as np
         if self.written is None:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(self.written)

@@ -33,8 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-import numpy as np
-
 from chrono.errors import StoreCorruptError, StoreError, StoreFullError, UnknownSnapshotError
 from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, stored_size
 from chrono.store.pagetable import LEAF_PAGES
@@ -125,6 +123,7 @@ class _Marker:
     def _mark_leaf(self, r: Reader, leaf: bytes) -> None:
         # A leaf that cannot be read would hide which pages it keeps: stop
         # rather than sweep with an incomplete mark.
+        import numpy as np      # here: every chrono.store import loads this module
         try:
             rows = np.frombuffer(r.get_leaf(leaf), dtype=np.uint8).reshape(LEAF_PAGES, HASH_SIZE)
         except StoreCorruptError as e:
