@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Callable
 
 from chrono.core.session import MonitorReply
 from chrono.errors import ChronoError
-from chrono.render import plural
 
 if TYPE_CHECKING:
     from chrono.store.capture import Snapshots
@@ -125,6 +124,8 @@ class Monitor:
             sid = self.snapshots.wait()
         except ChronoError as e:
             return f"error: savevm {name} failed: {e.message}"
+        from chrono.render import plural     # not at the top: fast boot does without it
+
         t = self.snapshots.times
         total = (time.perf_counter() - start) * 1000
         return (f"saved {name} ({sid[:12]}): {plural(t.pages, 'RAM page')}, "

@@ -37,8 +37,6 @@ import errno
 import fcntl
 import os
 import resource
-import shutil
-import socket
 import threading
 import time
 import unicodedata
@@ -456,6 +454,7 @@ class Store:
             return True
         if os.strerror(errno.EIO) not in text:
             return False
+        import shutil
         try:
             if shutil.disk_usage(self.path).free < _LOW_SPACE:
                 return True
@@ -616,6 +615,7 @@ class Store:
             fcntl.flock(self._dirfd, fcntl.LOCK_SH)
             raise StoreError(f"store {self.path} is open in another process; close it there "
                              f"and run compact again") from None
+        import shutil
         try:
             with self.reader() as r:
                 self.check_trees(r)     # the copy walks every page: LMDB must not meet a damaged one
@@ -659,9 +659,14 @@ class Store:
                               f"is unchanged)")
 
 
+def _hostname() -> str:
+    import socket       # here: socket costs every store user ~2 ms to import
+    return socket.gethostname()
+
+
 def lease_holder(tag: str) -> str:
     """A lease name for this process: host/pid/tag."""
-    return f"{socket.gethostname()}/{os.getpid()}/{tag}"
+    return f"{_hostname()}/{os.getpid()}/{tag}"
 
 
 def lease_alive(holder: str) -> bool:
@@ -670,7 +675,7 @@ def lease_alive(holder: str) -> bool:
     is known dead; gc drops those leases and `snap list` shows them as such."""
     host, _, rest = holder.partition("/")
     pid = rest.partition("/")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != _hostname() or not pid.isdigit():
         return True
     try:
         os.kill(int(pid), 0)
