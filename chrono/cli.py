@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 from click.core import ParameterSource
 
 from chrono import __version__
-from chrono.cliparams import SIZE, Count
+from chrono.cliparams import SIZE, Count, PathParam
 from chrono.errors import ChronoError, Terminated, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class ChronoGroup(click.Group):
@@ -73,7 +75,7 @@ def store_option(command):
     """
     return click.option("--store", "store_path", metavar="DIR", envvar="CHRONO_STORE",
                         default=".chrono", show_default=True, show_envvar=True,
-                        type=click.Path(path_type=Path),
+                        type=PathParam(),
                         help="Snapshot store directory.")(command)
 
 
@@ -105,14 +107,14 @@ def guest_options(command):
 
 _GUEST_OPTIONS = [
     click.argument("guest_name", metavar="[GUEST]", required=False),
-    click.option("--kernel", type=click.Path(path_type=Path), metavar="FILE",
+    click.option("--kernel", type=PathParam(), metavar="FILE",
                  help="Kernel or bare-metal program: an RV64 ELF, or a raw Linux Image (with --bios)."),
-    click.option("--bios", type=click.Path(path_type=Path), metavar="FILE",
+    click.option("--bios", type=PathParam(), metavar="FILE",
                  help="M-mode firmware (e.g. OpenSBI fw_jump.bin), loaded at 0x80000000."),
-    click.option("--initrd", type=click.Path(path_type=Path), metavar="FILE",
+    click.option("--initrd", type=PathParam(), metavar="FILE",
                  help="Initial RAM disk handed to the kernel."),
     click.option("--append", default="", metavar="ARGS", help="Kernel command line."),
-    click.option("--disk", type=click.Path(path_type=Path), metavar="IMAGE",
+    click.option("--disk", type=PathParam(), metavar="IMAGE",
                  help="Raw disk image for the virtio block device. Opened copy-on-write: "
                       "guest writes are kept in memory and discarded at exit unless --commit."),
     click.option("--commit", is_flag=True,
