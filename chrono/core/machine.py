@@ -153,6 +153,8 @@ class Machine:
         self._present = memoryview(ffi.buffer(lib.machine_ram_present(self._m), self._pages))
         self._dirty = memoryview(ffi.buffer(lib.machine_ram_dirty(self._m), self._pages))
         self._absent_from = 0           # no absent page below this index (prefetch's cursor)
+        self.faults: list[int] = []     # pages the guest touched while absent (note_faults)
+        self._faults_limit = 0
         self.disk = None
         self._result = ffi.new("struct chrono_result *")
         self._provider = None
@@ -237,7 +239,17 @@ class Machine:
                                       self._provider_handle or ffi.NULL)
 
     def _provide_page(self, page_index: int) -> None:
+        if len(self.faults) < self._faults_limit:
+            self.faults.append(page_index)
         self._provider(page_index)
+
+    def note_faults(self, limit: int) -> None:
+        """From now on, list in self.faults the first `limit` pages the guest
+        touches while they are absent, in that order (pages the host
+        materializes do not count); 0 stops (the list stays)."""
+        if limit:
+            self.faults = []
+        self._faults_limit = limit
 
     def mark_absent(self, pages) -> None:
         """Mark pages as not present (their content will come from the provider).

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Callable
 
 from chrono.core.machine import PAGE_SIZE
 from chrono.errors import ChronoError, SnapshotMismatchError
+from chrono.store import bootset
 from chrono.store.blobs import (ZERO_HASH, ZERO_PAGE, blob_key, compress_blob, copy_pages,
                                 encode_blob, hash_pages, in_chunks)
 from chrono.store.manifest import DiskTable, Manifest
@@ -207,6 +208,7 @@ class Snapshots:
         self.times = CaptureTimes()
         self._workers = workers
         self._pending = None
+        self._boot_set_for: Manifest | None = None      # a fast boot noting its boot set
 
     @functools.cached_property
     def _pool(self):
@@ -229,6 +231,9 @@ class Snapshots:
             for pool in ("_committer", "_pool"):        # only those that were made
                 if pool in self.__dict__:
                     self.__dict__[pool].shutdown(wait=True)
+            if self._boot_set_for is not None:
+                manifest, self._boot_set_for = self._boot_set_for, None
+                bootset.write(self.store, manifest, self.guest.machine.faults)
             if self.baseline is not None and not self._released:
                 self._released = True
                 try:
@@ -252,6 +257,7 @@ class Snapshots:
         import numpy as np
         self.wait()
         m, disk = self.guest.machine, self.guest.disk
+        m.note_faults(0)                # a fast boot's boot set ends here
         base = self.baseline
         t0 = time.perf_counter()
         state = m.save_state()
@@ -379,10 +385,12 @@ class Snapshots:
         state = self.store.get_blob(manifest.state)
         base = self.baseline
 
+        m.note_faults(0)                # a fast boot's boot set ends here
         if base is None and fresh:
             # A new machine is all zeros: only what the snapshot holds is
             # restored, and without reading the RAM leaves: every page under
             # a stored leaf is marked absent (its zero pages load as zeros).
+            self._use_boot_set(manifest)
             if disk is not None:
                 self._write_disk(manifest.disks[0].table.items(self.store))
             m.load_state(state)
@@ -449,6 +457,16 @@ class Snapshots:
         if disk is not None:
             m.clear_disk_dirty()
         self.baseline = Baseline(manifest.id, manifest.ram, [d.table for d in manifest.disks])
+
+    def _use_boot_set(self, manifest: Manifest) -> None:
+        """Read the blobs a fast boot of `manifest` needs first from its boot
+        set, or note them for one (chrono.store.bootset)."""
+        blobs = bootset.read(self.store.path, manifest.id)
+        if blobs is not None:
+            self.store.preload(blobs)
+        else:
+            self._boot_set_for = manifest
+            self.guest.machine.note_faults(bootset.BOOT_SET_PAGES)
 
     def _lazy_ram(self, table: PageTable) -> None:
         """Absent pages (the caller marks them) come from `table` on first touch."""

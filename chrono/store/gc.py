@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from chrono.errors import StoreCorruptError, StoreError, StoreFullError, UnknownSnapshotError
+from chrono.store import bootset
 from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, stored_size
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import Reader, Store, Writer
@@ -244,4 +245,6 @@ def gc(store: Store, progress: Callable[[str], None] | None = None,
         report.dangling_refs = sorted(n for n, sid in w.refs(strict=False).items()
                                       if sid in marker.dangling)
     _delete_in_batches(store, doomed, marker, providers, report)
+    with store.reader() as r:
+        bootset.remove_stale(store.path, set(r.snapshot_ids()))
     return report
