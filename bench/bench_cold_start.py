@@ -16,6 +16,7 @@ boot to the answer <= 100 ms, warm or cold alike.  There is no outside
 reference to compare with here (bench_snapshots.py has QEMU's -loadvm).
 
     python bench/bench_cold_start.py [--runs 10] [--cache DIR] [--store DIR --snapshot NAME]
+                                     [--command /path/to/venv/bin/chrono]
 """
 from __future__ import annotations
 
@@ -63,15 +64,19 @@ def main() -> None:
                     help="chrono cache root holding guests/debian (default: $XDG_CACHE_HOME/chrono)")
     ap.add_argument("--store", type=Path, metavar="DIR", help="an existing store (default: boot and save)")
     ap.add_argument("--snapshot", default="booted", metavar="NAME", help="the snapshot in --store")
+    ap.add_argument("--command", metavar="PATH",
+                    help="a chrono console script to measure (default: this interpreter's chrono, "
+                         "started as the console script starts it)")
     args = ap.parse_args()
+    command = [args.command] if args.command else cold_start.CHRONO
 
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
         store = args.store or booted_store(Path(tmp), args.cache)
         floor = cold_start.python_start(args.runs)
-        version = cold_start.cli_start(args.runs, "--version")
-        help_ = cold_start.cli_start(args.runs, "--help")
-        warm = cold_start.fast_boot(store, args.snapshot, args.runs, cold=False)
-        cold = cold_start.fast_boot(store, args.snapshot, args.runs, cold=True)
+        version = cold_start.cli_start(args.runs, "--version", command)
+        help_ = cold_start.cli_start(args.runs, "--help", command)
+        warm = cold_start.fast_boot(store, args.snapshot, args.runs, cold=False, command=command)
+        cold = cold_start.fast_boot(store, args.snapshot, args.runs, cold=True, command=command)
         profile = cold_start.import_profile("--version")
 
     rows = [

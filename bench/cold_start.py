@@ -15,7 +15,7 @@ chrono is started exactly as its console script starts it (`from chrono.cli
 import main; main()`), with the interpreter running this benchmark: so it
 measures the chrono that this interpreter imports (a checkout on PYTHONPATH,
 or the installed one), and the interpreter's own start-up is measured beside
-it (`python -c pass`).  The children write bytecode caches as Python normally
+it (`python -c pass`).  Or give a command (an installed console script).  The children write bytecode caches as Python normally
 does (PYTHONDONTWRITEBYTECODE is dropped for them, and a first run warms them).
 """
 from __future__ import annotations
@@ -72,8 +72,8 @@ def python_start(runs: int) -> Times:
     return process_times([sys.executable, "-c", "pass"], runs)
 
 
-def cli_start(runs: int, option: str = "--version") -> Times:
-    return process_times(CHRONO + [option], runs)
+def cli_start(runs: int, option: str = "--version", command: list[str] = CHRONO) -> Times:
+    return process_times(command + [option], runs)
 
 
 def evict(store: Path) -> None:
@@ -93,23 +93,24 @@ class FastBoot:
     restore: Times          # the "restored NAME in N ms" note of each run
 
 
-def fast_boot(store: Path, name: str, runs: int, cold: bool, n: int = 3) -> FastBoot:
+def fast_boot(store: Path, name: str, runs: int, cold: bool, n: int = 3,
+              command: list[str] = CHRONO) -> FastBoot:
     """`chrono run --from name` with `echo ready-$((n))` typed at once: from exec
     until the guest's answer arrives, `runs` times (after one warm-up run)."""
     answers, restores = [], []
     for i in range(runs + 1):
         if cold:
             evict(store)
-        ms, restored = _one_fast_boot(store, name, n)
+        ms, restored = _one_fast_boot(store, name, n, command)
         if i:
             answers.append(ms)
             restores.append(restored)
     return FastBoot(Times(answers), Times(restores))
 
 
-def _one_fast_boot(store: Path, name: str, n: int) -> tuple[float, float]:
+def _one_fast_boot(store: Path, name: str, n: int, command: list[str]) -> tuple[float, float]:
     start = time.perf_counter()
-    proc = subprocess.Popen(CHRONO + ["run", "--from", name, "--store", str(store)],
+    proc = subprocess.Popen(command + ["run", "--from", name, "--store", str(store)],
                             env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     got = bytearray()
