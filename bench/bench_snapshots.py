@@ -13,7 +13,9 @@ RAM, ext4 disk) boots to its shell on both.  Then, on each:
                                  answers (chrono loads RAM pages lazily, on touch)
 4. a new process started from the snapshot (chrono: `chrono run --from booted`,
    whose note gives the restore time; QEMU: `-loadvm booted`), then
-   `echo ready-N`: time from process start until the answer.
+   `echo ready-N`: time from process start until the answer (chrono: best of
+   FAST_BOOT_RUNS, with the store warm and cold in the page cache, and
+   `chrono --version` alone, as bench_cold_start.py measures them).
 
 chrono runs in-process (Snapshots on the Machine; the store in a temporary
 directory); QEMU (`-M virt`, TCG) on a qcow2 made with `qemu-img convert` from
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cold_start  # noqa: E402
 from debian_guest import PROMPT, ChronoDebian, QemuDebian, guest_files, marker  # noqa: E402
 
 from chrono.store.capture import Snapshots  # noqa: E402
@@ -48,6 +50,7 @@ from chrono.store.store import Store  # noqa: E402
 
 COMMANDS = "ls /mnt; echo x > /mnt/y; sync"
 IDLE_SECONDS = 5
+FAST_BOOT_RUNS = 5                  # new processes from the snapshot (and CLI starts): best of
 
 
 def store_used(store: Store) -> int:
@@ -126,38 +129,13 @@ def chrono_side(spec, ready: str, work: Path) -> dict:
         snaps.close()
         store.close()
 
-    # The CLI's own start-up (interpreter, imports), for scale.
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-P", "-m", "chrono.cli", "--version"], check=True, capture_output=True)
-    r["cli_startup"] = time.perf_counter() - t
-
-    # Fast boot in a new process.
-    proc_start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "chrono.cli", "run", "--from", "booted",
-                             "--store", str(store_path)], cwd=work,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    got = bytearray()
-    try:
-        proc.stdin.write(b"echo ready-$((3))\n")
-        proc.stdin.flush()
-        while b"\nready-3\r\n" not in got and b"\nready-3\n" not in got:
-            chunk = proc.stdout.read1(4096)
-            if not chunk:
-                raise RuntimeError("chrono run --from ended without answering:\n"
-                                   + got.decode(errors="replace")[-1500:]
-                                   + proc.stderr.read().decode(errors="replace"))
-            got += chunk
-        r["from_answer"] = time.perf_counter() - proc_start
-        proc.stdin.write(b"poweroff\n")
-        proc.stdin.close()
-        proc.wait(timeout=120)
-        note = re.search(r"restored booted in ([0-9.]+) ms", proc.stderr.read().decode())
-        r["from_restore"] = float(note.group(1)) / 1000 if note else float("nan")
-        r["from_exit"] = proc.returncode
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # Cold start as whole processes (bench/cold_start.py): the CLI's own start-up,
+    # and a new process started from the snapshot, with the store warm and cold.
+    r["cli_startup"] = cold_start.cli_start(FAST_BOOT_RUNS).best / 1000
+    warm = cold_start.fast_boot(store_path, "booted", FAST_BOOT_RUNS, cold=False)
+    cold = cold_start.fast_boot(store_path, "booted", FAST_BOOT_RUNS, cold=True)
+    r["from_answer"], r["from_restore"] = warm.answer.best / 1000, warm.restore.best / 1000
+    r["from_answer_cold"] = cold.answer.best / 1000
     return r
 
 
@@ -332,8 +310,8 @@ def main() -> None:
         ("new process from the snapshot: restore", ms(best(chrono_runs, "from_restore")) +
          " (`run --from` note)", "-"),
         ("new process: start to `echo ready-3` answered",
-         f"{ms(best(chrono_runs, 'from_answer'))} (`chrono --version` alone: "
-         f"{ms(best(chrono_runs, 'cli_startup'))})",
+         f"{ms(best(chrono_runs, 'from_answer'))} warm, {ms(best(chrono_runs, 'from_answer_cold'))} "
+         f"cold store (`chrono --version` alone: {ms(best(chrono_runs, 'cli_startup'))})",
          ms(best(qemu_runs, "from_answer")) + " (-loadvm booted)" if q else "-"),
         ("store / qcow2 file at the end", mib(c["store_file"]), mib(q["qcow2_file"]) if q else "-"),
     ]

@@ -7,10 +7,11 @@ import os as _os
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+# The one place the version is written: pyproject.toml reads it from here.
+# (importlib.metadata would cost `chrono --version` a third of its time.)
+__version__ = "0.1.0"
+
+
 def version() -> str:
-    """The installed chrono's version (recorded in traces and bundles)."""
-    from importlib.metadata import PackageNotFoundError, version as _version
-    try:
-        return _version("chrono")
-    except PackageNotFoundError:
-        return "unknown"
+    """This chrono's version (recorded in traces and bundles)."""
+    return __version__

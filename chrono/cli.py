@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 from click.core import ParameterSource
 
-from chrono.cliparams import SIZE, Count
-from chrono.core.console import Terminated
-from chrono.errors import ChronoError, UsageError
+from chrono import __version__
+from chrono.cliparams import SIZE, Count, PathParam
+from chrono.errors import ChronoError, Terminated, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class ChronoGroup(click.Group):
@@ -40,7 +41,7 @@ class ChronoGroup(click.Group):
 
 
 @click.group(cls=ChronoGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="chrono")
+@click.version_option(__version__)
 def main():
     """chrono: run, snapshot, record and replay RISC-V guests on a deterministic emulator.
 
@@ -74,7 +75,7 @@ def store_option(command):
     """
     return click.option("--store", "store_path", metavar="DIR", envvar="CHRONO_STORE",
                         default=".chrono", show_default=True, show_envvar=True,
-                        type=click.Path(path_type=Path),
+                        type=PathParam(),
                         help="Snapshot store directory.")(command)
 
 
@@ -106,14 +107,14 @@ def guest_options(command):
 
 _GUEST_OPTIONS = [
     click.argument("guest_name", metavar="[GUEST]", required=False),
-    click.option("--kernel", type=click.Path(path_type=Path), metavar="FILE",
+    click.option("--kernel", type=PathParam(), metavar="FILE",
                  help="Kernel or bare-metal program: an RV64 ELF, or a raw Linux Image (with --bios)."),
-    click.option("--bios", type=click.Path(path_type=Path), metavar="FILE",
+    click.option("--bios", type=PathParam(), metavar="FILE",
                  help="M-mode firmware (e.g. OpenSBI fw_jump.bin), loaded at 0x80000000."),
-    click.option("--initrd", type=click.Path(path_type=Path), metavar="FILE",
+    click.option("--initrd", type=PathParam(), metavar="FILE",
                  help="Initial RAM disk handed to the kernel."),
     click.option("--append", default="", metavar="ARGS", help="Kernel command line."),
-    click.option("--disk", type=click.Path(path_type=Path), metavar="IMAGE",
+    click.option("--disk", type=PathParam(), metavar="IMAGE",
                  help="Disk image for the virtio block device: raw, or qcow2 (QEMU's format, "
                       "with its backing files). Opened copy-on-write: guest writes are kept "
                       "in memory and discarded at exit unless --commit."),
@@ -160,11 +161,13 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
     """
     from chrono.core.console import Console
     from chrono.core.session import Session
-    from chrono.gdb.stub import listen
     from chrono.monitor import Monitor
 
-    # Bound first: a port that cannot be used is said before anything boots.
-    server = listen("127.0.0.1", gdb_port, "--gdb") if gdb_port is not None else None
+    server = None
+    if gdb_port is not None:
+        from chrono.gdb.stub import listen      # only with --gdb: fast boot does not pay for it
+        # Bound first: a port that cannot be used is said before anything boots.
+        server = listen("127.0.0.1", gdb_port, "--gdb")
     started = start_guest(ctx, guest_name, from_snapshot, commit, store_path,
                           kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
                           ram_size=ram_size)
@@ -225,13 +228,17 @@ def _under_gdb(server, guest, session, console, open_snapshots):
     return None
 
 
-@dataclass
 class StartedGuest:
-    guest: object                       # chrono.core.launch.Guest
-    snapshots: object | None            # chrono.store.capture.Snapshots, with --from
-    reboot: Callable[[], None] | None   # None: a restored guest cannot reboot (no images)
-    restored: str | None = None         # "restored NAME in N ms" with --from
-    disk: Path | None = None
+    """The guest `run` and `record` start, and what they must say and release.
+    (A plain class: importing dataclasses would cost every command, --help too.)"""
+
+    def __init__(self, guest, snapshots, reboot: Callable[[], None] | None,
+                 restored: str | None = None, disk: Path | None = None):
+        self.guest = guest                  # chrono.core.launch.Guest
+        self.snapshots = snapshots          # chrono.store.capture.Snapshots, with --from
+        self.reboot = reboot                # None: a restored guest cannot reboot (no images)
+        self.restored = restored            # "restored NAME in N ms" with --from
+        self.disk = disk
 
     def announce(self, console) -> None:
         if self.restored:

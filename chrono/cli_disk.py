@@ -4,11 +4,11 @@ Thin, like chrono.cli: parse options, call chrono.core.overlay, print.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
 from chrono.cli import main
+from chrono.cliparams import PathParam
 
 
 @main.group("disk")
@@ -17,8 +17,8 @@ def disk_group():
 
 
 @disk_group.command("commit")
-@click.argument("overlay", type=click.Path(path_type=Path), metavar="OVERLAY")
-@click.argument("image", type=click.Path(path_type=Path), required=False, metavar="[IMAGE]")
+@click.argument("overlay", type=PathParam(), metavar="OVERLAY")
+@click.argument("image", type=PathParam(), required=False, metavar="[IMAGE]")
 def disk_commit(overlay, image):
     """Write the guest writes saved in OVERLAY (an IMAGE.chrono-overlay file)
     into the image they were meant for, or into IMAGE; then remove OVERLAY.

@@ -4,16 +4,18 @@ Thin, like chrono.cli: parse options, call chrono.replay, print.
 """
 from __future__ import annotations
 
-import shlex
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from chrono.cli import (finish_run, guest_options, jit_option, json_option, main, start_guest,
                         store_option)
-from chrono.cliparams import ADDRESS, COUNT, Count
+from chrono.cliparams import ADDRESS, COUNT, Count, PathParam
 from chrono.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 KEYFRAME_INTERVAL_DEFAULT = 1 << 30     # chrono.replay.recorder.KEYFRAME_INTERVAL (no import: fast --help)
 DIGEST_INTERVAL = 1 << 20
@@ -188,7 +190,7 @@ def replay(recording, to_position, quiet, live, branch, keyframe_interval, store
 
 @main.command("export")
 @click.argument("recording")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), metavar="FILE",
+@click.option("-o", "--output", required=True, type=PathParam(), metavar="FILE",
               help="The bundle file to write (e.g. NAME.chrono); replaced if it exists.")
 @click.option("--from", "start", type=COUNT, metavar="POSITION",
               help="Trim: start at the last keyframe at or before instruction POSITION.")
@@ -224,7 +226,7 @@ def export(recording, output, start, end, store_path):
 
 
 @main.command("import")
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=PathParam())
 @click.option("--name", metavar="NAME", help="Name of the recording in the store "
               "(default: the name it was recorded under).")
 @store_option
@@ -264,6 +266,7 @@ class _opened_recording:
 
     def __enter__(self):
         from chrono.store.store import Store
+        from pathlib import Path
         path = Path(self.recording)
         if self.recording.endswith(".chrono") or (path.is_file()):
             from chrono.replay.bundle import import_bundle
@@ -387,7 +390,7 @@ def trace_rm(names, store_path):
 @main.command()
 @click.argument("recording")
 @click.argument("gdb_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- GDB_ARGS...]")
-@click.option("--elf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--elf", type=PathParam(exists=True, dir_okay=False),
               metavar="FILE", help="The guest's ELF, for gdb's symbols (the demo guest's is "
                                    "found by itself).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
@@ -422,6 +425,8 @@ def debug(recording, gdb_args, elf, port, host, store_path):
     With --port, chrono starts no gdb and serves any gdb remote front end
     (`monitor help` lists the commands there).
     """
+    import shlex
+
     from chrono.gdb import frontend
     from chrono.gdb.stub import GdbStub, listen
     from chrono.gdb.targets import ReplayTarget
@@ -475,7 +480,7 @@ def query_group(ctx, recording, store_path):
 
 def _here_too(command):
     """--store after the subcommand as well (`chrono query REC hits --store DIR`)."""
-    return click.option("--store", "store_here", metavar="DIR", type=click.Path(path_type=Path),
+    return click.option("--store", "store_here", metavar="DIR", type=PathParam(),
                         help="Store directory (as before RECORDING).")(command)
 
 

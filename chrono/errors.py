@@ -18,6 +18,22 @@ def os_error_message(what: str, exc: OSError) -> str:
     return f"{what}: cannot read ({exc.strerror or exc}); check the file"
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP during a session (raised by chrono.core.console's
+    handler).  A BaseException, like KeyboardInterrupt, so that no `except
+    Exception` swallows it.  Here rather than in the console so that the CLI
+    can catch it without importing the console."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        import signal
+        return signal.Signals(self.signum).name
+
+
 class ChronoError(Exception):
     """Base class: a user-facing error with its own exit code."""
 

@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Callable
 
 from chrono.core.session import MonitorReply
 from chrono.errors import ChronoError
-from chrono.render import plural
-from chrono.store.store import check_ref_name
 
 if TYPE_CHECKING:
     from chrono.store.capture import Snapshots
@@ -100,6 +98,8 @@ class Monitor:
     def cmd_savevm(self, name: str) -> MonitorReply:
         # The guest is paused only while its dirty pages are copied; hashing,
         # compression and the commit run beside it, and poll() reports.
+        from chrono.store.store import check_ref_name   # the store loads on first use
+
         check_ref_name(name)
         self._saving = (name, time.perf_counter())
         if self._recorder is not None:
@@ -124,6 +124,8 @@ class Monitor:
             sid = self.snapshots.wait()
         except ChronoError as e:
             return f"error: savevm {name} failed: {e.message}"
+        from chrono.render import plural     # not at the top: fast boot does without it
+
         t = self.snapshots.times
         total = (time.perf_counter() - start) * 1000
         return (f"saved {name} ({sid[:12]}): {plural(t.pages, 'RAM page')}, "

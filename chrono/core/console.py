@@ -23,6 +23,8 @@ import threading
 import tty
 from dataclasses import dataclass
 
+from chrono.errors import Terminated
+
 ESCAPE = 0x01  # Ctrl-A
 
 HELP_TEXT = (
@@ -48,16 +50,6 @@ class MonitorLine:
 Event = bytes | MonitorLine | Command
 
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP during a session.  A BaseException, like
-    KeyboardInterrupt, so that no `except Exception` swallows it."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-        self.name = signal.Signals(signum).name
 
 
 def _terminate(signum, frame):

@@ -12,15 +12,17 @@ A qcow2 image (QEMU's format, recognised by its magic) is the base the same
 way: it is read natively (chrono.core.qcow2) and laid out once as a raw file
 in the cache (chrono.core.diskcache), which is mapped like a raw image.  It is
 never written: --commit onto it is refused (commit into a raw copy instead).
+
+The numpy views (data, dirty, written) are made on first use, as Machine's
+are: a fast boot fills its disk with fill_block and needs no numpy.
 """
 from __future__ import annotations
 
 import mmap
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
-
-import numpy as np
 
 from chrono._core import ffi
 from chrono.core import qcow2
@@ -31,6 +33,9 @@ from chrono.units import format_size
 
 if TYPE_CHECKING:
     from chrono.core.diskcache import Materialized
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SECTOR = 512
 BLOCK = 4096
@@ -48,10 +53,8 @@ class Disk:
         self.path = path
         self.format = format                # "raw" or "qcow2" (the image file's format)
         self.raw_copy = raw_copy            # a qcow2's raw copy in the cache
-        self.data = np.frombuffer(mapping, dtype=np.uint8, count=size)
         self.pointer = ffi.from_buffer("uint8_t[]", mapping, require_writable=True)
-        self.dirty: np.ndarray | None = None
-        self.written: np.ndarray | None = None
+        self._maps: tuple[memoryview, memoryview] | None = None     # dirty, written (bind)
         # Blocks of the mapped file (a qcow2's raw copy) that hold data, not
         # holes, asked once now: the file never changes under a running guest,
         # and a savevm must not wait for it (maybe_nonzero).
@@ -128,13 +131,49 @@ class Disk:
             raise DiskError(f"blank disk size {size} is not a positive multiple of {SECTOR}")
         return cls(mmap.mmap(-1, size), size, None)
 
-    def bind(self, dirty: np.ndarray, written: np.ndarray) -> None:
-        """Called by Machine.attach_disk with the core's block maps."""
-        self.dirty = dirty
-        self.written = written
+    def bind(self, dirty, written) -> None:
+        """Called by Machine.attach_disk with the core's block maps (buffers of
+        one byte per 4 KiB block)."""
+        self._maps = (memoryview(dirty), memoryview(written))
+        self.__dict__.pop("dirty", None)
+        self.__dict__.pop("written", None)
+
+    @cached_property
+    def data(self) -> np.ndarray:
+        """The disk's bytes as the guest sees them (image + overlay)."""
+        import numpy as np
+        return np.frombuffer(self._map, dtype=np.uint8, count=self.size)
+
+    @cached_property
+    def dirty(self) -> np.ndarray | None:
+        """Blocks written since the last snapshot (None before attach_disk)."""
+        return self._map_view(0)
+
+    @cached_property
+    def written(self) -> np.ndarray | None:
+        """Blocks written since start: the overlay (None before attach_disk)."""
+        return self._map_view(1)
+
+    def _map_view(self, which: int) -> np.ndarray | None:
+        if self._maps is None:
+            return None
+        import numpy as np
+        return np.frombuffer(self._maps[which], dtype=np.uint8)
+
+    def fill_block(self, block: int, data: bytes) -> None:
+        """A restore's write: block `block` gets `data` (4 KiB, cut at the end
+        of the disk) and is overlay from now on (it differs from the image).
+        Not dirty: it is what the snapshot restored from holds."""
+        start = block * BLOCK
+        end = min(start + BLOCK, self.size)
+        if len(data) != BLOCK:
+            raise ValueError(f"a disk block is {BLOCK} bytes, not {len(data)}")
+        self._map[start:end] = data[:end - start]
+        self._maps[1][block] = 1
 
     def overlay_blocks(self) -> np.ndarray:
         """Indices of the 4 KiB blocks the guest has written since start."""
+        import numpy as np
         if self.written is None:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(self.written)
@@ -144,6 +183,7 @@ class Disk:
         reading the disk: written since start, or in the image file's data
         extents (its holes read as zeros; every block when the file system
         cannot say)."""
+        import numpy as np
         written = self.written if self.written is not None else \
             np.zeros((self.size + BLOCK - 1) // BLOCK, dtype=np.uint8)
         return written.copy() if self.path is None else written | self._image_data
@@ -199,6 +239,7 @@ class Disk:
 def _data_map(path: Path, size: int) -> np.ndarray:
     """One byte per block of `path`: 1 where its data extents are (all 1 if the
     file system cannot say)."""
+    import numpy as np
     blocks = (size + BLOCK - 1) // BLOCK
     extents = _data_extents(path, size)
     if extents is None:

@@ -12,15 +12,13 @@ import io
 import os
 import struct
 from dataclasses import dataclass, field
-
-from elftools.common.exceptions import ELFError
-from elftools.construct.core import ConstructError
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from typing import TYPE_CHECKING
 
 from chrono.core.guestfiles import open_guest_file
 from chrono.errors import ImageError, os_error_message
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 PathLike = str | os.PathLike
 
@@ -181,6 +179,12 @@ def parse_elf(data: bytes, name: str) -> ElfImage:
     if ei_data != 1:
         raise ImageError(f"{name}: {what} (big-endian); build it for little-endian rv64")
 
+    # pyelftools is imported here, not with the module: it takes ~20 ms, which
+    # only loading an ELF should pay (fast boot from a snapshot loads none).
+    from elftools.common.exceptions import ELFError
+    from elftools.construct.core import ConstructError
+    from elftools.elf.elffile import ELFFile
+
     try:
         elf = ELFFile(io.BytesIO(data))
         header = elf.header
@@ -247,6 +251,8 @@ def _load_segments(elf: ELFFile, data: bytes, name: str) -> list[Segment]:
 def _allocated_sections(elf: ELFFile) -> list[tuple[int, int]] | None:
     """(address, size) of the sections that occupy memory (code, data, BSS);
     None when the file has no section table."""
+    from elftools.elf.constants import SH_FLAGS
+
     if not elf.num_sections():
         return None
     return [(sec["sh_addr"], sec["sh_size"]) for sec in elf.iter_sections()
@@ -271,6 +277,8 @@ def _section_span(sections: list[tuple[int, int]] | None, vaddr: int, memsz: int
 def _symbols(elf: ELFFile) -> dict[str, int]:
     """Named, defined symbols.  A global definition wins over a local one of
     the same name (static functions in different files may share names)."""
+    from elftools.elf.sections import SymbolTableSection
+
     symbols: dict[str, int] = {}
     globals_seen: set[str] = set()
     for section in elf.iter_sections():

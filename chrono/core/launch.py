@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +23,7 @@ DEMO_BLANK_DISK = 8 << 20          # the demo guest formats a blank disk at boot
 
 def demo_guest_path() -> Path:
     """The built-in demo guest, shipped as package data."""
+    from importlib import resources     # ~5 ms: only the demo guest needs it
     path = Path(str(resources.files("chrono") / "data" / "demo.elf"))
     if not path.is_file():
         raise ImageError(f"the built-in demo guest is missing ({path}); rebuild it with "

@@ -4,20 +4,28 @@ Machine wraps the C handle (chrono._core) and exposes guest RAM, the disk and
 the dirty maps as numpy views over the native buffers (no copies), `run(n)`
 that executes exactly n steps or stops earlier and says why, registers, the
 console, and the complete CPU/device state as bytes.
+
+numpy is imported where it is used, and the views are made on first use:
+importing numpy costs more than half of a fast boot's budget (`chrono run
+--from`, whose restore, lazy page loads and runs need none of it).
 """
 from __future__ import annotations
 
 import enum
 import os
 from dataclasses import dataclass
-
-import numpy as np
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from chrono._core import ffi, lib
 from chrono.core.board import RAM_BASE
 from chrono.errors import GuestError, UsageError
 
+if TYPE_CHECKING:
+    import numpy as np
+
 PAGE_SIZE = 4096
+_ZERO_PAGE = bytes(PAGE_SIZE)
 
 
 class Stop(enum.IntEnum):
@@ -139,15 +147,14 @@ class Machine:
             raise UsageError(f"cannot allocate a machine with {ram_size >> 20} MiB of RAM")
         self._m = ffi.gc(handle, lib.machine_free)
         self.ram_size = ram_size
-        # Host writes go through write_phys/fill_page/zero_ram, which tell the
-        # core (its decoded code must be rechecked); the public view is read-only.
-        self._ram = np.frombuffer(ffi.buffer(lib.machine_ram(self._m), ram_size), dtype=np.uint8)
-        self.ram = self._ram.view()
-        self.ram.flags.writeable = False
-        self.ram_dirty = np.frombuffer(
-            ffi.buffer(lib.machine_ram_dirty(self._m), ram_size // PAGE_SIZE), dtype=np.uint8)
-        self.ram_present = np.frombuffer(
-            ffi.buffer(lib.machine_ram_present(self._m), ram_size // PAGE_SIZE), dtype=np.uint8)
+        self._pages = ram_size // PAGE_SIZE
+        self._ram_base = lib.machine_ram(self._m)
+        # One byte per page, 1 = present (lazy restore); memoryviews need no numpy.
+        self._present = memoryview(ffi.buffer(lib.machine_ram_present(self._m), self._pages))
+        self._dirty = memoryview(ffi.buffer(lib.machine_ram_dirty(self._m), self._pages))
+        self._absent_from = 0           # no absent page below this index (prefetch's cursor)
+        self.faults: list[int] = []     # pages the guest touched while absent (note_faults)
+        self._faults_limit = 0
         self.disk = None
         self._result = ffi.new("struct chrono_result *")
         self._provider = None
@@ -155,29 +162,54 @@ class Machine:
         self._maybe_absent = False      # some RAM page may still be absent
         self.provider_error: Exception | None = None
 
+    # ---- numpy views over the native buffers (made on first use) -----------------
+    @cached_property
+    def _ram(self) -> np.ndarray:
+        import numpy as np
+        return np.frombuffer(ffi.buffer(self._ram_base, self.ram_size), dtype=np.uint8)
+
+    @cached_property
+    def ram(self) -> np.ndarray:
+        """Guest RAM, read-only: host writes go through write_phys/fill_page/
+        zero_ram, which tell the core (its decoded code must be rechecked)."""
+        view = self._ram.view()
+        view.flags.writeable = False
+        return view
+
+    @cached_property
+    def ram_dirty(self) -> np.ndarray:
+        """One byte per page: written since the last clear_ram_dirty."""
+        import numpy as np
+        return np.frombuffer(self._dirty, dtype=np.uint8)
+
+    @cached_property
+    def ram_present(self) -> np.ndarray:
+        """One byte per page: 0 = absent, its content comes from the page provider."""
+        import numpy as np
+        return np.frombuffer(self._present, dtype=np.uint8)
+
     # ---- memory -----------------------------------------------------------
     def write_phys(self, address: int, data: bytes) -> None:
         """Copy bytes into guest RAM at a physical address (host side, marks dirty)."""
         offset = address - RAM_BASE
         if offset < 0 or offset + len(data) > self.ram_size:
             raise UsageError(f"{len(data)} bytes at {address:#x} do not fit in guest RAM")
-        if data:
-            self.materialize(range(offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE + 1))
+        if not data:
+            return
+        first, last = offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE
+        self.materialize(range(first, last + 1))
         lib.machine_host_will_write(self._m, 0, offset, len(data))
-        self._ram[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
-        if data:
-            first, last = offset // PAGE_SIZE, (offset + len(data) - 1) // PAGE_SIZE
-            self.ram_dirty[first:last + 1] = 1
-            lib.machine_host_wrote(self._m)
+        ffi.memmove(self._ram_base + offset, data, len(data))
+        self._dirty[first:last + 1] = b"\x01" * (last + 1 - first)
+        lib.machine_host_wrote(self._m)
 
     def fill_page(self, page: int, data) -> None:
         """A page provider's write: the content page `page` had all along (a
         restore), so it is not marked dirty.  `data`: 4 KiB, or None for zeros."""
-        view = self._ram[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
-        if data is None:
-            view[:] = 0
-        else:
-            view[:] = np.frombuffer(data, dtype=np.uint8)
+        data = _ZERO_PAGE if data is None else data
+        if len(data) != PAGE_SIZE:
+            raise ValueError(f"a page is {PAGE_SIZE} bytes, not {len(data)}")
+        ffi.memmove(self._ram_base + page * PAGE_SIZE, data, PAGE_SIZE)
         lib.machine_host_wrote(self._m)
 
     def zero_ram(self) -> None:
@@ -191,9 +223,10 @@ class Machine:
         offset = address - RAM_BASE
         if offset < 0 or offset + length > self.ram_size:
             raise UsageError(f"{length} bytes at {address:#x} are not in guest RAM")
-        if length:
-            self.materialize(range(offset // PAGE_SIZE, (offset + length - 1) // PAGE_SIZE + 1))
-        return self.ram[offset:offset + length].tobytes()
+        if not length:
+            return b""
+        self.materialize(range(offset // PAGE_SIZE, (offset + length - 1) // PAGE_SIZE + 1))
+        return ffi.buffer(self._ram_base + offset, length)[:]
 
     def clear_ram_dirty(self) -> None:
         lib.machine_clear_ram_dirty(self._m)
@@ -208,13 +241,51 @@ class Machine:
                                       self._provider_handle or ffi.NULL)
 
     def _provide_page(self, page_index: int) -> None:
+        if len(self.faults) < self._faults_limit:
+            self.faults.append(page_index)
         self._provider(page_index)
 
+    def note_faults(self, limit: int) -> None:
+        """From now on, list in self.faults the first `limit` pages the guest
+        touches while they are absent, in that order (pages the host
+        materializes do not count); 0 stops (the list stays)."""
+        if limit:
+            self.faults = []
+        self._faults_limit = limit
+
     def mark_absent(self, pages) -> None:
-        """Mark pages as not present (their content will come from the provider)."""
+        """Mark pages as not present (their content will come from the provider).
+        `pages` indexes ram_present: page numbers, a mask or a slice."""
         self.ram_present[pages] = 0
+        self._absent_changed()
+
+    def mark_absent_ranges(self, ranges) -> None:
+        """mark_absent for runs of pages (`range`s), without numpy: how a fast
+        boot marks the pages under each stored leaf of its snapshot."""
+        for run in ranges:
+            self._present[run.start:run.stop] = bytes(len(run))
+        self._absent_changed()
+
+    def _absent_changed(self) -> None:
         self._maybe_absent = True
+        self._absent_from = 0
         lib.machine_invalidate_ram(self._m)
+
+    def _absent_pages(self, limit: int | None = None) -> list[int]:
+        """Up to `limit` absent pages, lowest first (a scan of the present map,
+        from where the last one found none: pages only become absent through
+        mark_absent*)."""
+        present = self._present.tobytes()
+        found = []
+        page = present.find(0, self._absent_from)
+        if page < 0:
+            self._absent_from = len(present)
+        while page >= 0 and (limit is None or len(found) < limit):
+            found.append(page)
+            page = present.find(0, page + 1)
+        if found:
+            self._absent_from = found[0]
+        return found
 
     def prefetch(self, limit: int) -> int:
         """Materialize up to `limit` absent pages now (e.g. while the guest
@@ -222,8 +293,8 @@ class Machine:
         changes what the guest sees; returns how many pages it loaded."""
         if not self._maybe_absent:
             return 0
-        absent = np.flatnonzero(self.ram_present == 0)[:limit]
-        if len(absent) == 0:
+        absent = self._absent_pages(limit)
+        if not absent:
             self._maybe_absent = False
             return 0
         self.materialize(absent)
@@ -231,10 +302,13 @@ class Machine:
 
     def materialize(self, pages=None) -> None:
         """Make pages (default: all) present now, e.g. before reading RAM from Python."""
-        absent = np.flatnonzero(self.ram_present == 0) if pages is None else \
-            [p for p in pages if not self.ram_present[p]]
+        present = self._present
+        if pages is None:
+            absent = self._absent_pages()
+        else:
+            absent = [p for p in pages if not present[p]]
         for page in absent:
-            self.ram_present[page] = 1
+            present[page] = 1
             self._provider(int(page))
 
     def invalidate_ram(self) -> None:
@@ -247,10 +321,8 @@ class Machine:
         if lib.machine_attach_disk(self._m, disk.pointer, disk.size) != 0:
             raise UsageError("a disk is already attached, or its size is not a multiple of 512 bytes")
         blocks = lib.machine_disk_blocks(self._m)
-        disk.bind(
-            np.frombuffer(ffi.buffer(lib.machine_disk_dirty(self._m), blocks), dtype=np.uint8),
-            np.frombuffer(ffi.buffer(lib.machine_disk_written(self._m), blocks), dtype=np.uint8),
-        )
+        disk.bind(ffi.buffer(lib.machine_disk_dirty(self._m), blocks),
+                  ffi.buffer(lib.machine_disk_written(self._m), blocks))
         self.disk = disk
 
     def clear_disk_dirty(self) -> None:
@@ -266,6 +338,7 @@ class Machine:
         page / block, like ram_dirty) keep this instant's content for
         capture_read, whatever the guest (or DMA, or the host) writes; the
         dirty maps are cleared.  The guest may run on at once."""
+        import numpy as np
         ram = np.ascontiguousarray(ram_mask, dtype=np.uint8)
         if len(ram) != len(self.ram_dirty) or (
                 disk_mask is not None and len(disk_mask) != lib.machine_disk_blocks(self._m)):
@@ -278,6 +351,7 @@ class Machine:
     def capture_read(self, disk: bool, units) -> np.ndarray:
         """The captured content of RAM pages (or disk blocks): (len(units), 4096).
         Safe from another thread while the machine runs."""
+        import numpy as np
         u = np.ascontiguousarray(units, dtype=np.uint64)
         out = np.empty((len(u), PAGE_SIZE), dtype=np.uint8)
         if lib.machine_capture_read(self._m, 1 if disk else 0, ffi.from_buffer("uint64_t[]", u),
@@ -420,6 +494,7 @@ class Machine:
 
     def console_read_steps(self) -> tuple[bytes, np.ndarray]:
         """Console output and, per byte, the steps at which its instruction ran."""
+        import numpy as np
         buf = ffi.new("uint8_t[]", 8192)
         steps = np.zeros(8192, dtype=np.uint64)
         n = lib.machine_console_read_steps(self._m, buf, ffi.cast("uint64_t *", steps.ctypes.data), 8192)

@@ -46,7 +46,8 @@ from chrono.core.console import Command, Console, Event, MonitorLine
 from chrono.core.machine import Machine, Stop
 
 SLICE_STEPS = 20_000_000          # ~20 ms of guest time: bounds input and pacing latency
-PREFETCH_PAGES = 512              # lazily restored pages loaded per idle stop
+PREFETCH_PAGES = 64               # lazily restored pages loaded at a time while the host
+                                  # waits anyway (~1 ms: what it can add to input latency)
 QUIET_NS = 200_000_000            # guest time without console activity that counts as settled
 STEPS_PER_SECOND = Machine.timebase_hz * Machine.steps_per_tick
 
@@ -296,14 +297,18 @@ class Session:
             self._note_waiting = False
 
     def _idle(self, console: Console, pacer: Pacer | None, result) -> None:
-        """The guest waits and nothing is queued: advance time or wait for input."""
+        """The guest waits and nothing is queued: advance time or wait for input.
+
+        Host time spent waiting anyway fills in lazily restored RAM, a few
+        pages at a time between looks at the input (prefetch).  An unpaced
+        guest jumps to its deadline at once: nothing is waited for, so
+        nothing is prefetched (its pages still load when touched)."""
         m = self.machine
-        m.prefetch(PREFETCH_PAGES)          # idle host time fills in lazily restored RAM
         if not result.has_deadline:
             # Nothing will happen until input arrives: block (in short waits
             # so signals are seen).
             while not self.pending and not console.eof and not self._quit:
-                self._take_input(console, 0.1)
+                self._take_input(console, 0 if m.prefetch(PREFETCH_PAGES) else 0.1)
                 self._monitor_poll(console)
                 if self._debugger is not None and self._debugger():
                     self._interrupt = True      # run() hands over to the debugger
@@ -311,6 +316,11 @@ class Session:
             return
         if pacer is not None:
             wait = pacer.seconds_until(result.deadline)
+            while wait > 0 and m.prefetch(PREFETCH_PAGES):
+                self._take_input(console, 0)
+                if self.pending or self._quit or self._restored:
+                    return              # input first: deliver it without jumping
+                wait = pacer.seconds_until(result.deadline)
             if wait > 0:
                 self._take_input(console, wait)
                 if self.pending or self._quit or self._restored:

@@ -7,7 +7,6 @@ privilege level (gdb's `priv`, in the org.gnu.gdb.riscv.virtual feature).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from xml.sax.saxutils import escape
 
 from chrono.core.machine import REG_F0, REG_PC, REG_PRIV
 
@@ -48,6 +47,10 @@ def register_map(has_fpu: bool) -> list[Register]:
 
 
 def target_xml(regs: list[Register]) -> str:
+    # Imported here: xml.sax.saxutils pulls in urllib.request and http.client
+    # (~25 ms), which only a connecting gdb should pay.
+    from xml.sax.saxutils import escape
+
     out = ['<?xml version="1.0"?>', '<!DOCTYPE target SYSTEM "gdb-target.dtd">',
            '<target version="1.0">', "  <architecture>riscv:rv64</architecture>"]
     for feature in ("cpu", "fpu", "csr", "virtual"):

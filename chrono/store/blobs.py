@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from concurrent.futures import Executor
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-import numpy as np
 import zstandard
 
 from chrono.errors import StoreCorruptError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    import numpy as np
 
 PAGE_SIZE = 4096
 HASH_SIZE = 32
@@ -158,6 +161,7 @@ def copy_pages(buffer: np.ndarray, indices) -> np.ndarray:
     paused.  A buffer whose size is not a multiple of 4 KiB (a disk) has its
     last page zero-padded: page tables always hold full 4 KiB pages.
     """
+    import numpy as np      # here, not at the top: reading blobs (a fast boot) needs none
     idx = np.asarray(indices, dtype=np.int64)
     if len(buffer) % PAGE_SIZE == 0:            # RAM, most disks: one gather
         return buffer.reshape(-1, PAGE_SIZE)[idx]

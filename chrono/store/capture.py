@@ -22,25 +22,31 @@ then can differ from it, which makes both directions incremental:
 
 Without a baseline (a fresh boot), the first capture takes every page ever
 written (untouched RAM is zero) and every non-zero disk block.
+
+A fast boot (guest_from_snapshot: a new machine, then a restore) runs no
+numpy and starts no thread: numpy and the capture's thread pools are
+brought in by the first save or by a restore into a running machine.
+Importing numpy alone would cost more than half of the fast boot.
 """
 from __future__ import annotations
 
 import functools
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from chrono.core.machine import PAGE_SIZE
 from chrono.errors import ChronoError, SnapshotMismatchError
+from chrono.store import bootset
 from chrono.store.blobs import (ZERO_HASH, ZERO_PAGE, blob_key, compress_blob, copy_pages,
                                 encode_blob, hash_pages, in_chunks)
 from chrono.store.manifest import DiskTable, Manifest
 from chrono.store.pagetable import PageTable, diff, pages_for
 from chrono.store.store import Store, Writer, lease_holder
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CONFIG_VERSION = 1
 
@@ -182,6 +188,7 @@ def _board(cfg: dict):
 
 def _nonzero_pages(buffer: np.ndarray) -> np.ndarray:
     """Indices of the 4 KiB pages of `buffer` holding any non-zero byte."""
+    import numpy as np
     full = len(buffer) // PAGE_SIZE
     words = buffer[:full * PAGE_SIZE].view(np.uint64).reshape(full, PAGE_SIZE // 8)
     pages = np.flatnonzero(words.any(axis=1))
@@ -201,19 +208,34 @@ class Snapshots:
         self._released = False
         self.config = machine_config(guest)     # fixed for the machine's life
         self.times = CaptureTimes()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chrono-encode")
-        # One commit at a time, in its own thread (an LMDB write transaction
-        # stays on the thread that began it).
-        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chrono-commit")
+        self._workers = workers
         self._pending = None
+        self._boot_set_for: Manifest | None = None      # a fast boot noting its boot set
+
+    @functools.cached_property
+    def _pool(self):
+        """Threads that hash and compress (made by the first save that uses them)."""
+        from concurrent.futures import ThreadPoolExecutor
+        return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="chrono-encode")
+
+    @functools.cached_property
+    def _committer(self):
+        """One commit at a time, in its own thread (an LMDB write transaction
+        stays on the thread that began it)."""
+        from concurrent.futures import ThreadPoolExecutor
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="chrono-commit")
 
     def close(self) -> None:
         """Finish a pending save and release the lease (may be called again)."""
         try:
             self.wait()
         finally:
-            self._committer.shutdown(wait=True)
-            self._pool.shutdown(wait=True)
+            for pool in ("_committer", "_pool"):        # only those that were made
+                if pool in self.__dict__:
+                    self.__dict__[pool].shutdown(wait=True)
+            if self._boot_set_for is not None:
+                manifest, self._boot_set_for = self._boot_set_for, None
+                bootset.write(self.store, manifest, self.guest.machine.faults)
             if self.baseline is not None and not self._released:
                 self._released = True
                 try:
@@ -234,8 +256,10 @@ class Snapshots:
         calls first) returns the id or raises what went wrong.  Otherwise
         save returns the id when the snapshot is committed.
         """
+        import numpy as np
         self.wait()
         m, disk = self.guest.machine, self.guest.disk
+        m.note_faults(0)                # a fast boot's boot set ends here
         base = self.baseline
         t0 = time.perf_counter()
         # The only part that needs the guest stopped: the state and the lists
@@ -370,26 +394,40 @@ class Snapshots:
         state = self.store.get_blob(manifest.state)
         base = self.baseline
 
-        # Pages that may differ from the target: what differs between the
-        # baseline and the target, plus what changed since the baseline.
-        if base is not None:
-            ram_pages = np.union1d(diff(base.ram, manifest.ram, self.store), np.flatnonzero(m.ram_dirty))
+        m.note_faults(0)                # a fast boot's boot set ends here
+        if base is None and fresh:
+            # A new machine is all zeros: only what the snapshot holds is
+            # restored, and without reading the RAM leaves: every page under
+            # a stored leaf is marked absent (its zero pages load as zeros).
+            self._use_boot_set(manifest)
+            if disk is not None:
+                self._write_disk(manifest.disks[0].table.items(self.store))
+            m.load_state(state)
+            self._lazy_ram(manifest.ram)
+            m.mark_absent_ranges(manifest.ram.stored_ranges())
         else:
-            ram_pages = manifest.ram.nonzero_pages(self.store)
-            if not fresh:
-                ram_pages = np.union1d(ram_pages, _nonzero_pages(m.ram))
-        if disk is not None:
-            target = manifest.disks[0].table
+            import numpy as np
+            # Pages that may differ from the target: what differs between the
+            # baseline and the target, plus what changed since the baseline.
             if base is not None:
-                blocks = np.union1d(diff(base.disks[0], target, self.store), np.flatnonzero(disk.dirty))
+                ram_pages = np.union1d(diff(base.ram, manifest.ram, self.store),
+                                       np.flatnonzero(m.ram_dirty))
             else:
-                blocks = target.nonzero_pages(self.store)
-                if not fresh:
-                    blocks = np.union1d(blocks, _nonzero_pages(disk.data))
-            self._write_disk(target, blocks)
-
-        m.load_state(state)
-        self._lazy_ram(manifest.ram, ram_pages)
+                ram_pages = np.union1d(manifest.ram.nonzero_pages(self.store),
+                                       _nonzero_pages(m.ram))
+            if disk is not None:
+                target = manifest.disks[0].table
+                if base is not None:
+                    blocks = np.union1d(diff(base.disks[0], target, self.store),
+                                        np.flatnonzero(disk.dirty))
+                else:
+                    blocks = np.union1d(target.nonzero_pages(self.store),
+                                        _nonzero_pages(disk.data))
+                self._write_disk(zip(blocks.tolist(), target.lookup_many(self.store, blocks)))
+            m.load_state(state)
+            self._lazy_ram(manifest.ram)
+            if len(ram_pages):
+                m.mark_absent(ram_pages)
         m.clear_ram_dirty()
         if disk is not None:
             m.clear_disk_dirty()
@@ -405,6 +443,7 @@ class Snapshots:
         Only pages that can differ are hashed: those that differ between the
         baseline and the target, and those written since the baseline.
         """
+        import numpy as np
         m, disk = self.guest.machine, self.guest.disk
         base = self.baseline
         if base is None:
@@ -428,26 +467,31 @@ class Snapshots:
             m.clear_disk_dirty()
         self.baseline = Baseline(manifest.id, manifest.ram, [d.table for d in manifest.disks])
 
-    def _lazy_ram(self, table: PageTable, pages: np.ndarray) -> None:
+    def _use_boot_set(self, manifest: Manifest) -> None:
+        """Read the blobs a fast boot of `manifest` needs first from its boot
+        set, or note them for one (chrono.store.bootset)."""
+        blobs = bootset.read(self.store.path, manifest.id)
+        if blobs is not None:
+            self.store.preload(blobs)
+        else:
+            self._boot_set_for = manifest
+            self.guest.machine.note_faults(bootset.BOOT_SET_PAGES)
+
+    def _lazy_ram(self, table: PageTable) -> None:
+        """Absent pages (the caller marks them) come from `table` on first touch."""
         m, store = self.guest.machine, self.store
 
         def provide(page: int) -> None:
             m.fill_page(page, store.page(table, page))
 
         m.set_page_provider(provide)
-        if len(pages):
-            m.mark_absent(pages)
 
-    def _write_disk(self, table: PageTable, blocks: np.ndarray) -> None:
+    def _write_disk(self, blocks) -> None:
+        """Write (block, key) pairs into the disk (the overlay now differs from
+        the image there)."""
         disk = self.guest.disk
-        keys = table.lookup_many(self.store, blocks) if len(blocks) else []
-        for block, key in zip(blocks, keys):
-            start = int(block) * PAGE_SIZE
-            end = min(start + PAGE_SIZE, disk.size)
-            data = ZERO_PAGE if key == ZERO_HASH else self.store.get_blob(key)
-            disk.data[start:end] = np.frombuffer(data, dtype=np.uint8)[:end - start]
-        if len(blocks):
-            disk.written[blocks] = 1        # the overlay now differs from the image there
+        for block, key in blocks:
+            disk.fill_block(block, ZERO_PAGE if key == ZERO_HASH else self.store.get_blob(key))
 
 
 @dataclass

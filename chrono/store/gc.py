@@ -33,9 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-import numpy as np
-
 from chrono.errors import StoreCorruptError, StoreError, StoreFullError, UnknownSnapshotError
+from chrono.store import bootset
 from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, stored_size
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import Reader, Store, Writer
@@ -125,6 +124,7 @@ class _Marker:
     def _mark_leaf(self, r: Reader, leaf: bytes) -> None:
         # A leaf that cannot be read would hide which pages it keeps: stop
         # rather than sweep with an incomplete mark.
+        import numpy as np      # here: every chrono.store import loads this module
         try:
             rows = np.frombuffer(r.get_leaf(leaf), dtype=np.uint8).reshape(LEAF_PAGES, HASH_SIZE)
         except StoreCorruptError as e:
@@ -245,4 +245,6 @@ def gc(store: Store, progress: Callable[[str], None] | None = None,
         report.dangling_refs = sorted(n for n, sid in w.refs(strict=False).items()
                                       if sid in marker.dangling)
     _delete_in_batches(store, doomed, marker, providers, report)
+    with store.reader() as r:
+        bootset.remove_stale(store.path, set(r.snapshot_ids()))
     return report

@@ -15,19 +15,24 @@ every leaf whose key is equal without reading it.
 Reading leaves needs a *source*: any object with get_leaf(key) -> bytes (a
 Store, a Reader or a Writer).  Leaves are immutable (content-addressed), so
 sources may cache them.
+
+What a fast boot uses (decode, lookup, items, stored_ranges) needs no numpy;
+the whole-table work below imports it where it runs.
 """
 from __future__ import annotations
 
 import struct
-from typing import Iterator, Mapping, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator, Mapping, Protocol
 
 from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, blob_key, encode_blob, raw_blob
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LEAF_PAGES = 512
 LEAF_BYTES = LEAF_PAGES * HASH_SIZE
 _ROOT_HEAD = struct.Struct("<QI")      # page count, leaf count
+_KEY = struct.Struct(f"{HASH_SIZE}s")
 
 
 class LeafSource(Protocol):
@@ -44,6 +49,7 @@ def pages_for(size: int) -> int:
 
 def _rows(key: bytes, source: LeafSource | None) -> np.ndarray:
     """A leaf as a read-only (512, 32) uint8 array (zeros for ZERO_HASH)."""
+    import numpy as np
     if key == ZERO_HASH:
         return np.zeros((LEAF_PAGES, HASH_SIZE), dtype=np.uint8)
     if source is None:
@@ -107,6 +113,7 @@ class PageTable:
         """
         if not changes:
             return self, []
+        import numpy as np
         index = np.fromiter(changes.keys(), dtype=np.int64, count=len(changes))
         packed = b"".join(changes.values())
         if len(packed) != HASH_SIZE * len(index):
@@ -173,12 +180,28 @@ class PageTable:
         for li, leaf in enumerate(self.leaves):
             if leaf == ZERO_HASH:
                 continue
-            rows = _rows(leaf, source)
-            for off in np.flatnonzero(rows.any(axis=1)):
-                yield li * LEAF_PAGES + int(off), rows[off].tobytes()
+            first = li * LEAF_PAGES
+            for offset, (key,) in enumerate(_KEY.iter_unpack(source.get_leaf(leaf))):
+                if key != ZERO_HASH:
+                    yield first + offset, key
+
+    def stored_ranges(self) -> list[range]:
+        """The runs of pages under stored leaves (no leaf is read): every
+        non-zero page is in one, and every page outside them is zero."""
+        runs: list[range] = []
+        for li, leaf in enumerate(self.leaves):
+            if leaf == ZERO_HASH:
+                continue
+            start, stop = li * LEAF_PAGES, min((li + 1) * LEAF_PAGES, self.npages)
+            if runs and runs[-1].stop == start:
+                runs[-1] = range(runs[-1].start, stop)
+            else:
+                runs.append(range(start, stop))
+        return runs
 
     def nonzero_pages(self, source: LeafSource) -> np.ndarray:
         """Indices of the non-zero pages (int64 array)."""
+        import numpy as np
         parts = [np.flatnonzero(_rows(leaf, source).any(axis=1)) + li * LEAF_PAGES
                  for li, leaf in enumerate(self.leaves) if leaf != ZERO_HASH]
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
@@ -207,6 +230,7 @@ def diff(a: PageTable, b: PageTable, source: LeafSource) -> np.ndarray:
     Leaves with equal keys are skipped unread.  Pages past the end of the
     shorter table count as zero.
     """
+    import numpy as np
     parts = []
     for li in range(max(len(a.leaves), len(b.leaves))):
         ka = a.leaves[li] if li < len(a.leaves) else ZERO_HASH

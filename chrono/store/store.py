@@ -37,8 +37,6 @@ import errno
 import fcntl
 import os
 import resource
-import shutil
-import socket
 import threading
 import time
 import unicodedata
@@ -161,6 +159,7 @@ class Store:
         self._pid = os.getpid()
         self._local = threading.local()
         self._leaves = _LeafCache()
+        self._preloaded: dict[bytes, bytes] = {}
         self._env: lmdb.Environment | None = None
         self._dirfd: int | None = None
         self._write_refusal: str | None = None
@@ -456,6 +455,7 @@ class Store:
             return True
         if os.strerror(errno.EIO) not in text:
             return False
+        import shutil
         try:
             if shutil.disk_usage(self.path).free < _LOW_SPACE:
                 return True
@@ -512,6 +512,12 @@ class Store:
             raise self._translate(e) from None
         finally:
             self._local.writing = False
+
+    def preload(self, blobs) -> None:
+        """Serve these stored values ({key: value}, e.g. a boot set: see
+        chrono.store.bootset) from memory instead of the file.  Each is still
+        decoded and verified against the key it is read by."""
+        self._preloaded.update(blobs)
 
     # ---- one-shot conveniences (each its own short transaction) -----------------------
     def get_blob(self, key: bytes) -> bytes:
@@ -616,6 +622,7 @@ class Store:
             fcntl.flock(self._dirfd, fcntl.LOCK_SH)
             raise StoreError(f"store {self.path} is open in another process; close it there "
                              f"and run compact again") from None
+        import shutil
         try:
             with self.reader() as r:
                 self.check_trees(r)     # the copy walks every page: LMDB must not meet a damaged one
@@ -659,9 +666,14 @@ class Store:
                               f"is unchanged)")
 
 
+def _hostname() -> str:
+    import socket       # here: socket costs every store user ~2 ms to import
+    return socket.gethostname()
+
+
 def lease_holder(tag: str) -> str:
     """A lease name for this process: host/pid/tag."""
-    return f"{socket.gethostname()}/{os.getpid()}/{tag}"
+    return f"{_hostname()}/{os.getpid()}/{tag}"
 
 
 def lease_alive(holder: str) -> bool:
@@ -670,7 +682,7 @@ def lease_alive(holder: str) -> bool:
     is known dead; gc drops those leases and `snap list` shows them as such."""
     host, _, rest = holder.partition("/")
     pid = rest.partition("/")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != _hostname() or not pid.isdigit():
         return True
     try:
         os.kill(int(pid), 0)
@@ -711,6 +723,12 @@ class Reader:
         """Content of a blob, verified against its key (StoreCorruptError if not)."""
         if key == ZERO_HASH:
             return ZERO_PAGE
+        preloaded = self.store._preloaded.get(key)
+        if preloaded is not None:
+            try:
+                return decode_blob(key, preloaded, self._where)
+            except StoreCorruptError:       # a damaged copy: the store has the blob itself
+                self.store._preloaded.pop(key, None)
         value = self._txn.get(key, db=self.store._blobs)
         if value is None:
             raise StoreCorruptError(f"blob {key.hex()} is missing from store {self._where}; run "

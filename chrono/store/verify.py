@@ -9,13 +9,11 @@ the name of the damaged object and what depends on it; it changes nothing.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import lmdb
-import numpy as np
 
 from chrono.errors import ChronoError, StoreCorruptError
 from chrono.store.blobs import (CODEC_RAW, CODEC_ZSTD, HASH_SIZE, PAGE_SIZE, ZERO_HASH,
@@ -65,6 +63,11 @@ def _check_blob(item: tuple[bytes, bytes]) -> str | None:
 
 def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
     """Check every blob, manifest and ref; see the module docstring."""
+    # Imported here: every chrono.store import loads this module (the package
+    # names verify), and a fast boot must not pay for numpy or threads.
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
     say = progress or (lambda phase, done, total: None)
     report = VerifyReport(store.path)
     problems = report.problems
@@ -226,6 +229,7 @@ class StoreStats:
 
 def stats(store: Store) -> StoreStats:
     """Counts and sizes of everything in the store (reads leaves, not pages)."""
+    import numpy as np      # as in verify()
     info = store.info()
     s = StoreStats(store.path, info["file_bytes"], info["used_bytes"], info["map_size"])
     with store.reader() as r:

@@ -1,0 +1,81 @@
+"""What chrono loads before it answers: the cold-start budget.
+
+`chrono --version` and `chrono --help` load click and the CLI's own modules,
+nothing of the emulator or the store; a fast boot (`chrono run --from NAME`)
+gets to the guest's answer without numpy, pyelftools, rich, the gdb stub, the
+recordings or any thread pool (each costs tens of milliseconds to import:
+bench/bench_cold_start.py measures the whole start).  Each test runs chrono as
+a user does, in its own process, and reads the modules that process loaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracehelp import MON, chrono
+
+# chrono's console script, with a note of every module loaded by the time it exits.
+PROBE = """\
+import atexit, json, os, sys
+atexit.register(lambda: open(os.environ["CHRONO_MODULES_OUT"], "w").write(json.dumps(sorted(sys.modules))))
+sys.argv[0] = "chrono"
+from chrono.cli import main
+main()
+"""
+
+HEAVY = ("numpy", "lmdb", "zstandard", "rich", "elftools", "chrono._core", "chrono.gdb",
+         "chrono.replay", "chrono.store", "concurrent.futures", "importlib.metadata", "xml")
+# What a fast boot needs of these: the native core and the store (LMDB, zstd).
+NOT_IN_FAST_BOOT = ("numpy", "rich", "elftools", "chrono.gdb", "chrono.replay",
+                    "concurrent.futures", "importlib.metadata", "xml")
+
+
+def loaded_by(tmp_path, *args, script: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
+    out = tmp_path / "modules.json"
+    proc = subprocess.run([sys.executable, "-P", "-c", PROBE, *map(str, args)],
+                          input=script.encode(), capture_output=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "CHRONO_MODULES_OUT": str(out)})
+    return proc, json.loads(out.read_text())
+
+
+def among(modules: list[str], packages) -> list[str]:
+    return [m for m in modules if any(m == p or m.startswith(p + ".") for p in packages)]
+
+
+@pytest.mark.parametrize("option", ["--version", "--help"])
+def test_version_and_help_load_neither_the_core_nor_the_store(tmp_path, option):
+    proc, modules = loaded_by(tmp_path, option)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    assert among(modules, HEAVY) == []
+    assert "chrono.core.console" not in modules and "dataclasses" not in modules
+
+
+def test_version_is_the_one_the_package_is_built_with(tmp_path):
+    """--version prints chrono.__version__, which is what pyproject.toml gives pip."""
+    import tomllib
+
+    import chrono
+    proc, _ = loaded_by(tmp_path, "--version")
+    assert proc.stdout.decode() == f"chrono, version {chrono.__version__}\n"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "chrono.__version__"}
+
+
+def test_a_fast_boot_answers_without_numpy_elftools_rich_or_threads(tmp_path):
+    saved = chrono(tmp_path, "run", "--store", tmp_path / "store",
+                   script="write keep kept\n" + MON + "savevm booted\n" + MON + "poweroff\n")
+    assert saved.returncode == 0, saved.stderr
+
+    proc, modules = loaded_by(tmp_path, "run", "--from", "booted", "--store", tmp_path / "store",
+                              script="cat keep\npoweroff\n")
+    assert proc.returncode == 0, proc.stderr
+    assert b"kept" in proc.stdout and b"Powering off." in proc.stdout
+    assert among(modules, NOT_IN_FAST_BOOT) == []
+    assert "chrono._core" in modules            # the probe saw a real run
