@@ -41,12 +41,13 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO
 
 from chrono.core.guestfiles import open_guest_file
 from chrono.errors import DiskError, os_error_message
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAGIC = b"QFI\xfb"
 SUFFIXES = (".qcow2", ".qcow")
@@ -245,6 +246,7 @@ class Qcow2Layer(Layer):
                          f"convert it with the qemu-img that made it: {convert_hint(self.path)}")
 
     def _read_l1(self, l1_size: int, l1_offset: int) -> None:
+        import numpy as np  # only once a qcow2 image is read (fast boot needs none)
         c = self.cluster_size
         self.l2_bits = self.cluster_bits - 3
         span = c << self.l2_bits                            # guest bytes one L2 table maps
@@ -277,6 +279,7 @@ class Qcow2Layer(Layer):
         """Where guest clusters first..first+count-1 are: a host offset, or
         UNALLOCATED, or ZERO (clusters past the virtual size read as zeros).
         DiskError at the first entry that is compressed or damaged."""
+        import numpy as np  # only once a qcow2 image is read (fast boot needs none)
         c = self.cluster_size
         index = np.arange(first, first + count, dtype=np.int64)
         inside = index < -(-self.size // c)
@@ -292,6 +295,7 @@ class Qcow2Layer(Layer):
         return out
 
     def _classify(self, entries: np.ndarray, index: np.ndarray) -> np.ndarray:
+        import numpy as np  # only once a qcow2 image is read (fast boot needs none)
         c = self.cluster_size
         reserved = L2_RESERVED | (L2_ZERO if self.version == 2 else 0)
 
@@ -388,6 +392,7 @@ class Chain:
         return _merged(found)
 
     def _window_extents(self, start: int, n: int, unit: int) -> list[Extent]:
+        import numpy as np  # only once a qcow2 image is read (fast boot needs none)
         source = np.full(n, _PENDING, dtype=np.int64)       # layer index, or _PENDING / _ZEROS
         host = np.zeros(n, dtype=np.int64)
         for k, layer in enumerate(self.layers):
@@ -424,6 +429,7 @@ _UNALLOCATED_UNIT, _ZERO_UNIT, _DATA_UNIT = 0, 1, 2
 def _units(layer: Layer, start: int, n: int, unit: int) -> tuple[np.ndarray, np.ndarray]:
     """(state, host offset) of ``n`` units of ``unit`` bytes from guest offset
     ``start`` in one layer: unallocated (fall through), zeros, or data."""
+    import numpy as np  # only once a qcow2 image is read (fast boot needs none)
     offsets = np.arange(n, dtype=np.int64) * unit
     if not isinstance(layer, Qcow2Layer):
         host = start + offsets                          # a raw file maps onto itself
