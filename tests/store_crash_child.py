@@ -2,14 +2,18 @@
 
 Each snapshot id is printed (and flushed) only after its commit returned, so
 every id the parent read was committed before the kill.
+
+    store_crash_child.py STORE ROUND store    pages straight into the store
+    store_crash_child.py STORE ROUND guest    background savevms of a running
+                                              demo guest (copy-on-write capture)
 """
 import sys
 
-from chrono.store import Store
-from storehelp import RAM_PAGES, page, save
 
+def pages_loop(path: str, round_: int) -> None:
+    from chrono.store import Store
+    from storehelp import RAM_PAGES, page, save
 
-def main(path: str, round_: int) -> None:
     with Store(path, create=True) as store:
         base = parent = None
         n = 0
@@ -23,5 +27,31 @@ def main(path: str, round_: int) -> None:
             n += 1
 
 
+def guest_loop(path: str, round_: int) -> None:
+    from pathlib import Path
+    from chrono.core.launch import GuestSpec, launch
+    from chrono.store import Store
+    from chrono.store.capture import Snapshots
+
+    image = Path(path).parent / f"disk-{round_}.img"
+    image.write_bytes(bytes(1 << 20))
+    guest = launch(GuestSpec(disk=image))
+    m = guest.machine
+    with Store(path, create=True) as store:
+        snaps = Snapshots(store, guest)
+        m.run(5_000_000)
+        m.console_write(b"write f" + str(round_).encode() + b" x\nsync\nbench 500\n")
+        print("saving", flush=True)
+        n = 0
+        while True:
+            # The guest runs (RAM changes, the disk at first) while the last
+            # capture is read and committed; wait() then says it is durable.
+            snaps.save(f"r{round_}-{n}", background=True)
+            m.run(1_000_000)
+            m.console_read()
+            print(snaps.wait(), flush=True)
+            n += 1
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    (guest_loop if sys.argv[3] == "guest" else pages_loop)(sys.argv[1], int(sys.argv[2]))

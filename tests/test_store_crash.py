@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from chrono.store import Store, verify
 
 TESTS = Path(__file__).parent
@@ -20,10 +22,10 @@ ROUNDS = 6
 ID = re.compile(r"^[0-9a-f]{64}$")
 
 
-def run_and_kill(path: Path, round_: int, delay: float) -> list[str]:
+def run_and_kill(path: Path, round_: int, delay: float, mode: str) -> list[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     child = subprocess.Popen([sys.executable, str(TESTS / "store_crash_child.py"), str(path),
-                              str(round_)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              str(round_), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=env)
     # Start-up (imports, the store) takes a while and more on a busy machine:
     # the delay counts from the child's "saving" line, so every round kills
@@ -37,12 +39,16 @@ def run_and_kill(path: Path, round_: int, delay: float) -> list[str]:
     return [line for line in out.split("\n")[:-1] if ID.match(line)]   # complete lines only
 
 
-def test_sigkill_at_random_moments_never_loses_a_committed_snapshot(tmp_path):
+@pytest.mark.parametrize("mode", ["store", "guest"])
+def test_sigkill_at_random_moments_never_loses_a_committed_snapshot(tmp_path, mode):
+    """mode store: snapshots written straight into the store; guest: background
+    savevms of a running guest, killed while a copy-on-write capture is read,
+    hashed or committed."""
     rng = random.Random(20240601)
     path = tmp_path / "store"
     reported: dict[str, str] = {}
     for round_ in range(ROUNDS):
-        ids = run_and_kill(path, round_, rng.uniform(0.0, 0.5))
+        ids = run_and_kill(path, round_, rng.uniform(0.0, 0.5), mode)
         reported.update({f"r{round_}-{n}": sid for n, sid in enumerate(ids)})
         if not (path / "data.mdb").exists():
             continue
