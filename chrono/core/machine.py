@@ -34,6 +34,7 @@ class Stop(enum.IntEnum):
     FATAL = lib.CHRONO_STOP_FATAL
     ENTROPY = lib.CHRONO_STOP_ENTROPY       # the guest wants entropy: code = bytes wanted
     WATCHPOINT = lib.CHRONO_STOP_WATCHPOINT  # a watched access completed: code = its address
+    NET = lib.CHRONO_STOP_NET               # the guest sent frames, or posted receive buffers
 
 
 NO_DEADLINE = (1 << 64) - 1
@@ -103,6 +104,18 @@ class RunResult:
     @property
     def has_deadline(self) -> bool:
         return self.deadline != NO_DEADLINE
+
+
+# The longest frame the network device carries (NET_FRAME_MAX in native/machine.h).
+NET_FRAME_MAX = 65550
+
+
+class Received(enum.IntEnum):
+    """What Machine.net_receive did with a frame (machine_net_receive's result)."""
+
+    DELIVERED = 1           # in the guest's next receive buffer
+    NO_BUFFER = 0           # the guest has posted none: nothing changed, offer it again later
+    DROPPED = -1            # it did not fit that buffer (or the queue is broken): buffer returned empty
 
 
 # Register numbering of machine_get_reg / machine_set_reg.
@@ -253,6 +266,43 @@ class Machine:
 
     def clear_disk_dirty(self) -> None:
         lib.machine_clear_disk_dirty(self._m)
+
+    # ---- network (virtio-net) ------------------------------------------------------
+    def attach_net(self) -> None:
+        """Give the machine its network device (virtio-mmio slot 5, MAC
+        52:54:00:12:34:56).  Frames move only through net_receive / net_sent."""
+        if lib.machine_net_attach(self._m) != 0:
+            raise UsageError("the network device is already attached (or out of memory)")
+        self._tx_frame = ffi.new("uint8_t[]", NET_FRAME_MAX)
+        self._tx_steps = ffi.new("uint64_t *")
+
+    @property
+    def has_net(self) -> bool:
+        return bool(lib.machine_net_present(self._m))
+
+    def net_receive(self, frame: bytes) -> Received:
+        """Offer one Ethernet frame to the guest (see Received): an input to log
+        unless NO_BUFFER."""
+        return Received(lib.machine_net_receive(self._m, frame, len(frame)))
+
+    def net_set_rx_waiting(self, waiting: bool) -> None:
+        """Frames wait on the host: stop (Stop.NET) when the guest posts receive buffers."""
+        lib.machine_net_set_rx_waiting(self._m, 1 if waiting else 0)
+
+    def net_sent(self) -> list[tuple[bytes, int]]:
+        """The frames the guest sent since the last call, oldest first, each with
+        the position (steps) of the instruction that sent it."""
+        if not self.has_net:
+            return []
+        out = []
+        while n := lib.machine_net_tx_read(self._m, self._tx_frame, NET_FRAME_MAX, self._tx_steps):
+            out.append((ffi.buffer(self._tx_frame, n)[:], self._tx_steps[0]))
+        return out
+
+    @property
+    def net_tx_dropped(self) -> int:
+        """Frames the guest sent that nobody took before the buffer filled."""
+        return lib.machine_net_tx_dropped(self._m)
 
     # ---- execution ----------------------------------------------------------
     def reset(self, pc: int, a0: int = 0, a1: int = 0, a2: int = 0) -> None:
