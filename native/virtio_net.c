@@ -1,10 +1,13 @@
 /* virtio_net.c: the network device (virtio 1.2 section 5.1) in virtio-mmio
  * slot VIRTIO_NET_SLOT, present while a network is attached
  * (machine_net_attach).  Queue 0 is receiveq1, queue 1 transmitq1; no control
- * queue, no multiqueue, no offloads: every frame is a plain Ethernet frame
- * behind a 12-byte struct virtio_net_hdr (5.1.6; with VERSION_1 it always
- * has num_buffers).  The MAC address is fixed (QEMU's default), the link is
- * always up.
+ * queue, no multiqueue, no segmentation offloads: every frame is a plain
+ * Ethernet frame behind a 12-byte struct virtio_net_hdr (5.1.6; with
+ * VERSION_1 it always has num_buffers).  The one offload is GUEST_CSUM: the
+ * host's frames (slirp's) carry correct checksums, and a driver that takes
+ * the feature is told so (DATA_VALID), which spares Linux checking every
+ * segment again (a fifth of the instructions of a download).  The MAC
+ * address is fixed (QEMU's default), the link is always up.
  *
  * The core does no I/O.  What the guest transmits is completed in the
  * QueueNotify write and copied into a host-side buffer with the position of
@@ -32,6 +35,7 @@
 #define TXQ 1
 
 /* Offered features (5.1.3). */
+#define F_GUEST_CSUM (1ull << 1)
 #define F_MAC (1ull << 5)
 #define F_STATUS (1ull << 16)
 #define S_LINK_UP 1
@@ -39,7 +43,9 @@
 /* struct virtio_net_hdr (5.1.6): flags, gso_type, hdr_len, gso_size,
  * csum_start, csum_offset, num_buffers. */
 #define NET_HDR 12
+#define HDR_FLAGS 0
 #define HDR_NUM_BUFFERS 10
+#define HDR_F_DATA_VALID 2
 
 static const uint8_t net_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 
@@ -155,6 +161,8 @@ int machine_net_receive(struct machine *m, const uint8_t *frame, size_t len)
     if (virtq_read_chain(m, q, head, &c) && len <= NET_FRAME_MAX && c.wlen >= NET_HDR + len) {
         uint8_t hdr[NET_HDR] = { 0 };
         hdr[HDR_NUM_BUFFERS] = 1;
+        if (v->driver_features[0] & F_GUEST_CSUM)
+            hdr[HDR_FLAGS] = HDR_F_DATA_VALID;
         if (virtq_copy(m, &c, true, 0, hdr, NET_HDR) &&
             virtq_copy(m, &c, true, NET_HDR, (uint8_t *)frame, len))
             used = (uint32_t)(NET_HDR + len);
@@ -205,7 +213,7 @@ static bool net_present(struct machine *m) { return m->net.present; }
 const struct virtio_dev virtio_net_dev = {
     .slot = VIRTIO_NET_SLOT,
     .device_id = VIRTIO_ID_NET,
-    .features = F_MAC | F_STATUS | VIRTIO_F_VERSION_1,
+    .features = F_GUEST_CSUM | F_MAC | F_STATUS | VIRTIO_F_VERSION_1,
     .queues = 2,
     .state = net_state,
     .present = net_present,

@@ -57,6 +57,8 @@ NET_IRQ = 6
 INT_USED = 1
 CMD_POST_RX, CMD_SEND, CMD_WAIT_IRQ, CMD_CONFIG, CMD_QUEUES = range(1, 6)
 HDR = 12
+F_GUEST_CSUM, F_MAC = 1 << 1, 1 << 5
+DATA_VALID = 2
 
 
 def frame(n: int, seed: int = 3) -> bytes:
@@ -68,11 +70,13 @@ def frame(n: int, seed: int = 3) -> bytes:
 class NetGuest:
     """The driver at its `ready` breakpoint, device set up (DRIVER_OK)."""
 
-    def __init__(self, attach: bool = True):
+    def __init__(self, attach: bool = True, features: int | None = None):
         self.g = rvasm.boot(ASM, c_source=DRIVER)
         self.m = self.g.machine
         if attach:
             self.m.attach_net()
+        if features is not None:
+            self.m.write_phys(self.g.sym("accepted_features"), struct.pack("<I", features))
         self.m.add_breakpoint(self.g.sym("ready"))
         self.expect_ready(self.m.run(1_000_000))
 
@@ -114,6 +118,8 @@ def net():
 
 
 def test_slot_5_is_a_network_device_with_qemus_mac_two_queues_and_link_up(net):
+    """net_init checked device id 1 and the features: GUEST_CSUM, MAC, STATUS,
+    VERSION_1."""
     config = net.do(CMD_CONFIG)
     assert config & (2**48 - 1) == int.from_bytes(bytes.fromhex("525400123456"), "little")
     assert config >> 48 == 1                             # VIRTIO_NET_S_LINK_UP
@@ -166,6 +172,16 @@ def test_a_frame_goes_into_the_next_posted_buffer_with_a_virtio_net_header(net):
     assert net.rx_buffer(0, HDR + 64) == header + first
     assert net.rx_buffer(1, HDR + 1514) == header + second
     assert net.do(CMD_WAIT_IRQ) == NET_IRQ | INT_USED << 8
+
+
+def test_a_driver_taking_guest_csum_is_told_the_checksums_are_valid():
+    """slirp's frames carry correct checksums: with VIRTIO_NET_F_GUEST_CSUM the
+    header says so (DATA_VALID), and Linux does not check them again."""
+    net = NetGuest(features=F_GUEST_CSUM | F_MAC)
+    assert net.m.reg(9) == 0
+    net.do(CMD_POST_RX, 1 | 2048 << 32)
+    assert net.m.net_receive(frame(64)) == Received.DELIVERED
+    assert net.rx_buffer(0, HDR)[0] == DATA_VALID and net.rx_buffer(0, HDR)[10] == 1
 
 
 def test_a_frame_too_big_for_the_buffer_is_dropped_and_the_buffer_returned(net):

@@ -118,6 +118,9 @@ class Received(enum.IntEnum):
     DROPPED = -1            # it did not fit that buffer (or the queue is broken): buffer returned empty
 
 
+_RECEIVED = (Received.DROPPED, Received.NO_BUFFER, Received.DELIVERED)   # by result + 1
+
+
 # Register numbering of machine_get_reg / machine_set_reg.
 REG_PC = 32
 REG_PRIV = 33
@@ -283,7 +286,7 @@ class Machine:
     def net_receive(self, frame: bytes) -> Received:
         """Offer one Ethernet frame to the guest (see Received): an input to log
         unless NO_BUFFER."""
-        return Received(lib.machine_net_receive(self._m, frame, len(frame)))
+        return _RECEIVED[lib.machine_net_receive(self._m, frame, len(frame)) + 1]
 
     def net_set_rx_waiting(self, waiting: bool) -> None:
         """Frames wait on the host: stop (Stop.NET) when the guest posts receive buffers."""

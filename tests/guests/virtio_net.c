@@ -30,6 +30,7 @@ enum {
 #define ST_DRIVER 2u
 #define ST_DRIVER_OK 4u
 #define ST_FEATURES_OK 8u
+#define F_GUEST_CSUM (1u << 1)
 #define F_MAC (1u << 5)
 #define F_STATUS (1u << 16)
 #define QN 8
@@ -53,6 +54,9 @@ volatile struct vq rxq __attribute__((aligned(4096), section(".bss.net_rxq")));
 volatile struct vq txq __attribute__((aligned(4096), section(".bss.net_txq")));
 volatile uint8_t rxbufs[QN][4096] __attribute__((aligned(4096), section(".bss.net_rxbufs")));
 volatile uint8_t txbuf[4096] __attribute__((aligned(4096), section(".bss.net_txbuf")));
+
+/* What the driver accepts (the host may change it before the driver starts). */
+volatile uint32_t accepted_features = F_MAC;
 
 enum { CMD_NONE, CMD_POST_RX, CMD_SEND, CMD_WAIT_IRQ, CMD_CONFIG, CMD_QUEUES };
 
@@ -99,10 +103,10 @@ int net_init(void)
     uint32_t low = REG(DEVICE_FEATURES);
     REG(DEVICE_FEATURES_SEL) = 1;
     uint32_t high = REG(DEVICE_FEATURES);
-    if (low != (F_MAC | F_STATUS) || high != 1)  /* MAC, STATUS and VERSION_1 */
+    if (low != (F_GUEST_CSUM | F_MAC | F_STATUS) || high != 1)  /* ... and VERSION_1 */
         return 2;
     REG(DRIVER_FEATURES_SEL) = 0;
-    REG(DRIVER_FEATURES) = F_MAC;
+    REG(DRIVER_FEATURES) = accepted_features;
     REG(DRIVER_FEATURES_SEL) = 1;
     REG(DRIVER_FEATURES) = 1;
     REG(STATUS) = ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK;
