@@ -166,6 +166,7 @@ class Machine:
             ffi.buffer(lib.machine_ram_present(self._m), ram_size // PAGE_SIZE), dtype=np.uint8)
         self.disk = None
         self._result = ffi.new("struct chrono_result *")
+        self._console_buf = ffi.new("uint8_t[]", 8192)
         self._provider = None
         self._provider_handle = None
         self._maybe_absent = False      # some RAM page may still be absent
@@ -430,9 +431,8 @@ class Machine:
 
     # ---- console ------------------------------------------------------------
     def console_read(self) -> bytes:
-        buf = ffi.new("uint8_t[]", 8192)
-        n = lib.machine_console_read(self._m, buf, 8192)
-        return ffi.buffer(buf, n)[:]
+        n = lib.machine_console_read(self._m, self._console_buf, 8192)
+        return ffi.buffer(self._console_buf, n)[:] if n else b""
 
     def console_read_steps(self) -> tuple[bytes, np.ndarray]:
         """Console output and, per byte, the steps at which its instruction ran."""

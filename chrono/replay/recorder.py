@@ -33,7 +33,10 @@ from chrono.replay.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, NET_
 
 DIGEST_INTERVAL = 1 << 20           # instructions between light digests
 KEYFRAME_INTERVAL = 1 << 30         # default instructions between keyframes (see docs/trace.md)
-FLUSH_BYTES = 256 << 10             # encoded log bytes that make a chunk between keyframes
+# Encoded log bytes that make a chunk between keyframes.  Only memory depends on
+# it (a recording cut short replays to its last keyframe): network frames log
+# megabytes a second, and each flush is a durable commit.
+FLUSH_BYTES = 4 << 20
 
 
 class Recorder:
