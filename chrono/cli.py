@@ -257,6 +257,9 @@ class StartedGuest:
         if self.restored and self.net is not None and self.net.enabled:
             from chrono.net.link import RESTARTED
             console.message(RESTARTED)
+        elif self.restored and self.guest.machine.has_net:
+            from chrono.net.link import UNPLUGGED
+            console.message(UNPLUGGED)
 
     def connect(self, machine):
         """The guest's network (a chrono.net.link.NetLink on `machine`), or None."""

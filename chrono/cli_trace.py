@@ -190,6 +190,9 @@ def replay(recording, to_position, quiet, live, branch, keyframe_interval, net, 
                 if net.enabled:
                     from chrono.net.link import RESTARTED
                     click.echo(f"chrono: {RESTARTED}", err=True)
+                elif replayer.machine.has_net:
+                    from chrono.net.link import UNPLUGGED
+                    click.echo(f"chrono: {UNPLUGGED}", err=True)
                 outcome = record_session(replayer.snapshots, branch, keyframe_interval, None,
                                          None, None,
                                          parent={"trace": name, "position": report.end},

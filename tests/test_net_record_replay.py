@@ -6,7 +6,10 @@ the server is stopped and the recording replays (every frame the guest
 received comes from the log, every frame it sends is checked against the
 log's hashes), also after `chrono export` and `chrono import` into a fresh
 store.  A log whose record of one sent frame is changed, or one received
-frame, makes the replay fail naming the network frame or the state.
+frame, makes the replay fail naming the network frame or the state.  Going
+live from the recording (at a savevm made at the prompt, before the download)
+with --net user gives the guest a fresh network, said once, and it downloads
+again from a new server.
 
 Marked `network` (the guest comes from the shared test cache).
 """
@@ -24,11 +27,12 @@ from chrono.store import Store
 from chrono.store.traces import read_trace
 from nethelp import HttpServer
 from test_guest_debian import debian, xdg_cache  # noqa: F401 - fixtures
-from tracehelp import DIVERGED, chrono
+from tracehelp import DIVERGED, MON, chrono
 
 pytestmark = pytest.mark.network
 
 BLOB = 2 << 20
+RESTARTED = "the network is new: connections open before this point are gone"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,9 @@ def recorded(debian, xdg_cache, tmp_path_factory):
     (work / "www" / "blob").write_bytes(data)
     server = HttpServer(work / "www")
     try:
-        script = (f"wget -q -O /tmp/blob http://10.0.2.2:{server.port}/blob && "
+        # The savevm runs once the guest settled at its prompt: a keyframe there.
+        script = (f"{MON}savevm prompt\n{MON}"
+                  f"wget -q -O /tmp/blob http://10.0.2.2:{server.port}/blob && "
                   f"sha256sum /tmp/blob\npoweroff\n")
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("XDG_CACHE_HOME", str(xdg_cache))     # the test cache's guest
@@ -81,6 +87,30 @@ def test_it_replays_from_a_bundle_imported_into_a_fresh_store(recorded, tmp_path
     assert f"{recorded['digest']}  /tmp/blob" in proc.stdout
 
 
+def test_going_live_from_the_recording_gives_a_fresh_network(recorded, tmp_path):
+    work = recorded["work"]
+    store = tmp_path / "store"
+    shutil.copytree(work / "store", store)
+    with Store(store, readonly=True) as s, s.reader() as r:
+        prompt = r.resolve("prompt")
+        manifest = read_trace(r, "dl")
+    position = next(k.position for k in manifest.keyframes if k.snapshot == prompt)
+    data = os.urandom(BLOB // 2)
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "again").write_bytes(data)
+    server = HttpServer(tmp_path / "www")
+    try:
+        proc = chrono(tmp_path, "replay", "dl", "--store", store, "--to", position, "--live",
+                      "--net", "user", "--name", "online", timeout=600,
+                      script=f"wget -q -O /tmp/again http://10.0.2.2:{server.port}/again && "
+                             f"sha256sum /tmp/again\npoweroff\n")
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert f"{hashlib.sha256(data).hexdigest()}  /tmp/again" in proc.stdout
+    assert proc.stderr.count(RESTARTED) == 1, proc.stderr
+
+
 def _alter(store_path, kind: int, index: int, change) -> int:
     """Change the data of the index-th event of `kind` in recording dl; its position."""
     with Store(store_path) as store, store.writer() as w:
@@ -113,8 +143,9 @@ def test_a_sent_frame_that_differs_from_the_log_is_a_divergence_naming_it(record
 
 
 def test_a_received_frame_that_differs_from_the_log_is_a_divergence(recorded, tmp_path):
-    """One byte of the payload of a data segment changes: TCP's checksum fails,
-    the guest drops it and asks again, where the recording's guest did not."""
+    """One byte of the payload of a data segment changes: the guest trusts the
+    checksum (the device says slirp's are right), so the file it writes, and
+    the SHA-256 it prints, are not the recording's."""
     store = tmp_path / "store"
     shutil.copytree(recorded["work"] / "store", store)
     _alter(store, NET_RX, 40, lambda data: data[:-1] + bytes([data[-1] ^ 0xFF]))

@@ -26,6 +26,8 @@ MAX_QUEUED = 4096
 
 RESTARTED = ("the network is new: connections open before this point are gone (as after a "
              "cable pull); the guest keeps its address")
+UNPLUGGED = ("this machine has a network device, and without --net user nothing is behind it: "
+             "what the guest sends goes nowhere")
 
 
 class NetLink:
