@@ -6,8 +6,10 @@ One chrono session (stdin kept open, so the guest waits at its prompt while
 the host connects to it): the guest takes its lease at boot, fetches a file
 of random bytes from a `python3 -m http.server` on the host's 127.0.0.1
 through 10.0.2.2 and prints its SHA-256, runs busybox httpd on port 7777,
-which the host reaches on a forwarded port, and is saved with savevm.  Then
-`chrono run --from` that snapshot with a fresh network downloads again.
+which the host reaches on a forwarded port, and is saved with savevm; a
+loadvm of it at the monitor gives the guest a fresh network (said once), on
+which it downloads again.  Then `chrono run --from` that snapshot, with a
+fresh network too, downloads again in a new process.
 
 Marked `network` (the guest comes from the shared test cache, as in
 test_debian_boot.py).
@@ -69,6 +71,13 @@ def session(debian, xdg_cache, site, tmp_path_factory):
             result["fetched"] = r.read().decode()
         chrono.type(f"{MON}savevm networked\n{MON}")
         chrono.wait_for("saved networked", timeout=120)
+        chrono.command("rm /tmp/blob")
+        start = len(chrono.out)
+        chrono.type(f"{MON}loadvm networked\n{MON}")
+        chrono.wait_for("restored networked", timeout=120, start=start)
+        result["reloaded"] = chrono.command(
+            f"wget -q -O /tmp/blob2 http://10.0.2.2:{server.port}/blob && sha256sum /tmp/blob2 "
+            f"&& ls /tmp/blob")
         result["status"] = chrono.finish()
         result["stderr"] = chrono.err
     finally:
@@ -98,6 +107,17 @@ def test_hostfwd_reaches_a_server_in_the_guest(session):
 
 def test_the_session_ends_cleanly(session):
     assert session["status"] == 0, session["stderr"]
+
+
+def test_after_loadvm_the_guest_has_a_fresh_network_and_downloads_again(session, site):
+    """The restored guest has its /tmp/blob back (RAM and devices came back
+    together) and a new slirp, said once."""
+    _, digest = site
+    lines = session["reloaded"].split("\n")
+    assert lines[0].split() == [digest, "/tmp/blob2"], session["reloaded"]
+    assert lines[1] == "/tmp/blob", session["reloaded"]
+    assert session["stderr"].count("the network is new: connections open before this point "
+                                   "are gone") == 1, session["stderr"]
 
 
 def test_a_snapshot_of_the_networked_guest_runs_on_with_a_fresh_network(session, site, xdg_cache):
