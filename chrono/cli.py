@@ -124,7 +124,7 @@ _GUEST_OPTIONS = [
                  help="The guest's network: none, or user (user-mode networking through "
                       "libslirp, QEMU's addresses: the guest gets 10.0.2.15 by DHCP, the host "
                       "is 10.0.2.2, DNS 10.0.2.3); user,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT "
-                      "forwards a host port to a guest port (repeatable)."),
+                      "forwards a host port to a guest port (add more ,hostfwd=... for more)."),
     click.option("--max-insns", type=Count(min=1), metavar="N",
                  help="Stop after N instructions (exit status 124)."),
     click.option("--pace/--no-pace", default=None,
