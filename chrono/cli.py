@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from chrono import __version__
-from chrono.cliparams import SIZE, Count, PathParam
+from chrono.cliparams import NET, SIZE, Count, PathParam
 from chrono.errors import ChronoError, Terminated, UsageError
 
 if TYPE_CHECKING:
@@ -123,6 +123,11 @@ _GUEST_OPTIONS = [
                       "(a raw one: convert a qcow2 with qemu-img convert -O raw first)."),
     click.option("--ram", "ram_size", default="128M", show_default=True, type=SIZE,
                  metavar="SIZE", help="Guest RAM, e.g. 256M or 1G."),
+    click.option("--net", default="none", show_default=True, type=NET, metavar="NET",
+                 help="The guest's network: none, or user (user-mode networking through "
+                      "libslirp, QEMU's addresses: the guest gets 10.0.2.15 by DHCP, the host "
+                      "is 10.0.2.2, DNS 10.0.2.3); user,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT "
+                      "forwards a host port to a guest port (add more ,hostfwd=... for more)."),
     click.option("--max-insns", type=Count(min=1), metavar="N",
                  help="Stop after N instructions (exit status 124)."),
     click.option("--pace/--no-pace", default=None,
@@ -142,8 +147,8 @@ _GUEST_OPTIONS = [
 @guest_options
 @store_option
 @click.pass_context
-def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, max_insns, pace,
-        gdb_port, from_snapshot, store_path):
+def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, net, max_insns,
+        pace, gdb_port, from_snapshot, store_path):
     """Boot a guest on an interactive console.
 
     With no options, boots the built-in demo guest with a blank in-memory
@@ -155,6 +160,10 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
     delvm NAME, stop, cont, quit.  stdin and stdout may be pipes or files, so
     scripts can drive the guest (and the monitor: a monitor command in piped
     input runs once the guest has taken the input before it and settled).
+
+    With --net user the guest has a network device (virtio-net) behind
+    user-mode networking: it reaches the host as 10.0.2.2 and, through it,
+    what the host reaches; hostfwd=... lets the host connect to the guest.
 
     The exit status is the guest's: its poweroff code (sifive,test0), or its
     HTIF exit code (riscv-tests); 124 when --max-insns stopped it.
@@ -168,7 +177,7 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
         from chrono.gdb.stub import listen      # only with --gdb: fast boot does not pay for it
         # Bound first: a port that cannot be used is said before anything boots.
         server = listen("127.0.0.1", gdb_port, "--gdb")
-    started = start_guest(ctx, guest_name, from_snapshot, commit, store_path,
+    started = start_guest(ctx, guest_name, from_snapshot, commit, store_path, net,
                           kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
                           ram_size=ram_size)
     guest, snapshots = started.guest, started.snapshots
@@ -179,11 +188,19 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
         return snapshots or Snapshots(Store.open(store_path, create=True), guest)
 
     monitor = Monitor(open_snapshots)
-    console = Console()
+    link = None
+    try:
+        link = started.connect(guest.machine)   # a busy host port is said before the console opens
+        console = Console()
+    except BaseException:
+        if link is not None:
+            link.close()
+        started.close()
+        raise
     try:
         started.announce(console)
         session = Session(guest.machine, reboot=started.reboot, monitor=monitor,
-                          restored=started.restored is not None)
+                          restored=started.restored is not None, net=link)
         outcome = None
         if server is not None:
             outcome = _under_gdb(server, guest, session, console, open_snapshots)
@@ -194,6 +211,8 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, m
         report = monitor.close()        # a savevm still committing finishes first
         if report:
             console.monitor_output(report)
+        if link is not None:
+            link.close()
         started.close()
     finish_run(console, outcome, started, commit)
 
@@ -233,16 +252,27 @@ class StartedGuest:
     (A plain class: importing dataclasses would cost every command, --help too.)"""
 
     def __init__(self, guest, snapshots, reboot: Callable[[], None] | None,
-                 restored: str | None = None, disk: Path | None = None):
+                 restored: str | None = None, disk: Path | None = None, net=None):
         self.guest = guest                  # chrono.core.launch.Guest
         self.snapshots = snapshots          # chrono.store.capture.Snapshots, with --from
         self.reboot = reboot                # None: a restored guest cannot reboot (no images)
         self.restored = restored            # "restored NAME in N ms" with --from
         self.disk = disk
+        self.net = net                      # chrono.net.config.NetConfig
 
     def announce(self, console) -> None:
         if self.restored:
             console.message(self.restored)
+        if self.restored and self.net is not None and self.net.enabled:
+            from chrono.net.link import RESTARTED
+            console.message(RESTARTED)
+        elif self.restored and self.guest.machine.has_net:
+            from chrono.net.link import UNPLUGGED
+            console.message(UNPLUGGED)
+
+    def connect(self, machine):
+        """The guest's network (a chrono.net.link.NetLink on `machine`), or None."""
+        return connect_net(machine, self.net)
 
     def close(self) -> None:
         """Release what --from holds in the store (the lease on its snapshot)."""
@@ -251,9 +281,26 @@ class StartedGuest:
             self.snapshots.store.close()
 
 
-def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -> StartedGuest:
+def connect_net(machine, net):
+    """A NetLink for `machine` when `net` asks for a network, else None."""
+    if net is None or not net.enabled:
+        return None
+    from chrono.net.link import NetLink
+    return NetLink(machine, net, lambda text: click.echo(f"chrono: {text}", err=True))
+
+
+def start_guest(ctx, guest_name, from_snapshot, commit, store_path, net=None,
+                **options) -> StartedGuest:
     """The guest `run` and `record` start: booted from images, or from a snapshot."""
+    import dataclasses
+
     from chrono.core.launch import GuestSpec, launch
+    from chrono.net.config import NO_NET
+
+    net = net or NO_NET
+    if net.enabled:
+        from chrono.net.slirp import library
+        library()                       # a missing libslirp is said before anything starts
 
     if from_snapshot is not None:
         clashing = [f"--{name.replace('_size', '')}" for name in options if _given(ctx, name)]
@@ -267,9 +314,15 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -
         t0 = time.perf_counter()
         guest, snapshots = guest_from_snapshot(Store.open(store_path), from_snapshot)
         ms = (time.perf_counter() - t0) * 1000
+        if net.enabled and not guest.machine.has_net:
+            snapshots.close()
+            snapshots.store.close()
+            raise UsageError(f"snapshot {from_snapshot!r} was taken on a machine without a "
+                             f"network device, so --net {net.mode} has nothing to connect; "
+                             f"boot with --net {net.mode} to have one")
         return StartedGuest(guest, snapshots, None,
                             f"restored {from_snapshot} in {ms:.1f} ms "
-                            f"(RAM pages load as the guest touches them)")
+                            f"(RAM pages load as the guest touches them)", net=net)
     if guest_name is not None:
         from chrono.guests import guest_spec
         spec = guest_spec(guest_name, **{k: v for k, v in options.items() if _given(ctx, k)})
@@ -277,9 +330,9 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, **options) -
         spec = GuestSpec(**options)
     if commit and spec.disk is None:
         raise UsageError("--commit needs --disk IMAGE: there is no image to write the overlay to")
-    guest = launch(spec, commit=commit,
+    guest = launch(dataclasses.replace(spec, net=net.enabled), commit=commit,
                    progress=lambda text: click.echo(f"chrono: {text}", err=True))
-    return StartedGuest(guest, None, guest.reboot, disk=spec.disk)
+    return StartedGuest(guest, None, guest.reboot, disk=spec.disk, net=net)
 
 
 def finish_run(console, outcome, started: StartedGuest, commit: bool) -> None:

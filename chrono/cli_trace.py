@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from chrono.cli import (finish_run, guest_options, jit_option, json_option, main, start_guest,
-                        store_option)
-from chrono.cliparams import ADDRESS, COUNT, Count, PathParam
+from chrono.cli import (connect_net, finish_run, guest_options, jit_option, json_option, main,
+                        start_guest, store_option)
+from chrono.cliparams import ADDRESS, COUNT, NET, Count, PathParam
 from chrono.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,13 +31,13 @@ DIGEST_INTERVAL = 1 << 20
                    "faster and the store bigger.")
 @store_option
 @click.pass_context
-def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, max_insns,
+def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, net, max_insns,
            pace, gdb_port, from_snapshot, name, keyframe_interval, store_path):
     """Run a guest like `chrono run`, recording it for exact replay.
 
     Every input the guest gets from the host -- console bytes, entropy, the
-    RTC's wall clock, idle time -- is logged at the instruction where it
-    arrived, and keyframe snapshots are taken every --keyframe-interval
+    RTC's wall clock, idle time, network frames (--net user) -- is logged at
+    the instruction where it arrived, and keyframe snapshots are taken every --keyframe-interval
     instructions, at each savevm and at the end.  `chrono replay NAME` then
     re-executes the session bit for bit, and `chrono export NAME` makes one
     file anyone can replay.  The console and the Ctrl-A c monitor work as in
@@ -49,14 +49,14 @@ def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size
     if gdb_port is not None:
         raise UsageError("--gdb is for `chrono run`; debug a recording with `chrono debug NAME`, "
                          "which goes back in time as well")
-    started = start_guest(ctx, guest_name, from_snapshot, commit, store_path,
+    started = start_guest(ctx, guest_name, from_snapshot, commit, store_path, net,
                           kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
                           ram_size=ram_size)
     snapshots = started.snapshots or Snapshots(Store.open(store_path, create=True), started.guest)
     try:
         outcome = record_session(snapshots, name, keyframe_interval, started.reboot, max_insns,
                                  pace, announce=started.announce,
-                                 restored=started.restored is not None)
+                                 restored=started.restored is not None, net=net)
     finally:
         snapshots.close()               # releases the lease on the last keyframe
         snapshots.store.close()
@@ -65,8 +65,9 @@ def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size
 
 def record_session(snapshots, name, keyframe_interval, reboot, max_insns, pace,
                    announce=lambda console: None, parent: dict | None = None,
-                   restored: bool = False):
-    """Record the guest of `snapshots` at the console until it ends; the outcome."""
+                   restored: bool = False, net=None):
+    """Record the guest of `snapshots` at the console until it ends; the outcome.
+    `net`: a NetConfig (its network is connected before anything is recorded)."""
     from chrono.core.console import Console
     from chrono.core.session import Session
     from chrono.monitor import Monitor
@@ -76,7 +77,13 @@ def record_session(snapshots, name, keyframe_interval, reboot, max_insns, pace,
     store = snapshots.store
     name = check_new_name(store, name) if name else free_name(store)
     recorder = Recorder(snapshots, name, keyframe_interval, reboot=reboot, parent=parent)
-    recorder.start()
+    link = connect_net(recorder.proxy, net)     # a busy host port: nothing is recorded
+    try:
+        recorder.start()
+    except BaseException:
+        if link is not None:
+            link.close()
+        raise
     monitor = Monitor(lambda: snapshots, recorder=recorder)
     console = Console()
     outcome = None
@@ -84,9 +91,12 @@ def record_session(snapshots, name, keyframe_interval, reboot, max_insns, pace,
         announce(console)
         console.message(f"recording {name} (Ctrl-A x ends it)")
         session = Session(recorder.proxy, monitor=monitor,
-                          reboot=recorder.reboot if reboot else None, restored=restored)
+                          reboot=recorder.reboot if reboot else None, restored=restored,
+                          net=link)
         outcome = session.run(console, max_steps=max_insns, paced=pace)
     finally:
+        if link is not None:
+            link.close()
         console.close()
         report = monitor.settle()
         if report:
@@ -108,10 +118,12 @@ class _Messages:
 def _recorded_line(m) -> str:
     from chrono.render import instructions, plural
     per_k = m.log_bytes / max(m.length, 1) * 1000
+    frames = m.inputs.get("frames", 0)
     return (f"recorded {m.name}: {instructions(m.length)}, {plural(len(m.keyframes), 'keyframe')}, "
             f"{plural(m.inputs['console'], 'console byte')}, "
             f"{plural(m.inputs['entropy'], 'entropy byte')}, "
-            f"{plural(m.inputs['skips'], 'idle skip')}; log {plural(m.log_bytes, 'byte')} "
+            + (f"{plural(frames, 'network frame')}, " if frames else "")
+            + f"{plural(m.inputs['skips'], 'idle skip')}; log {plural(m.log_bytes, 'byte')} "
             f"({per_k:.3f} per 1,000 instructions). Replay it with `chrono replay {m.name}`")
 
 
@@ -128,9 +140,13 @@ def _recorded_line(m) -> str:
               help="With --live: the new branch's name (default: rec-N).")
 @click.option("--keyframe-interval", type=Count(min=DIGEST_INTERVAL), metavar="N",
               default=KEYFRAME_INTERVAL_DEFAULT, help="With --live: as for `chrono record`.")
+@click.option("--net", default="none", type=NET, metavar="NET",
+              help="With --live: the network the live guest gets from there, as for `chrono "
+                   "run` (a fresh one: connections of the recording are gone). A replay "
+                   "itself never uses the network: the recording supplies every frame.")
 @jit_option
 @store_option
-def replay(recording, to_position, quiet, live, branch, keyframe_interval, store_path):
+def replay(recording, to_position, quiet, live, branch, keyframe_interval, net, store_path):
     """Re-execute a recording and check that it matches, bit for bit.
 
     RECORDING is a name in the store, or a bundle file (FILE.chrono, from
@@ -151,6 +167,12 @@ def replay(recording, to_position, quiet, live, branch, keyframe_interval, store
         raise UsageError("--live and --name need --to POSITION: where to leave the recording")
     if branch and not live:
         raise UsageError("--name names the branch --live records; add --live")
+    if net.enabled and not live:
+        raise UsageError("--net is for --live: a replay gets every network frame from the "
+                         "recording and never uses the network")
+    if net.enabled:
+        from chrono.net.slirp import library
+        library()
 
     def write(data: bytes) -> None:
         sys.stdout.buffer.write(data)
@@ -164,9 +186,19 @@ def replay(recording, to_position, quiet, live, branch, keyframe_interval, store
             if live:
                 click.echo(f"replayed {name} to instruction {report.end}; live from here",
                            err=True)
+                if net.enabled and not replayer.machine.has_net:
+                    raise UsageError(f"recording {name!r} was made without a network device, so "
+                                     f"--net {net.mode} has nothing to connect")
+                if net.enabled:
+                    from chrono.net.link import RESTARTED
+                    click.echo(f"chrono: {RESTARTED}", err=True)
+                elif replayer.machine.has_net:
+                    from chrono.net.link import UNPLUGGED
+                    click.echo(f"chrono: {UNPLUGGED}", err=True)
                 outcome = record_session(replayer.snapshots, branch, keyframe_interval, None,
                                          None, None,
-                                         parent={"trace": name, "position": report.end})
+                                         parent={"trace": name, "position": report.end},
+                                         net=net)
                 sys.exit(outcome.exit_code if outcome else 130)
         finally:
             replayer.close()

@@ -63,6 +63,18 @@ class Address(click.ParamType):
         return address
 
 
+class Net(click.ParamType):
+    """--net none | user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT...] (chrono.net.config)."""
+
+    name = "net"
+
+    def convert(self, value, param, ctx):
+        from chrono.net.config import NetConfig, parse_net
+        if isinstance(value, NetConfig):
+            return value
+        return parse_net(value)
+
+
 class Size(click.ParamType):
     """A size with a binary unit: 512M, 2G (limits are checked where they are known)."""
 
@@ -77,3 +89,4 @@ class Size(click.ParamType):
 COUNT = Count()
 ADDRESS = Address()
 SIZE = Size()
+NET = Net()

@@ -132,3 +132,9 @@ class BundleError(ChronoError):
     """A trace bundle file is damaged, truncated, of an unknown format or unsafe."""
 
     exit_code = 7
+
+
+class NetworkError(ChronoError):
+    """The guest's network cannot be set up: libslirp missing, a host port busy."""
+
+    exit_code = 10

@@ -6,6 +6,7 @@ from chrono.render import Grid, columns, iso_utc, plural, vtime, when
 from chrono.render_store import short
 from chrono.units import format_size as size
 from chrono.store.traces import TraceManifest
+from chrono.replay.events import INPUT_COUNTS
 
 
 def _status(m: TraceManifest) -> str:
@@ -58,7 +59,7 @@ def _vtime_ns(m: TraceManifest) -> int:
 
 
 def _input_count(m: TraceManifest) -> int:
-    return sum(m.inputs.get(k, 0) for k in ("console", "entropy", "skips", "loads"))
+    return sum(m.inputs.get(k, 0) for k in INPUT_COUNTS)
 
 
 def trace_record(m: TraceManifest) -> dict:
@@ -68,7 +69,7 @@ def trace_record(m: TraceManifest) -> dict:
             "outcome": m.outcome, "instructions": m.length,
             "start_position": m.start_position, "end_position": m.end_position,
             "virtual_time_ns": _vtime_ns(m), "keyframe_count": len(m.keyframes),
-            "inputs": {k: m.inputs.get(k, 0) for k in ("console", "entropy", "skips", "loads")},
+            "inputs": {k: m.inputs.get(k, 0) for k in INPUT_COUNTS},
             "log_bytes": m.log_bytes, "parent": m.parent, "origin": m.origin}
 
 
@@ -99,7 +100,8 @@ def trace_table(m: TraceManifest, snapshot_bytes: int, blobs: int,
     i = m.inputs
     t.add("inputs", f"{plural(i.get('console', 0), 'console byte')}, "
           f"{plural(i.get('entropy', 0), 'entropy byte')}, {plural(i.get('skips', 0), 'idle skip')}, "
-          f"{plural(i.get('loads', 0), 'machine load')}")
+          f"{plural(i.get('loads', 0), 'machine load')}, "
+          f"{plural(i.get('frames', 0), 'network frame')}")
     t.add("RTC epoch", f"{m.rtc_epoch_ns} ns since 1970")
     t.add("console output", plural(m.output_bytes, "byte"))
     per_k = m.log_bytes / max(m.length, 1) * 1000

@@ -22,8 +22,11 @@ enum chrono_stop {
     CHRONO_STOP_ENTROPY = 9,     /* the guest asked the entropy device (virtio-rng) for bytes
                                   * that only the host can give: code = bytes wanted now,
                                   * as machine_entropy_wanted(); answer with machine_entropy_write() */
-    CHRONO_STOP_WATCHPOINT = 10  /* an access hit a watchpoint and its instruction completed:
+    CHRONO_STOP_WATCHPOINT = 10, /* an access hit a watchpoint and its instruction completed:
                                   * code = the address; machine_watch_hit() says more */
+    CHRONO_STOP_NET = 11         /* the network device has news for the host: the guest sent
+                                  * frames (machine_net_tx_read), or posted receive buffers
+                                  * while the host holds frames (machine_net_set_rx_waiting) */
 };
 
 struct chrono_config {
@@ -188,6 +191,29 @@ void machine_set_input_waiting(struct machine *m, int waiting);
  * only on guest state and the bytes given: a logged input. */
 size_t machine_entropy_wanted(struct machine *m);
 size_t machine_entropy_write(struct machine *m, const uint8_t *buf, size_t len);
+
+/* Network (virtio-net in virtio-mmio slot 5, MAC 52:54:00:12:34:56), present
+ * once attached (0; -1 if it already is, or out of memory).  The core does no
+ * I/O: the host moves frames.
+ * receive: put one Ethernet frame into the next receive buffer the guest
+ * posted and complete it (interrupt unless suppressed): 1 = delivered, 0 = no
+ * buffer posted (nothing changed: offer it again later), -1 = dropped (it
+ * does not fit the buffer, or the queue is broken; the buffer came back
+ * empty).  Its outcome depends only on guest state and the frame: a logged
+ * input.
+ * set_rx_waiting: the host holds frames; the guest posting receive buffers
+ * then stops the run with CHRONO_STOP_NET.
+ * tx_read: the oldest frame the guest sent that the host has not taken,
+ * copied into buf (up to len bytes; 65550 always suffice); returns its length
+ * (0: none) and in *steps the position of the instruction that sent it.
+ * Frames left untaken are dropped when the buffer fills (tx_dropped counts
+ * them) or the state is loaded; the guest sees the same either way. */
+int machine_net_attach(struct machine *m);
+int machine_net_present(struct machine *m);
+int machine_net_receive(struct machine *m, const uint8_t *frame, size_t len);
+void machine_net_set_rx_waiting(struct machine *m, int waiting);
+size_t machine_net_tx_read(struct machine *m, uint8_t *buf, size_t len, uint64_t *steps);
+uint64_t machine_net_tx_dropped(struct machine *m);
 
 /* Complete CPU + device state as bytes (no host pointers inside). */
 size_t machine_state_size(struct machine *m);

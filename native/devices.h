@@ -25,6 +25,8 @@ struct machine;
 #define VIRTIO_SLOTS 8
 #define VIRTIO_BLK_SLOT 7               /* where QEMU puts its first device */
 #define VIRTIO_RNG_SLOT 6               /* always present: entropy from the host */
+#define VIRTIO_NET_SLOT 5               /* present while a network is configured */
+#define VIRTIO_QUEUES 2                 /* queues per device at most (virtio-net: receive, transmit) */
 #define RAM_BASE 0x80000000ull
 
 #define PLIC_SOURCES 32                 /* source 0 is reserved */
@@ -73,22 +75,27 @@ struct plic_state {
     uint32_t threshold[PLIC_CONTEXTS];
 };
 
-/* One virtio-mmio device's transport state with its single queue (the
- * block and entropy devices have one each; see virtio.h). */
+/* One virtqueue as the driver configured it (virtio 1.2 section 4.2.2). */
+struct virtq_state {
+    uint32_t num;
+    uint32_t ready;
+    uint64_t desc_addr, avail_addr, used_addr;
+    uint16_t last_avail_idx;        /* next avail entry to consume; used.idx equals it */
+    uint16_t notified_avail_idx;    /* virtio-rng: avail.idx as read at the last QueueNotify */
+    uint16_t pad[2];
+};
+
+/* One virtio-mmio device's transport state and its queues (the block and
+ * entropy devices use queue 0 only, the network device 0 and 1; see virtio.h). */
 struct virtio_state {
     uint32_t status;
     uint32_t device_features_sel;
     uint32_t driver_features_sel;
     uint32_t driver_features[2];
     uint32_t queue_sel;
-    uint32_t queue_num;
-    uint32_t queue_ready;
     uint32_t interrupt_status;
     uint32_t config_generation;
-    uint64_t desc_addr, avail_addr, used_addr;
-    uint16_t last_avail_idx;        /* next avail entry to consume; used.idx equals it */
-    uint16_t notified_avail_idx;    /* virtio-rng: avail.idx as read at the last QueueNotify */
-    uint16_t pad[2];
+    struct virtq_state q[VIRTIO_QUEUES];
 };
 
 /* Line-level interrupt input to the PLIC from a device (irq 1..31). */
@@ -108,9 +115,10 @@ uint64_t rtc_alarm_vclock(struct machine *m);
 void plic_reset(struct machine *m);
 void virtio_blk_reset(struct machine *m);
 void virtio_rng_reset(struct machine *m);
+void virtio_net_reset(struct machine *m);
 
 /* The bus table (bus.c registers these in address order). */
 extern const struct mmio_device test_device, goldfish_rtc_device, clint_device, plic_device, uart_device,
-    virtio_mmio_device;          /* all 8 virtio-mmio slots: entropy in slot 6, block in slot 7 */
+    virtio_mmio_device;          /* all 8 virtio-mmio slots: network in 5, entropy in 6, block in 7 */
 
 #endif

@@ -65,6 +65,7 @@ void machine_free(struct machine *m)
     capture_free(m);
     free(m->disk_dirty);
     free(m->disk_written);
+    net_free(m);
     free(m);
 }
 
@@ -156,6 +157,7 @@ void machine_reset(struct machine *m, uint64_t pc, uint64_t a0, uint64_t a1, uin
     plic_reset(m);
     virtio_blk_reset(m);
     virtio_rng_reset(m);
+    virtio_net_reset(m);
     pmp_update(m);
     tlb_flush(m);
 }

@@ -21,6 +21,9 @@
 #define CONSOLE_OUT_HIGH 6144           /* stop to let the host drain above this */
 #define MAX_BREAKPOINTS 64
 #define MAX_WATCHPOINTS 16
+#define NET_FRAME_MAX 65550             /* longest Ethernet frame the network device carries */
+#define NET_TX_BUF (4u << 20)           /* transmitted bytes the host has not taken yet, at most */
+#define NET_TX_FRAMES 1024              /* ... and frames */
 
 struct watchpoint {
     uint64_t addr, len;
@@ -39,6 +42,24 @@ struct capture {
     _Atomic uint64_t pending;   /* units the reader has not taken yet */
 };
 
+/* A frame the guest transmitted, kept for the host (virtio_net.c). */
+struct net_tx_frame {
+    uint32_t off, len;          /* in net_host.tx_buf */
+    uint64_t steps;             /* position of the instruction that sent it */
+};
+
+/* The network device's host side: whether it exists, and what the guest
+ * sent that the host has not taken.  Not saved: like console output. */
+struct net_host {
+    bool present;
+    bool rx_waiting;            /* the host holds frames for the guest */
+    uint8_t *tx_buf;            /* NET_TX_BUF bytes while present */
+    uint64_t tx_used;
+    uint32_t tx_head, tx_count;
+    uint64_t tx_dropped;        /* frames the host never took (buffer full) */
+    struct net_tx_frame tx[NET_TX_FRAMES];
+};
+
 /* What the block cache knows of a RAM page (block.h). */
 struct code_page {
     uint64_t gen;               /* nonzero while blocks run from it unchecked */
@@ -55,6 +76,7 @@ struct machine {
     struct plic_state plic;
     struct virtio_state vblk;
     struct virtio_state vrng;
+    struct virtio_state vnet;
 
     /* Host-side resources and caches: never saved. */
     struct tlb tlb;
@@ -79,6 +101,7 @@ struct machine {
     uint64_t disk_size;
     uint8_t *disk_dirty;
     uint8_t *disk_written;
+    struct net_host net;
     uint64_t htif_page;         /* physical page of tohost, kept out of the write TLB */
 
     uint64_t slice_end;         /* the executor stops when hart.steps reaches this */
@@ -231,6 +254,9 @@ bool bus_write(struct machine *m, uint64_t paddr, int size, uint64_t value);
 
 /* Disk helpers (virtio-blk): offsets in bytes; writes mark blocks dirty/written. */
 void disk_mark_written(struct machine *m, uint64_t offset, uint64_t len);
+
+/* virtio_net.c: free the host-side buffers (machine_free). */
+void net_free(struct machine *m);
 
 /* htif.c: a store of `size` bytes at paddr landed in the tohost page. */
 void htif_store(struct machine *m, uint64_t paddr, int size);

@@ -2,7 +2,8 @@
  *
  * Layout: a header (magic "CHRS", format version, then the byte size of each
  * part) followed by the parts in order: hart, uart, rtc, clint, plic, virtio-blk,
- * virtio-rng.
+ * virtio-rng, virtio-net (saved whether or not the device is present, so every
+ * machine's state has the same layout).
  * Every part is a plain struct without host pointers, so a state saved by one
  * process loads in another built from the same sources; the sizes in the
  * header make a state from a different build fail loudly instead of loading
@@ -13,8 +14,8 @@
 #include "machine.h"
 
 #define STATE_MAGIC 0x53524843u     /* "CHRS" */
-#define STATE_VERSION 3u     /* 2: goldfish RTC, 3: virtio-rng */
-#define STATE_PARTS 7
+#define STATE_VERSION 4u     /* 2: goldfish RTC, 3: virtio-rng, 4: virtio-net, queues per device */
+#define STATE_PARTS 8
 
 struct state_header {
     uint32_t magic, version;
@@ -33,6 +34,7 @@ static void state_parts(struct machine *m, struct state_part parts[STATE_PARTS])
     parts[4] = (struct state_part){ &m->plic, sizeof m->plic };
     parts[5] = (struct state_part){ &m->vblk, sizeof m->vblk };
     parts[6] = (struct state_part){ &m->vrng, sizeof m->vrng };
+    parts[7] = (struct state_part){ &m->vnet, sizeof m->vnet };
 }
 
 size_t machine_state_size(struct machine *m)
@@ -95,5 +97,7 @@ int machine_load_state(struct machine *m, const uint8_t *buf, size_t len)
     jit_flush(&m->jit);         /* translations are tied to blocks, not state; start clean anyway */
     m->host_wrote = true;       /* a restore rewrites RAM next: recheck code at the next run */
     m->console_out_len = 0;
+    m->net.tx_head = m->net.tx_count = 0;     /* frames sent before the restore are gone */
+    m->net.tx_used = 0;
     return 0;
 }

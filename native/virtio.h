@@ -1,9 +1,9 @@
 /* virtio.h: what the virtio-mmio transport (virtio_mmio.c) shares with the
- * devices behind it (virtio_blk.c, virtio_rng.c).  References are to the
- * virtio 1.2 spec: 2.1 status, 2.7 split virtqueues, 4.2 MMIO.
+ * devices behind it (virtio_blk.c, virtio_rng.c, virtio_net.c).  References
+ * are to the virtio 1.2 spec: 2.1 status, 2.7 split virtqueues, 4.2 MMIO.
  *
- * Each device has one queue (queue 0) and its transport state in a struct
- * virtio_state inside struct machine.  Everything the guest hands us (ring
+ * Each device has `queues` queues (numbered from 0; at most VIRTIO_QUEUES)
+ * and its transport state in a struct virtio_state inside struct machine.  Everything the guest hands us (ring
  * addresses, indices, descriptor chains) is untrusted: the helpers below go
  * through phys_read/phys_write (bounds-checked, DMA writes marked dirty) and
  * every loop is bounded by the queue size. */
@@ -18,17 +18,18 @@
 /* A device behind a virtio-mmio slot. */
 struct virtio_dev {
     int slot;                           /* base VIRTIO_BASE + slot * 0x1000, PLIC source 1 + slot */
-    uint32_t device_id;                 /* 5.x: 2 = block, 4 = entropy */
+    uint32_t device_id;                 /* 5.x: 1 = network, 2 = block, 4 = entropy */
     uint64_t features;                  /* offered; always includes VERSION_1 */
+    int queues;                         /* queues 0 .. queues-1 exist (1..VIRTIO_QUEUES) */
     struct virtio_state *(*state)(struct machine *m);
     bool (*present)(struct machine *m); /* NULL: always there */
-    /* QueueNotify for queue 0, only called while the queue is usable. */
-    void (*notify)(struct machine *m);
+    /* QueueNotify for queue `queue`, only called while that queue is usable. */
+    void (*notify)(struct machine *m, int queue);
     /* Device configuration space (4.2.2, offset 0x100 on); NULL: none. */
     uint64_t (*config_read)(struct machine *m, uint64_t offset, int size);
 };
 
-extern const struct virtio_dev virtio_blk_dev, virtio_rng_dev;
+extern const struct virtio_dev virtio_blk_dev, virtio_rng_dev, virtio_net_dev;
 
 /* A descriptor chain split into the device-readable and device-writable
  * byte streams (devices never care where descriptor borders fall). */
@@ -48,17 +49,17 @@ struct virtq_chain {
 void virtio_reset(struct machine *m, const struct virtio_dev *d);
 /* The driver broke the queue protocol: stop serving it until reset (2.1.2). */
 void virtio_fail(struct machine *m, const struct virtio_dev *d);
-/* DRIVER_OK, queue ready, sane size, not failed. */
-bool virtq_usable(const struct virtio_state *v);
+/* DRIVER_OK, queue q of v ready, sane size, not failed. */
+bool virtq_usable(const struct virtio_state *v, const struct virtq_state *q);
 /* Chains the driver made available that the device has not consumed yet
  * (avail.idx - last_avail_idx), or -1 if avail.idx is unreadable or claims
  * more than the queue holds.  Reads guest RAM only. */
-int virtq_pending(struct machine *m, const struct virtio_state *v);
+int virtq_pending(struct machine *m, const struct virtq_state *q);
 /* Head descriptor of the chain at avail position `index` (free-running). */
-bool virtq_head(struct machine *m, const struct virtio_state *v, uint16_t index, uint16_t *head);
+bool virtq_head(struct machine *m, const struct virtq_state *q, uint16_t index, uint16_t *head);
 /* Walk the chain from head; false if it is malformed (bad index, loop, longer
  * than the queue, unreadable, or indirect, which no device offers). */
-bool virtq_read_chain(struct machine *m, const struct virtio_state *v, uint16_t head,
+bool virtq_read_chain(struct machine *m, const struct virtq_state *q, uint16_t head,
                       struct virtq_chain *c);
 /* Copy len bytes between host memory and the readable (to_guest false) or
  * writable (to_guest true) stream of a chain, from byte off of that stream. */
@@ -67,8 +68,9 @@ bool virtq_copy(struct machine *m, const struct virtq_chain *c, bool to_guest,
 /* Consume the next available chain: its used element (head, len) goes in the
  * used ring and last_avail_idx moves on, so used.idx always equals
  * last_avail_idx.  False if the used ring is not writable. */
-bool virtq_push(struct machine *m, struct virtio_state *v, uint16_t head, uint32_t len);
-/* After pushing: publish used.idx and interrupt unless the driver said not to. */
-void virtq_publish(struct machine *m, const struct virtio_dev *d);
+bool virtq_push(struct machine *m, struct virtq_state *q, uint16_t head, uint32_t len);
+/* After pushing to queue q of device d: publish used.idx and interrupt unless
+ * the driver said not to. */
+void virtq_publish(struct machine *m, const struct virtio_dev *d, struct virtq_state *q);
 
 #endif

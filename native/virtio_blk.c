@@ -90,11 +90,11 @@ done:
 }
 
 /* QueueNotify: consume every new avail entry in order (2.7.13). */
-static void blk_notify(struct machine *m)
+static void blk_notify(struct machine *m, int queue)
 {
-    struct virtio_state *v = &m->vblk;
+    struct virtq_state *q = &m->vblk.q[0];
     struct virtq_chain c;
-    int pending = virtq_pending(m, v), done = 0;
+    int pending = virtq_pending(m, q), done = 0;
 
     if (pending < 0) {
         virtio_fail(m, &virtio_blk_dev);
@@ -102,20 +102,20 @@ static void blk_notify(struct machine *m)
     }
     while (done < pending) {
         uint16_t head;
-        if (!virtq_head(m, v, v->last_avail_idx, &head)) {
+        if (!virtq_head(m, q, q->last_avail_idx, &head)) {
             virtio_fail(m, &virtio_blk_dev);
             break;
         }
         /* A malformed chain completes with len 0 and no status written. */
-        uint32_t len = virtq_read_chain(m, v, head, &c) ? blk_request(m, &c) : 0;
-        if (!virtq_push(m, v, head, len)) {
+        uint32_t len = virtq_read_chain(m, q, head, &c) ? blk_request(m, &c) : 0;
+        if (!virtq_push(m, q, head, len)) {
             virtio_fail(m, &virtio_blk_dev);
             break;
         }
         done++;
     }
     if (done)
-        virtq_publish(m, &virtio_blk_dev);
+        virtq_publish(m, &virtio_blk_dev, q);
 }
 
 /* struct virtio_blk_config (5.2.4): capacity @0, seg_max @0xc, blk_size @0x14. */
@@ -140,6 +140,7 @@ const struct virtio_dev virtio_blk_dev = {
     .slot = VIRTIO_BLK_SLOT,
     .device_id = VIRTIO_ID_BLOCK,
     .features = F_SEG_MAX | F_BLK_SIZE | F_FLUSH | VIRTIO_F_VERSION_1,
+    .queues = 1,
     .state = blk_state,
     .present = blk_present,
     .notify = blk_notify,

@@ -2,11 +2,16 @@
  * layout, virtio 1.2 section 4.2) and the split-virtqueue helpers the devices
  * share (2.7).  Slot VIRTIO_RNG_SLOT holds the entropy device (virtio_rng.c),
  * slot VIRTIO_BLK_SLOT the block device (virtio_blk.c) while a disk is
- * attached; the others answer as empty placeholders (DeviceID 0).
+ * attached, slot VIRTIO_NET_SLOT the network device (virtio_net.c) while a
+ * network is; the others answer as empty placeholders (DeviceID 0).
+ *
+ * QueueSel picks which of a device's queues the queue registers address; a
+ * selector past the device's last queue reads QueueNumMax 0 ("no such
+ * queue", 4.2.3.2) and drops writes.
  *
  * Requests are served synchronously inside the QueueNotify write (or, for
- * the entropy device, when the host supplies bytes), so the result depends
- * only on guest actions and logged inputs (deterministic). */
+ * the entropy and network devices, when the host supplies bytes), so the
+ * result depends only on guest actions and logged inputs (deterministic). */
 #include <string.h>
 #include "virtio.h"
 
@@ -52,6 +57,7 @@ struct vring_desc {
 static const struct virtio_dev *const slot_devices[VIRTIO_SLOTS] = {
     [VIRTIO_RNG_SLOT] = &virtio_rng_dev,
     [VIRTIO_BLK_SLOT] = &virtio_blk_dev,
+    [VIRTIO_NET_SLOT] = &virtio_net_dev,
 };
 
 static const struct virtio_dev *slot_device(struct machine *m, uint64_t slot)
@@ -81,30 +87,30 @@ void virtio_fail(struct machine *m, const struct virtio_dev *d)
 
 /* ---- split virtqueue (2.7) ------------------------------------------------- */
 
-bool virtq_usable(const struct virtio_state *v)
+bool virtq_usable(const struct virtio_state *v, const struct virtq_state *q)
 {
-    return v->queue_ready && (v->status & S_DRIVER_OK) && !(v->status & S_NEEDS_RESET) &&
-           v->queue_num != 0 && v->queue_num <= VIRTQ_MAX;
+    return q->ready && (v->status & S_DRIVER_OK) && !(v->status & S_NEEDS_RESET) &&
+           q->num != 0 && q->num <= VIRTQ_MAX;
 }
 
-int virtq_pending(struct machine *m, const struct virtio_state *v)
+int virtq_pending(struct machine *m, const struct virtq_state *q)
 {
     uint16_t avail_idx;
-    if (!phys_read(m, v->avail_addr + 2, &avail_idx, 2))
+    if (!phys_read(m, q->avail_addr + 2, &avail_idx, 2))
         return -1;
-    uint16_t pending = avail_idx - v->last_avail_idx;
-    return pending > v->queue_num ? -1 : pending;
+    uint16_t pending = avail_idx - q->last_avail_idx;
+    return pending > q->num ? -1 : pending;
 }
 
-bool virtq_head(struct machine *m, const struct virtio_state *v, uint16_t index, uint16_t *head)
+bool virtq_head(struct machine *m, const struct virtq_state *q, uint16_t index, uint16_t *head)
 {
-    return phys_read(m, v->avail_addr + 4 + 2ull * (index % v->queue_num), head, 2);
+    return phys_read(m, q->avail_addr + 4 + 2ull * (index % q->num), head, 2);
 }
 
-bool virtq_read_chain(struct machine *m, const struct virtio_state *v, uint16_t head,
+bool virtq_read_chain(struct machine *m, const struct virtq_state *q, uint16_t head,
                       struct virtq_chain *c)
 {
-    uint32_t idx = head, num = v->queue_num;
+    uint32_t idx = head, num = q->num;
 
     c->n = 0;
     c->rlen = c->wlen = 0;
@@ -112,7 +118,7 @@ bool virtq_read_chain(struct machine *m, const struct virtio_state *v, uint16_t 
         struct vring_desc d;
         if (idx >= num || c->n >= (int)num)
             return false;
-        if (!phys_read(m, v->desc_addr + 16ull * idx, &d, sizeof d))
+        if (!phys_read(m, q->desc_addr + 16ull * idx, &d, sizeof d))
             return false;
         if (d.flags & DESC_F_INDIRECT)
             return false;
@@ -151,26 +157,26 @@ bool virtq_copy(struct machine *m, const struct virtq_chain *c, bool to_guest,
     return len == 0;
 }
 
-bool virtq_push(struct machine *m, struct virtio_state *v, uint16_t head, uint32_t len)
+bool virtq_push(struct machine *m, struct virtq_state *q, uint16_t head, uint32_t len)
 {
     uint32_t elem[2] = { head, len };
-    if (!phys_write(m, v->used_addr + 4 + 8ull * (v->last_avail_idx % v->queue_num), elem, sizeof elem))
+    if (!phys_write(m, q->used_addr + 4 + 8ull * (q->last_avail_idx % q->num), elem, sizeof elem))
         return false;
-    v->last_avail_idx++;
+    q->last_avail_idx++;
     return true;
 }
 
-void virtq_publish(struct machine *m, const struct virtio_dev *d)
+void virtq_publish(struct machine *m, const struct virtio_dev *d, struct virtq_state *q)
 {
     struct virtio_state *v = d->state(m);
-    uint16_t used_idx = v->last_avail_idx, flags;
+    uint16_t used_idx = q->last_avail_idx, flags;
 
-    if (!phys_write(m, v->used_addr + 2, &used_idx, 2)) {
+    if (!phys_write(m, q->used_addr + 2, &used_idx, 2)) {
         virtio_fail(m, d);
         return;
     }
     /* Honour the driver's suppression hint (2.7.7); it re-checks the ring on re-enable. */
-    if (phys_read(m, v->avail_addr, &flags, 2) && (flags & AVAIL_F_NO_INTERRUPT))
+    if (phys_read(m, q->avail_addr, &flags, 2) && (flags & AVAIL_F_NO_INTERRUPT))
         return;
     v->interrupt_status |= INT_USED;
     update_irq(m, d);
@@ -196,10 +202,16 @@ static void set_status(struct machine *m, const struct virtio_dev *d, uint32_t v
     v->status = (val & 0xff & ~S_NEEDS_RESET) | (v->status & S_NEEDS_RESET);
 }
 
+/* The queue QueueSel addresses, NULL if the device has no such queue. */
+static struct virtq_state *selected_queue(const struct virtio_dev *d, struct virtio_state *v)
+{
+    return v->queue_sel < (uint32_t)d->queues ? &v->q[v->queue_sel] : NULL;
+}
+
 static uint32_t reg_read(struct machine *m, const struct virtio_dev *d, uint64_t reg)
 {
     struct virtio_state *v = d->state(m);
-    bool q0 = v->queue_sel == 0;
+    struct virtq_state *q = selected_queue(d, v);
 
     switch (reg) {
     case R_MAGIC: return VIRTIO_MAGIC;
@@ -208,16 +220,16 @@ static uint32_t reg_read(struct machine *m, const struct virtio_dev *d, uint64_t
     case R_VENDOR_ID: return VIRTIO_VENDOR;
     case R_DEVICE_FEATURES:
         return v->device_features_sel < 2 ? (uint32_t)(d->features >> 32 * v->device_features_sel) : 0;
-    case R_QUEUE_NUM_MAX: return q0 ? VIRTQ_MAX : 0;
-    case R_QUEUE_READY: return q0 ? v->queue_ready : 0;
+    case R_QUEUE_NUM_MAX: return q ? VIRTQ_MAX : 0;
+    case R_QUEUE_READY: return q ? q->ready : 0;
     case R_INTERRUPT_STATUS: return v->interrupt_status;
     case R_STATUS: return v->status;
-    case R_QUEUE_DESC_LOW: return q0 ? (uint32_t)v->desc_addr : 0;
-    case R_QUEUE_DESC_HIGH: return q0 ? (uint32_t)(v->desc_addr >> 32) : 0;
-    case R_QUEUE_DRIVER_LOW: return q0 ? (uint32_t)v->avail_addr : 0;
-    case R_QUEUE_DRIVER_HIGH: return q0 ? (uint32_t)(v->avail_addr >> 32) : 0;
-    case R_QUEUE_DEVICE_LOW: return q0 ? (uint32_t)v->used_addr : 0;
-    case R_QUEUE_DEVICE_HIGH: return q0 ? (uint32_t)(v->used_addr >> 32) : 0;
+    case R_QUEUE_DESC_LOW: return q ? (uint32_t)q->desc_addr : 0;
+    case R_QUEUE_DESC_HIGH: return q ? (uint32_t)(q->desc_addr >> 32) : 0;
+    case R_QUEUE_DRIVER_LOW: return q ? (uint32_t)q->avail_addr : 0;
+    case R_QUEUE_DRIVER_HIGH: return q ? (uint32_t)(q->avail_addr >> 32) : 0;
+    case R_QUEUE_DEVICE_LOW: return q ? (uint32_t)q->used_addr : 0;
+    case R_QUEUE_DEVICE_HIGH: return q ? (uint32_t)(q->used_addr >> 32) : 0;
     case R_SHM_LEN_LOW:
     case R_SHM_LEN_HIGH: return 0xffffffffu;   /* no shared memory regions (4.2.2) */
     case R_CONFIG_GENERATION: return v->config_generation;
@@ -231,7 +243,7 @@ static void set_high(uint64_t *a, uint32_t v) { *a = (*a & 0xffffffffull) | (uin
 static void reg_write(struct machine *m, const struct virtio_dev *d, uint64_t reg, uint32_t val)
 {
     struct virtio_state *v = d->state(m);
-    bool q0 = v->queue_sel == 0;        /* the only queue; writes for others are dropped */
+    struct virtq_state *q = selected_queue(d, v);   /* NULL: writes to its registers are dropped */
 
     switch (reg) {
     case R_DEVICE_FEATURES_SEL: v->device_features_sel = val; break;
@@ -241,20 +253,23 @@ static void reg_write(struct machine *m, const struct virtio_dev *d, uint64_t re
         break;
     case R_DRIVER_FEATURES_SEL: v->driver_features_sel = val; break;
     case R_QUEUE_SEL: v->queue_sel = val; break;
-    case R_QUEUE_NUM: if (q0) v->queue_num = val; break;
-    case R_QUEUE_READY: if (q0) v->queue_ready = val & 1; break;
-    case R_QUEUE_NOTIFY: if (val == 0 && virtq_usable(v)) d->notify(m); break;
+    case R_QUEUE_NUM: if (q) q->num = val; break;
+    case R_QUEUE_READY: if (q) q->ready = val & 1; break;
+    case R_QUEUE_NOTIFY:
+        if (val < (uint32_t)d->queues && virtq_usable(v, &v->q[val]))
+            d->notify(m, (int)val);
+        break;
     case R_INTERRUPT_ACK:
         v->interrupt_status &= ~val;
         update_irq(m, d);
         break;
     case R_STATUS: set_status(m, d, val); break;
-    case R_QUEUE_DESC_LOW: if (q0) set_low(&v->desc_addr, val); break;
-    case R_QUEUE_DESC_HIGH: if (q0) set_high(&v->desc_addr, val); break;
-    case R_QUEUE_DRIVER_LOW: if (q0) set_low(&v->avail_addr, val); break;
-    case R_QUEUE_DRIVER_HIGH: if (q0) set_high(&v->avail_addr, val); break;
-    case R_QUEUE_DEVICE_LOW: if (q0) set_low(&v->used_addr, val); break;
-    case R_QUEUE_DEVICE_HIGH: if (q0) set_high(&v->used_addr, val); break;
+    case R_QUEUE_DESC_LOW: if (q) set_low(&q->desc_addr, val); break;
+    case R_QUEUE_DESC_HIGH: if (q) set_high(&q->desc_addr, val); break;
+    case R_QUEUE_DRIVER_LOW: if (q) set_low(&q->avail_addr, val); break;
+    case R_QUEUE_DRIVER_HIGH: if (q) set_high(&q->avail_addr, val); break;
+    case R_QUEUE_DEVICE_LOW: if (q) set_low(&q->used_addr, val); break;
+    case R_QUEUE_DEVICE_HIGH: if (q) set_high(&q->used_addr, val); break;
     default: break;
     }
 }

@@ -31,10 +31,10 @@ void virtio_rng_reset(struct machine *m)
 
 /* Notified chains not filled yet, or -1 if the driver has since shrunk the
  * queue below that (it must not change QueueNum while live, 4.2.3.2). */
-static int rng_pending(const struct virtio_state *v)
+static int rng_pending(const struct virtq_state *q)
 {
-    uint16_t pending = v->notified_avail_idx - v->last_avail_idx;
-    return pending > v->queue_num ? -1 : pending;
+    uint16_t pending = q->notified_avail_idx - q->last_avail_idx;
+    return pending > q->num ? -1 : pending;
 }
 
 /* The chain at avail position `index`: its head and how many bytes it can
@@ -43,12 +43,12 @@ static int rng_pending(const struct virtio_state *v)
 static bool rng_chain(struct machine *m, uint16_t index, uint16_t *head,
                       struct virtq_chain *c, uint64_t *room)
 {
-    struct virtio_state *v = &m->vrng;
+    struct virtq_state *q = &m->vrng.q[0];
 
     *room = 0;
-    if (!virtq_head(m, v, index, head))
+    if (!virtq_head(m, q, index, head))
         return false;
-    if (!virtq_read_chain(m, v, *head, c))
+    if (!virtq_read_chain(m, q, *head, c))
         return true;
     for (int i = 0; i < c->n; i++)
         if (c->seg[i].write && c->seg[i].len && !phys_is_ram(m, c->seg[i].addr, c->seg[i].len))
@@ -60,19 +60,20 @@ static bool rng_chain(struct machine *m, uint16_t index, uint16_t *head,
 
 /* QueueNotify: take note of what the driver made available, complete the
  * empty chains at the head, and if requests are left, ask the host for bytes. */
-static void rng_notify(struct machine *m)
+static void rng_notify(struct machine *m, int queue)
 {
     struct virtio_state *v = &m->vrng;
+    struct virtq_state *q = &v->q[0];
     struct virtq_chain c;
-    int pending = virtq_pending(m, v), done = 0;
+    int pending = virtq_pending(m, q), done = 0;
     uint64_t wanted = 0;
 
     if (pending < 0) {
         virtio_fail(m, &virtio_rng_dev);
         return;
     }
-    uint16_t start = v->last_avail_idx;
-    v->notified_avail_idx = (uint16_t)(start + pending);
+    uint16_t start = q->last_avail_idx;
+    q->notified_avail_idx = (uint16_t)(start + pending);
     for (int i = 0; i < pending && wanted < ENTROPY_WANTED_MAX; i++) {
         uint16_t head;
         uint64_t room;
@@ -81,7 +82,7 @@ static void rng_notify(struct machine *m)
             break;
         }
         if (room == 0 && wanted == 0) {
-            if (!virtq_push(m, v, head, 0)) {
+            if (!virtq_push(m, q, head, 0)) {
                 virtio_fail(m, &virtio_rng_dev);
                 break;
             }
@@ -90,8 +91,8 @@ static void rng_notify(struct machine *m)
         wanted += room;
     }
     if (done)
-        virtq_publish(m, &virtio_rng_dev);
-    if (wanted && virtq_usable(v))
+        virtq_publish(m, &virtio_rng_dev, q);
+    if (wanted && virtq_usable(v, q))
         machine_request_stop(m, CHRONO_STOP_ENTROPY,
                              wanted < ENTROPY_WANTED_MAX ? wanted : ENTROPY_WANTED_MAX);
 }
@@ -99,16 +100,17 @@ static void rng_notify(struct machine *m)
 size_t machine_entropy_wanted(struct machine *m)
 {
     struct virtio_state *v = &m->vrng;
+    struct virtq_state *q = &v->q[0];
     struct virtq_chain c;
     uint64_t wanted = 0;
 
-    if (!virtq_usable(v))
+    if (!virtq_usable(v, q))
         return 0;
-    int pending = rng_pending(v);           /* -1 (a broken queue) wants nothing */
+    int pending = rng_pending(q);           /* -1 (a broken queue) wants nothing */
     for (int i = 0; i < pending && wanted < ENTROPY_WANTED_MAX; i++) {
         uint16_t head;
         uint64_t room;
-        if (!rng_chain(m, (uint16_t)(v->last_avail_idx + i), &head, &c, &room))
+        if (!rng_chain(m, (uint16_t)(q->last_avail_idx + i), &head, &c, &room))
             break;
         wanted += room;
     }
@@ -118,18 +120,19 @@ size_t machine_entropy_wanted(struct machine *m)
 size_t machine_entropy_write(struct machine *m, const uint8_t *buf, size_t len)
 {
     struct virtio_state *v = &m->vrng;
+    struct virtq_state *q = &v->q[0];
     struct virtq_chain c;
     size_t given = 0;
     int done = 0;
 
-    if (len == 0 || !virtq_usable(v))
+    if (len == 0 || !virtq_usable(v, q))
         return 0;                       /* no bytes, or no queue: nothing changes */
-    int pending = rng_pending(v);
+    int pending = rng_pending(q);
     if (pending < 0) {
         virtio_fail(m, &virtio_rng_dev);
         return 0;
     }
-    uint16_t start = v->last_avail_idx;
+    uint16_t start = q->last_avail_idx;
     for (int i = 0; i < pending; i++) {
         uint16_t head;
         uint64_t room;
@@ -143,7 +146,7 @@ size_t machine_entropy_write(struct machine *m, const uint8_t *buf, size_t len)
         /* The used element first: if the used ring is not writable, no byte
          * lands.  The copy cannot fail (rng_chain checked every writable
          * buffer is RAM); it only reads buf. */
-        if (!virtq_push(m, v, head, (uint32_t)n)) {
+        if (!virtq_push(m, q, head, (uint32_t)n)) {
             virtio_fail(m, &virtio_rng_dev);
             break;
         }
@@ -152,7 +155,7 @@ size_t machine_entropy_write(struct machine *m, const uint8_t *buf, size_t len)
         done++;
     }
     if (done)
-        virtq_publish(m, &virtio_rng_dev);
+        virtq_publish(m, &virtio_rng_dev, q);
     return given;
 }
 
@@ -162,6 +165,7 @@ const struct virtio_dev virtio_rng_dev = {
     .slot = VIRTIO_RNG_SLOT,
     .device_id = VIRTIO_ID_ENTROPY,
     .features = VIRTIO_F_VERSION_1,
+    .queues = 1,
     .state = rng_state,
     .notify = rng_notify,
 };

@@ -29,6 +29,9 @@ MODULES = {
     "jbd2": ("fs/jbd2", ""),
     "mbcache": ("fs", ""),
     "crc16": ("lib", ""),
+    "virtio_net": ("drivers/net", "net_failover"),
+    "net_failover": ("drivers/net", "failover"),
+    "failover": ("net/core", ""),
     "unrelated": ("drivers/misc", "crc16"),
 }
 

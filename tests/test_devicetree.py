@@ -250,6 +250,16 @@ def test_the_entropy_device_slot_is_described_with_or_without_a_disk():
         assert tree.by_phandle(node.u32("interrupt-parent")) is tree.find("/soc/plic@c000000")
 
 
+def test_the_network_device_slot_is_described_with_or_without_a_network():
+    """virtio-net sits in slot 5 (IRQ 6) with --net user; the node is there either way
+    (an empty slot reads device id 0), so the tree does not depend on it."""
+    assert board.virtio_slot_base(board.VIRTIO_NET_SLOT) == 0x1000_6000
+    trees = [build_device_tree(BoardConfig(64 * MiB, has_net=net)) for net in (False, True)]
+    assert trees[0] == trees[1]
+    node = parse_dtb(trees[1]).find("/soc/virtio_mmio@10006000")
+    assert node is not None and node.u32("interrupts") == board.virtio_slot_irq(5) == 6
+
+
 def test_test_device_backs_poweroff_and_reboot(tree):
     test = tree.find("/soc/test@100000")
     assert test.strings("compatible") == ["sifive,test1", "sifive,test0", "syscon"]

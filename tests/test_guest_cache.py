@@ -214,6 +214,7 @@ def test_a_guest_built_by_another_recipe_version_is_rebuilt_by_fetch(tmp_path, m
     assert fetch_guest("debian", root=tmp_path).reused
 
 
-def test_the_debian_recipe_version_covers_the_entropy_driver():
+def test_the_debian_recipe_version_covers_the_entropy_and_network_drivers():
     from chrono.guests import debian
-    assert "virtio_rng" in debian.MODULES and catalog.RECIPES["debian"].version == debian.RECIPE_VERSION >= 2
+    assert "virtio_rng" in debian.MODULES and "virtio_net" in debian.MODULES
+    assert catalog.RECIPES["debian"].version == debian.RECIPE_VERSION >= 3

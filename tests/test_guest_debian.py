@@ -50,9 +50,9 @@ def test_fetch_assembles_firmware_kernel_initramfs_and_disk(debian):
     assert entries["bin/busybox"]["data"][:4] == b"\x7fELF"
     assert entries["dev/console"]["rdev"] == (5, 1)
     init = entries["init"]["data"].decode()
-    assert "for m in virtio_mmio virtio_blk virtio_rng crc32c_generic jbd2 mbcache crc16 ext4; do" in init
+    assert "for m in virtio_mmio virtio_blk virtio_rng crc32c_generic jbd2 mbcache crc16 ext4 failover net_failover virtio_net; do" in init
     for name in ("virtio_mmio", "virtio_blk", "virtio_rng", "crc32c_generic", "jbd2", "mbcache",
-                 "crc16", "ext4"):
+                 "crc16", "ext4", "failover", "net_failover", "virtio_net"):
         assert entries[f"lib/modules/{name}.ko"]["data"][:4] == b"\x7fELF"
     if shutil.which("e2fsck", path=os.environ["PATH"] + ":/usr/sbin:/sbin"):
         check = subprocess.run(["e2fsck", "-fn", folder / m.disk], capture_output=True,

@@ -61,8 +61,8 @@ def test_fetch_builds_a_complete_guest_from_the_packages(fake_apt):
     assert entries["bin/busybox"]["data"] == FAKE_BUSYBOX
     assert entries["lib/modules/ext4.ko"]["data"] == module_elf("ext4", "jbd2,mbcache,crc16")
     assert "lib/modules/unrelated.ko" not in entries
-    assert ("for m in virtio_mmio virtio_blk virtio_rng crc32c_generic jbd2 mbcache crc16 ext4; do"
-            in entries["init"]["data"].decode())
+    assert ("for m in virtio_mmio virtio_blk virtio_rng crc32c_generic jbd2 mbcache crc16 ext4 "
+            "failover net_failover virtio_net; do" in entries["init"]["data"].decode())
 
     disk = folder / "disk.img"
     assert disk.stat().st_size == 256 << 20

@@ -12,7 +12,7 @@ from chrono.guests.initramfs import READY_MARKER, build_initramfs, init_script
 from chrono.guests.kmod import ModuleError, ModuleTree, depends_of, load_order, read_modinfo
 from fakedebian import MODULES, module_elf
 
-DEBIAN_WANTED = ("virtio_mmio", "virtio_blk", "virtio_rng", "crc32c_generic", "ext4")
+DEBIAN_WANTED = ("virtio_mmio", "virtio_blk", "virtio_rng", "crc32c_generic", "ext4", "virtio_net")
 
 
 def module_tree(root, modules=MODULES, compress=True):
@@ -50,7 +50,7 @@ def test_debian_modules_load_in_the_order_their_modinfo_implies(tmp_path):
     tree = module_tree(tmp_path)
     order = [m.name for m in tree.resolve(DEBIAN_WANTED)]
     assert order == ["virtio_mmio", "virtio_blk", "virtio_rng", "crc32c_generic", "jbd2", "mbcache",
-                     "crc16", "ext4"]
+                     "crc16", "ext4", "failover", "net_failover", "virtio_net"]
     ext4 = tree.get("ext4")
     assert ext4.elf == module_elf("ext4", "jbd2,mbcache,crc16")      # decompressed
     assert ext4.path.name == "ext4.ko.xz"
@@ -108,7 +108,7 @@ def test_initramfs_holds_init_busybox_console_and_modules_in_order(tmp_path):
     assert stat.S_IMODE(entries["init"]["mode"]) == 0o755
     assert init.startswith("#!/bin/busybox sh\n")
     assert "/bin/busybox --install -s /bin" in init
-    assert "for m in virtio_mmio virtio_blk virtio_rng crc32c_generic jbd2 mbcache crc16 ext4; do" in init
+    assert "for m in virtio_mmio virtio_blk virtio_rng crc32c_generic jbd2 mbcache crc16 ext4 failover net_failover virtio_net; do" in init
     assert "mount -t ext4 /dev/vda /mnt" in init
     assert init.index(f'echo "{READY_MARKER}"') < init.index("exec setsid cttyhack sh")
     assert "poweroff()" in entries["etc/shrc"]["data"].decode()

@@ -27,6 +27,7 @@ from click.testing import CliRunner
 
 from chrono.cli import main
 from chrono.errors import BundleError, DivergenceError
+from chrono.store.capture import core_state_size
 from chrono.store.store import Store
 from chrono.store.traces import TraceManifest, read_trace
 from chrono.replay import bundle as bundle_module
@@ -691,7 +692,7 @@ HOSTILE = {
     "a machine of an MMU that is no text": (everywhere(mmu={}), "wrong type"),
     "a machine of another state layout": (everywhere(state_size=999), "state layout differs"),
     "a snapshot naming its state as a leaf": (
-        state_as_leaf, "claims 1348 bytes where a page-table leaf has 16384"),
+        state_as_leaf, f"claims {core_state_size()} bytes where a page-table leaf has 16384"),
     "a state this core cannot load": (state_part_size, "is not one this chrono loads"),
     "an end past 2^63": (lambda b: fuzz.set_trace_json(b, dict(fuzz.trace_json(b), end_position=1 << 64)),
                          "from 0 to 2^63 - 1"),

@@ -51,6 +51,8 @@ VIRTIO_SLOTS = 8
 VIRTIO_BLK_SLOT = 7
 # The entropy device (virtio-rng), always present: its bytes come from the host.
 VIRTIO_RNG_SLOT = 6
+# The network device (virtio-net), present with a network (--net user).
+VIRTIO_NET_SLOT = 5
 
 RAM_BASE = 0x8000_0000
 
@@ -173,6 +175,7 @@ class BoardConfig:
     bootargs: str = ""
     initrd: tuple[int, int] | None = None     # physical [start, end)
     has_disk: bool = False                     # a virtio-blk device in VIRTIO_BLK_SLOT
+    has_net: bool = False                      # a virtio-net device in VIRTIO_NET_SLOT
     hart_count: int = 1
 
     def __post_init__(self) -> None:

@@ -134,6 +134,10 @@ class Console:
             self.write(MONITOR_PROMPT.encode())
 
     # ---- input ----------------------------------------------------------------
+    def fileno(self) -> int:
+        """The input's file descriptor (to wait on it beside others)."""
+        return self._fd
+
     def poll(self, timeout: float) -> list[Event]:
         """Wait up to `timeout` seconds for input; return events in order."""
         if self.eof:

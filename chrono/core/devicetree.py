@@ -133,7 +133,8 @@ def _add_soc(tree: DeviceTree, intc: int) -> int:
     # virtio-mmio devices in tree order, so with several devices the names
     # (vda, vdb...) come out as they do under QEMU.  A slot's node is the same
     # whatever sits in it (the driver reads the device id): the disk in
-    # VIRTIO_BLK_SLOT, the entropy device in VIRTIO_RNG_SLOT.
+    # VIRTIO_BLK_SLOT, the entropy device in VIRTIO_RNG_SLOT, the network
+    # device in VIRTIO_NET_SLOT.
     for slot in reversed(range(board.VIRTIO_SLOTS)):
         base = board.virtio_slot_base(slot)
         virtio = soc.add(f"virtio_mmio@{base:x}")

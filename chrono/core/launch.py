@@ -42,6 +42,7 @@ class GuestSpec:
     disk: Path | None = None
     ram_size: int = DEFAULT_RAM
     rtc_epoch_ns: int | None = None     # None: the host's clock now (the one host input at start)
+    net: bool = False                   # a network device (the network itself is the host's)
 
     @property
     def is_demo(self) -> bool:
@@ -96,11 +97,13 @@ def launch(spec: GuestSpec, commit: bool = False,
     else:
         disk = None
     boot, config = plan_boot(spec.ram_size, kernel=kernel, bios=spec.bios, initrd=spec.initrd,
-                             append=spec.append, has_disk=disk is not None)
+                             append=spec.append, has_disk=disk is not None, has_net=spec.net)
     epoch = time.time_ns() if spec.rtc_epoch_ns is None else spec.rtc_epoch_ns
     machine = Machine(spec.ram_size, tohost=boot.tohost, fromhost=boot.fromhost, rtc_epoch_ns=epoch)
     if disk is not None:
         machine.attach_disk(disk)
+    if spec.net:
+        machine.attach_net()
     guest = Guest(machine, boot, config, disk)
     guest.reset()
     return guest

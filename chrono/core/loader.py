@@ -174,6 +174,7 @@ def plan_boot(
     append: str = "",
     has_disk: bool = False,
     *,
+    has_net: bool = False,
     isa_extensions: tuple[str, ...] = board.DEFAULT_ISA_EXTENSIONS,
     mmu_type: str = "riscv,sv48",
 ) -> tuple[BootImage, BoardConfig]:
@@ -187,7 +188,7 @@ def plan_boot(
     when one would).
     """
     cfg = BoardConfig(ram_size, isa_extensions=isa_extensions, mmu_type=mmu_type,
-                      bootargs=append, has_disk=has_disk)
+                      bootargs=append, has_disk=has_disk, has_net=has_net)
     if kernel is None and bios is None:
         raise UsageError("nothing to boot: give --kernel (an ELF or raw image), --bios (firmware), or both")
     if kernel is None and initrd is not None:

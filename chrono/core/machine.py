@@ -42,6 +42,7 @@ class Stop(enum.IntEnum):
     FATAL = lib.CHRONO_STOP_FATAL
     ENTROPY = lib.CHRONO_STOP_ENTROPY       # the guest wants entropy: code = bytes wanted
     WATCHPOINT = lib.CHRONO_STOP_WATCHPOINT  # a watched access completed: code = its address
+    NET = lib.CHRONO_STOP_NET               # the guest sent frames, or posted receive buffers
 
 
 NO_DEADLINE = (1 << 64) - 1
@@ -113,6 +114,21 @@ class RunResult:
         return self.deadline != NO_DEADLINE
 
 
+# The longest frame the network device carries (NET_FRAME_MAX in native/machine.h).
+NET_FRAME_MAX = 65550
+
+
+class Received(enum.IntEnum):
+    """What Machine.net_receive did with a frame (machine_net_receive's result)."""
+
+    DELIVERED = 1           # in the guest's next receive buffer
+    NO_BUFFER = 0           # the guest has posted none: nothing changed, offer it again later
+    DROPPED = -1            # it did not fit that buffer (or the queue is broken): buffer returned empty
+
+
+_RECEIVED = (Received.DROPPED, Received.NO_BUFFER, Received.DELIVERED)   # by result + 1
+
+
 # Register numbering of machine_get_reg / machine_set_reg.
 REG_PC = 32
 REG_PRIV = 33
@@ -157,6 +173,7 @@ class Machine:
         self._faults_limit = 0
         self.disk = None
         self._result = ffi.new("struct chrono_result *")
+        self._console_buf = ffi.new("uint8_t[]", 8192)
         self._provider = None
         self._provider_handle = None
         self._maybe_absent = False      # some RAM page may still be absent
@@ -365,6 +382,43 @@ class Machine:
     def capture_abandon(self) -> None:
         lib.machine_capture_abandon(self._m)
 
+    # ---- network (virtio-net) ------------------------------------------------------
+    def attach_net(self) -> None:
+        """Give the machine its network device (virtio-mmio slot 5, MAC
+        52:54:00:12:34:56).  Frames move only through net_receive / net_sent."""
+        if lib.machine_net_attach(self._m) != 0:
+            raise UsageError("the network device is already attached (or out of memory)")
+        self._tx_frame = ffi.new("uint8_t[]", NET_FRAME_MAX)
+        self._tx_steps = ffi.new("uint64_t *")
+
+    @property
+    def has_net(self) -> bool:
+        return bool(lib.machine_net_present(self._m))
+
+    def net_receive(self, frame: bytes) -> Received:
+        """Offer one Ethernet frame to the guest (see Received): an input to log
+        unless NO_BUFFER."""
+        return _RECEIVED[lib.machine_net_receive(self._m, frame, len(frame)) + 1]
+
+    def net_set_rx_waiting(self, waiting: bool) -> None:
+        """Frames wait on the host: stop (Stop.NET) when the guest posts receive buffers."""
+        lib.machine_net_set_rx_waiting(self._m, 1 if waiting else 0)
+
+    def net_sent(self) -> list[tuple[bytes, int]]:
+        """The frames the guest sent since the last call, oldest first, each with
+        the position (steps) of the instruction that sent it."""
+        if not self.has_net:
+            return []
+        out = []
+        while n := lib.machine_net_tx_read(self._m, self._tx_frame, NET_FRAME_MAX, self._tx_steps):
+            out.append((ffi.buffer(self._tx_frame, n)[:], self._tx_steps[0]))
+        return out
+
+    @property
+    def net_tx_dropped(self) -> int:
+        """Frames the guest sent that nobody took before the buffer filled."""
+        return lib.machine_net_tx_dropped(self._m)
+
     # ---- execution ----------------------------------------------------------
     def reset(self, pc: int, a0: int = 0, a1: int = 0, a2: int = 0) -> None:
         lib.machine_reset(self._m, pc, a0, a1, a2)
@@ -488,9 +542,8 @@ class Machine:
 
     # ---- console ------------------------------------------------------------
     def console_read(self) -> bytes:
-        buf = ffi.new("uint8_t[]", 8192)
-        n = lib.machine_console_read(self._m, buf, 8192)
-        return ffi.buffer(buf, n)[:]
+        n = lib.machine_console_read(self._m, self._console_buf, 8192)
+        return ffi.buffer(self._console_buf, n)[:] if n else b""
 
     def console_read_steps(self) -> tuple[bytes, np.ndarray]:
         """Console output and, per byte, the steps at which its instruction ran."""

@@ -18,6 +18,16 @@ place host randomness enters the guest (record/replay logs that call).  A
 machine restored from a state saved between such a request and its answer is
 served the same way when the loop resumes.
 
+With a network (`--net user`, chrono.net.link), frames move between slices:
+what the guest sent goes to slirp, what slirp has for the guest is put into
+its receive buffers.  A guest that sends a frame, or posts receive buffers
+while frames wait, stops its slice (Stop.NET) so the exchange goes on at once.
+A network is a real-time thing, so an idle guest then waits for it in host
+time before its virtual clock jumps: up to the gap to its next deadline, at
+most NET_IDLE_WAIT when unpaced; frames arriving end the wait.  slirp's own
+timers count as deadlines (its clock is the guest's), and a guest with a
+network never counts as having nothing left to wait for.
+
 Pacing keeps virtual time from running ahead of the host clock, so that a
 guest's `sleep 1` takes about a second at an interactive console.  It only
 ever adds host sleeps; what the guest computes is the same either way.
@@ -49,6 +59,7 @@ SLICE_STEPS = 20_000_000          # ~20 ms of guest time: bounds input and pacin
 PREFETCH_PAGES = 64               # lazily restored pages loaded at a time while the host
                                   # waits anyway (~1 ms: what it can add to input latency)
 QUIET_NS = 200_000_000            # guest time without console activity that counts as settled
+NET_IDLE_WAIT = 0.1               # host seconds an unpaced idle guest waits for its network
 STEPS_PER_SECOND = Machine.timebase_hz * Machine.steps_per_tick
 
 
@@ -92,11 +103,14 @@ WAITING_NOTE = ("the guest is waiting for input; its screen from before the snap
 class Session:
     def __init__(self, machine: Machine, reboot: Callable[[], None] | None = None,
                  monitor: Callable[[str], MonitorReply] | None = None,
-                 entropy: Callable[[int], bytes] = os.urandom, restored: bool = False):
+                 entropy: Callable[[int], bytes] = os.urandom, restored: bool = False,
+                 net=None):
         """`restored`: the machine comes from a snapshot (`run --from`), so the
         terminal shows nothing of it yet; a guest that waits there without
-        printing gets WAITING_NOTE on stderr, lest the user think it hung."""
+        printing gets WAITING_NOTE on stderr, lest the user think it hung.
+        `net`: a chrono.net.link.NetLink on `machine`, or None (no network)."""
         self.machine = machine
+        self.net = net
         self._note_waiting = restored
         self.entropy = entropy                  # n -> n bytes for the guest's virtio-rng
         self.reboot = reboot
@@ -126,17 +140,26 @@ class Session:
     def _guest_input_queued(self) -> bool:
         return any(isinstance(e, bytes) for e in self.pending)
 
-    def _take_input(self, console: Console, timeout: float) -> None:
-        """Poll the console and queue what it gives (interactive commands act at once)."""
+    def _take_input(self, console: Console, timeout: float) -> bool:
+        """Poll the console and queue what it gives (interactive commands act at
+        once).  A wait (timeout > 0) also watches the network, and ends early
+        when frames reach the guest: returns whether they did."""
+        delivered = 0
+        if self.net is not None and timeout > 0:
+            ready, delivered = self.net.pump(timeout, () if console.eof else (console.fileno(),))
+            if not ready:
+                return delivered > 0
+            timeout = 0.0
         if console.eof:
             if timeout > 0:
                 time.sleep(timeout)         # nothing more can arrive: just let time pass
-            return
+            return delivered > 0
         for event in console.poll(timeout):
             if console.interactive and not isinstance(event, bytes):
                 self._command(console, event)
             else:
                 self.pending.append(event)
+        return delivered > 0
 
     def _command(self, console: Console, event: Event) -> None:
         if event is Command.QUIT:
@@ -221,6 +244,10 @@ class Session:
             if self._restored:                  # loadvm: virtual time moved
                 self._restored = False
                 self._supply_entropy(m.entropy_wanted())
+                if self.net is not None:
+                    from chrono.net.link import RESTARTED
+                    self.net.restart()
+                    console.message(RESTARTED)
                 pacer = Pacer(m) if pacer is not None else None
             if self.stopped:
                 if console.eof and not self.pending:
@@ -247,6 +274,8 @@ class Session:
             returned = m.console_returned()
             if returned:
                 self.pending.appendleft(returned)
+            if self.net is not None:
+                self.net.pump()
             if output or self._queued_bytes() != queued or returned:
                 last_activity = m.vclock
             if self._note_waiting:
@@ -263,6 +292,8 @@ class Session:
             if result.reason == Stop.ENTROPY:
                 self._supply_entropy(result.code)
                 continue
+            if result.reason == Stop.NET:
+                continue                    # pumped above
             if result.reason == Stop.POWEROFF:
                 return outcome("poweroff", result.code)
             if result.reason == Stop.HTIF_EXIT:
@@ -282,7 +313,8 @@ class Session:
                     self._take_input(console, wait)
             elif result.reason == Stop.IDLE and not self.pending:
                 self._idle(console, pacer, result)
-                if console.eof and not self.pending and not result.has_deadline:
+                if (console.eof and not self.pending and not result.has_deadline
+                        and self.net is None):
                     return outcome("input-ended", 0,
                                    "the guest is waiting for input and the input has ended")
 
@@ -304,25 +336,37 @@ class Session:
         guest jumps to its deadline at once: nothing is waited for, so
         nothing is prefetched (its pages still load when touched)."""
         m = self.machine
-        if not result.has_deadline:
+        deadline = result.deadline if result.has_deadline else None
+        if self.net is not None:
+            due = self.net.due()            # slirp's timers run on the guest's clock
+            if due is not None:
+                deadline = m.vclock + due if deadline is None else min(deadline, m.vclock + due)
+        if deadline is None:
             # Nothing will happen until input arrives: block (in short waits
             # so signals are seen).
-            while not self.pending and not console.eof and not self._quit:
-                self._take_input(console, 0 if m.prefetch(PREFETCH_PAGES) else 0.1)
+            while (not self.pending and (not console.eof or self.net is not None)
+                   and not self._quit):
+                if self._take_input(console, 0 if m.prefetch(PREFETCH_PAGES) else 0.1):
+                    return                      # frames for the guest: it runs again
                 self._monitor_poll(console)
                 if self._debugger is not None and self._debugger():
                     self._interrupt = True      # run() hands over to the debugger
                     return
             return
         if pacer is not None:
-            wait = pacer.seconds_until(result.deadline)
+            wait = pacer.seconds_until(deadline)
             while wait > 0 and m.prefetch(PREFETCH_PAGES):
                 self._take_input(console, 0)
                 if self.pending or self._quit or self._restored:
                     return              # input first: deliver it without jumping
-                wait = pacer.seconds_until(result.deadline)
-            if wait > 0:
-                self._take_input(console, wait)
-                if self.pending or self._quit or self._restored:
-                    return              # input first: deliver it without jumping
-        m.skip_to(result.deadline)
+                wait = pacer.seconds_until(deadline)
+        elif self.net is not None:
+            wait = min((deadline - m.vclock) / STEPS_PER_SECOND, NET_IDLE_WAIT)
+        else:
+            wait = 0.0
+        if wait > 0:
+            if self._take_input(console, wait):
+                return                  # frames for the guest: deliver them without jumping
+            if self.pending or self._quit or self._restored:
+                return              # input first: deliver it without jumping
+        m.skip_to(deadline)

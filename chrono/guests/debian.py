@@ -4,8 +4,9 @@ blank ext4 disk, assembled from Debian 13 (trixie) packages.
     fw_jump.bin      OpenSBI (package opensbi), loaded at 0x80000000, jumps to 0x80200000
     Image            the kernel (boot/vmlinux-* of linux-image-*: despite the name, a
                      flat RISC-V Image, not an ELF)
-    initrd.cpio.gz   busybox (busybox-static) + the modules that mount ext4 on virtio
-                     and drive the entropy device (virtio-rng: /dev/hwrng)
+    initrd.cpio.gz   busybox (busybox-static) + the modules that mount ext4 on virtio,
+                     drive the entropy device (virtio-rng: /dev/hwrng) and the
+                     network device (virtio-net: eth0, by DHCP with --net user)
     disk.img         256 MiB sparse ext4, mounted by /init on /mnt
     guest.json       the manifest
 
@@ -44,11 +45,13 @@ BUSYBOX_PATH = "usr/bin/busybox"
 # the crc32c algorithm at mount time through request_module (its .modinfo only
 # has `softdep=pre: crypto-crc32c`), which finds nothing in an initramfs without
 # modprobe and modules.dep, and mkfs.ext4's default metadata_csum needs it.  So
-# it is loaded explicitly, before ext4.
-MODULES = ("virtio_mmio", "virtio_blk", "virtio_rng", "crc32c_generic", "ext4")
+# it is loaded explicitly, before ext4.  virtio_net (with net_failover and
+# failover, its depends=) drives the network device of --net user.
+MODULES = ("virtio_mmio", "virtio_blk", "virtio_rng", "crc32c_generic", "ext4", "virtio_net")
 # Bump when what build() makes changes (modules, /init, disk layout): `chrono
-# guest fetch` rebuilds a cached guest made by another version.  2: virtio_rng.
-RECIPE_VERSION = 2
+# guest fetch` rebuilds a cached guest made by another version.  2: virtio_rng,
+# 3: virtio_net and DHCP on eth0.
+RECIPE_VERSION = 3
 
 APPEND = "console=ttyS0 rdinit=/init"
 RAM = "256M"

@@ -1,11 +1,15 @@
 """The Debian guest's initramfs: busybox, a few kernel modules and an /init script
-that loads them (the virtio disk and entropy drivers), mounts the virtio disk and
+that loads them (the virtio disk, entropy and network drivers), mounts the
+virtio disk, brings the network up by DHCP when there is one (`--net user`) and
 leaves the user at a shell.
 
 Layout of the (gzip-compressed newc) archive:
 
     /init                     busybox sh script below
     /etc/shrc                 the shell's startup file ($ENV): a clean poweroff/reboot
+    /etc/udhcpc/default.script
+                              what busybox udhcpc runs with a lease (Debian's busybox
+                              looks there): address, route, /etc/resolv.conf
     /bin/busybox              static riscv64 busybox; /init links the applets at boot
     /lib/modules/NAME.ko      uncompressed modules, loaded by /init in list order
     /dev/console              char device 5,1: the kernel opens it as init's stdio
@@ -44,6 +48,11 @@ elif mount -t ext4 {disk} {mnt}; then
 else
     echo "chrono-debian: could not mount {disk} on {mnt}"
 fi
+# A network device (chrono --net user): eth0 by DHCP (the script sets it up).
+if [ -e /sys/class/net/eth0 ]; then
+    ip link set lo up
+    udhcpc -i eth0 -q -n -t 5 -T 1 || echo "chrono-debian: no DHCP lease on eth0"
+fi
 echo "chrono-debian: 'poweroff' syncs, unmounts {mnt} and powers off"
 echo "{marker}"
 exec setsid cttyhack sh
@@ -57,6 +66,29 @@ _SHRC = """\
 # chrono's Debian guest: shell start-up file
 poweroff() {{ sync; umount {mnt} 2>/dev/null; /bin/busybox poweroff -f; }}
 reboot() {{ sync; umount {mnt} 2>/dev/null; /bin/busybox reboot -f; }}
+"""
+
+
+# busybox udhcpc's default script (where Debian's busybox is built to look): it
+# is called with the lease in its environment (ip, subnet, router, dns,
+# interface) and configures the interface.
+UDHCPC_SCRIPT_PATH = "/etc/udhcpc/default.script"
+_UDHCPC_SCRIPT = """\
+#!/bin/busybox sh
+# chrono's Debian guest: udhcpc hands its lease to this script.
+case "$1" in
+deconfig)
+    ifconfig "$interface" 0.0.0.0 up
+    ;;
+bound|renew)
+    ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up
+    while route del default dev "$interface" 2>/dev/null; do :; done
+    for r in $router; do route add default gw "$r" dev "$interface"; break; done
+    : > /etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    echo "chrono-debian: $interface has address $ip (DHCP)"
+    ;;
+esac
 """
 
 
@@ -75,6 +107,7 @@ def build_initramfs(busybox: bytes, modules: Sequence[tuple[str, bytes]]) -> byt
     cpio.add_char_device("/dev/console", 5, 1)
     cpio.add_file("/init", init_script([name for name, _ in modules]).encode(), 0o755)
     cpio.add_file("/etc/shrc", _SHRC.format(mnt=MOUNT_POINT).encode(), 0o644)
+    cpio.add_file(UDHCPC_SCRIPT_PATH, _UDHCPC_SCRIPT.encode(), 0o755)
     cpio.add_file("/bin/busybox", busybox, 0o755)
     for name, elf in modules:
         cpio.add_file(f"{MODULES_DIR}/{name}.ko", elf, 0o644)

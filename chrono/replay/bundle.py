@@ -58,8 +58,8 @@ from chrono.store.pagetable import LEAF_BYTES, LEAF_PAGES, pages_for
 from chrono.store.store import Reader, Store, check_ref_name, ref_name_problem
 from chrono.store.traces import (TRACE_FORMAT, TRACE_ID_BYTES, Keyframe, TraceFormatError,
                                  TraceManifest, all_traces, read_trace)
-from chrono.replay.events import (CONSOLE, ENTROPY, KEYFRAME, LOAD, MAX_CHUNK, SKIP, Event,
-                                 chunk_key, encode_events, pack_chunk)
+from chrono.replay.events import (KEYFRAME, LOAD, MAX_CHUNK, Event, chunk_key, count_input,
+                                 encode_events, no_inputs, pack_chunk)
 from chrono.replay.verify import CHUNK_KEY_SIZE, LogCheck
 
 MAGIC = b"CHRONO-TRACE\n"
@@ -237,18 +237,11 @@ def _pack(m: TraceManifest, events: list[Event]) -> list[tuple[bytes, bytes]]:
                            pack_chunk(encode_events(run, base))))
         run, size = [], 0
 
-    inputs = {"console": 0, "entropy": 0, "skips": 0, "loads": 0}
+    inputs = no_inputs()
     for e in events:
         run.append(e)
         size += len(e.data) + 4
-        if e.kind == CONSOLE:
-            inputs["console"] += len(e.data)
-        elif e.kind == ENTROPY:
-            inputs["entropy"] += len(e.data)
-        elif e.kind == SKIP:
-            inputs["skips"] += 1
-        elif e.kind == LOAD:
-            inputs["loads"] += 1
+        count_input(inputs, e.kind, e.data)
         if e.kind == KEYFRAME or size >= CHUNK_EVENT_BYTES:
             flush()
     flush()

@@ -14,10 +14,16 @@ Kinds and payloads:
     KEYFRAME  keyframe number `index` was taken here (its snapshot is in the manifest)
     DIGEST    a light digest: pc, x1..x31, a hash of the CPU/device state and
               one of the console output since the last digest or keyframe
+    NET_RX    an Ethernet frame put into the guest's next receive buffer
+              (virtio-net), delivered or dropped there (offers that found no
+              buffer changed nothing and are not logged)
+    NET_TX    a frame the guest sent, for replay to check: its length (4 bytes)
+              and the first 8 bytes of its BLAKE2b hash, at the position of the
+              instruction that sent it (the frame itself went to the network)
 
 Encoding of one event: varint(position - previous position), kind byte,
 payload (varint length + bytes; varint; 32 bytes; varint; 8 + 31*8 + 16
-bytes).  A chunk is a run of events encoded back to back, the first one's
+bytes; varint length + bytes; 12 bytes).  A chunk is a run of events encoded back to back, the first one's
 position relative to the chunk's base position, compressed with zstd.
 """
 from __future__ import annotations
@@ -28,10 +34,46 @@ from dataclasses import dataclass
 
 import zstandard
 
-CONSOLE, ENTROPY, SKIP, LOAD, KEYFRAME, DIGEST = 1, 2, 3, 4, 5, 6
+CONSOLE, ENTROPY, SKIP, LOAD, KEYFRAME, DIGEST, NET_RX, NET_TX = 1, 2, 3, 4, 5, 6, 7, 8
 KIND_NAMES = {CONSOLE: "console", ENTROPY: "entropy", SKIP: "skip", LOAD: "load",
-              KEYFRAME: "keyframe", DIGEST: "digest"}
-INPUT_KINDS = (CONSOLE, ENTROPY, SKIP, LOAD)
+              KEYFRAME: "keyframe", DIGEST: "digest", NET_RX: "net-rx", NET_TX: "net-tx"}
+INPUT_KINDS = (CONSOLE, ENTROPY, SKIP, LOAD, NET_RX)
+_BYTES_KINDS = (CONSOLE, ENTROPY, NET_RX)        # payload: varint length + bytes
+_FIXED_SIZE = {LOAD: 32, NET_TX: 12}            # payload: so many bytes (DIGEST: DIGEST_SIZE)
+
+# What a manifest counts of its inputs (TraceManifest.inputs): bytes of console
+# input and entropy, idle skips, loads, frames delivered to the guest.
+INPUT_COUNTS = ("console", "entropy", "skips", "loads", "frames")
+
+
+def no_inputs() -> dict:
+    return {k: 0 for k in INPUT_COUNTS}
+
+
+def count_input(counts: dict, kind: int, data: bytes) -> None:
+    """Add one event to a manifest's input counts (other kinds count nothing)."""
+    if kind == CONSOLE:
+        counts["console"] += len(data)
+    elif kind == ENTROPY:
+        counts["entropy"] += len(data)
+    elif kind == SKIP:
+        counts["skips"] += 1
+    elif kind == LOAD:
+        counts["loads"] += 1
+    elif kind == NET_RX:
+        counts["frames"] += 1
+
+
+_TX = struct.Struct("<I8s")
+
+
+def tx_record(frame: bytes) -> bytes:
+    """A NET_TX payload: what replay compares a sent frame by."""
+    return _TX.pack(len(frame), hashlib.blake2b(frame, digest_size=8).digest())
+
+
+def tx_length(record: bytes) -> int:
+    return _TX.unpack(record)[0]
 
 _DIGEST = struct.Struct("<32Q")      # pc, x1..x31
 DIGEST_SIZE = _DIGEST.size + 16      # + state hash + output hash
@@ -47,7 +89,7 @@ class EventFormatError(ValueError):
 class Event:
     position: int
     kind: int
-    data: bytes = b""        # CONSOLE, ENTROPY, LOAD (32-byte id), DIGEST
+    data: bytes = b""        # CONSOLE, ENTROPY, NET_RX, LOAD (32-byte id), DIGEST, NET_TX
     value: int = 0           # SKIP delta, KEYFRAME index
 
     def __str__(self) -> str:
@@ -58,6 +100,10 @@ class Event:
             return f"{self.position}: load {self.data.hex()[:12]}"
         if self.kind == DIGEST:
             return f"{self.position}: digest pc={light_pc(self.data):#x}"
+        if self.kind == NET_RX:
+            return f"{self.position}: net-rx {len(self.data)} bytes"
+        if self.kind == NET_TX:
+            return f"{self.position}: net-tx {tx_length(self.data)} bytes {self.data[4:].hex()}"
         return f"{self.position}: {name} {self.value}"
 
 
@@ -134,11 +180,11 @@ def encode_events(events: list[Event], base: int) -> bytes:
             raise ValueError(f"event at {e.position} comes after one at {previous}")
         out += _varint(e.position - previous)
         out.append(e.kind)
-        if e.kind in (CONSOLE, ENTROPY):
+        if e.kind in _BYTES_KINDS:
             out += _varint(len(e.data)) + e.data
         elif e.kind in (SKIP, KEYFRAME):
             out += _varint(e.value)
-        elif e.kind in (LOAD, DIGEST):
+        elif e.kind in _FIXED_SIZE or e.kind == DIGEST:
             out += e.data
         else:
             raise ValueError(f"unknown event kind {e.kind}")
@@ -157,15 +203,15 @@ def decode_events(buf: bytes, base: int) -> list[Event]:
         kind = buf[at]
         at += 1
         value, data = 0, b""
-        if kind in (CONSOLE, ENTROPY):
+        if kind in _BYTES_KINDS:
             size, at = _read_varint(buf, at)
             if size > MAX_PAYLOAD or at + size > len(buf):
                 raise EventFormatError(f"an input of {size} bytes runs past the end")
             data, at = bytes(buf[at:at + size]), at + size
         elif kind in (SKIP, KEYFRAME):
             value, at = _read_varint(buf, at)
-        elif kind in (LOAD, DIGEST):
-            size = 32 if kind == LOAD else DIGEST_SIZE
+        elif kind in _FIXED_SIZE or kind == DIGEST:
+            size = _FIXED_SIZE.get(kind, DIGEST_SIZE)
             if at + size > len(buf):
                 raise EventFormatError("ends inside an event")
             data, at = bytes(buf[at:at + size]), at + size

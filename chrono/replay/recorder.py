@@ -1,11 +1,14 @@
 """Recording: run a guest as `chrono run` does, logging every input.
 
 The session loop (chrono.core.session) drives a RecordingMachine instead of
-the machine itself.  It is the machine with the host's four ways into the
-guest intercepted — console bytes, entropy bytes, idle clock jumps, and
-whole-machine replacement (loadvm, reboot) — each logged as an event at the
-position where it happened.  Nothing else the host does changes what the
-guest computes, so these events and the first keyframe determine the run.
+the machine itself.  It is the machine with the host's five ways into the
+guest intercepted — console bytes, entropy bytes, network frames, idle clock
+jumps, and whole-machine replacement (loadvm, reboot) — each logged as an
+event at the position where it happened.  Nothing else the host does changes
+what the guest computes, so these events and the first keyframe determine the
+run.  Frames the guest sends are logged too, as a length and a hash at the
+position of the instruction that sent them: replay checks the guest sends the
+same (it has no network to send them to).
 
 Along the way the recorder logs a light digest every DIGEST_INTERVAL
 instructions and takes a keyframe snapshot every `keyframe_interval`
@@ -21,15 +24,19 @@ import os
 import time
 
 from chrono import version
-from chrono.core.machine import Machine, RunResult
+from chrono.core.machine import Machine, Received, RunResult
 from chrono.store.capture import Snapshots
 from chrono.store.traces import TRACE_ID_BYTES, Keyframe, TraceManifest
-from chrono.replay.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
-                                 chunk_key, encode_events, light_digest, pack_chunk)
+from chrono.replay.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, NET_RX, NET_TX, SKIP,
+                                 Event, chunk_key, count_input, encode_events, light_digest,
+                                 pack_chunk, tx_record)
 
 DIGEST_INTERVAL = 1 << 20           # instructions between light digests
 KEYFRAME_INTERVAL = 1 << 30         # default instructions between keyframes (see docs/trace.md)
-FLUSH_BYTES = 256 << 10             # encoded log bytes that make a chunk between keyframes
+# Encoded log bytes that make a chunk between keyframes.  Only memory depends on
+# it (a recording cut short replays to its last keyframe): network frames log
+# megabytes a second, and each flush is a durable commit.
+FLUSH_BYTES = 4 << 20
 
 
 class Recorder:
@@ -54,6 +61,7 @@ class Recorder:
         self.output = hashlib.sha256()          # all console output so far
         self.window = hashlib.sha256()          # ... since the last digest or keyframe
         self.unread: list[bytes] = []           # taken from the machine, not yet by the session
+        self.unsent: list[tuple[bytes, int]] = []   # frames the guest sent, for the session
         self.manifest = TraceManifest(
             id=os.urandom(TRACE_ID_BYTES).hex(), name=name, created=time.time(),
             chrono_version=version(), config=snapshots.config,
@@ -68,19 +76,12 @@ class Recorder:
     def position(self) -> int:
         return self.machine.steps - self.offset
 
-    def log(self, kind: int, data: bytes = b"", value: int = 0) -> None:
-        self.pending.append(Event(self.position, kind, data, value))
+    def log(self, kind: int, data: bytes = b"", value: int = 0, position: int | None = None) -> None:
+        self.pending.append(Event(self.position if position is None else position, kind, data,
+                                  value))
         self.pending_bytes += len(data) + 4
         self.manifest.events += 1
-        counts = self.manifest.inputs
-        if kind == CONSOLE:
-            counts["console"] += len(data)
-        elif kind == ENTROPY:
-            counts["entropy"] += len(data)
-        elif kind == SKIP:
-            counts["skips"] += 1
-        elif kind == LOAD:
-            counts["loads"] += 1
+        count_input(self.manifest.inputs, kind, data)
 
     def _take_chunk(self) -> tuple[bytes, bytes] | None:
         """The pending events as a stored chunk (key, value), or None."""
@@ -163,6 +164,7 @@ class Recorder:
         limit = min(self.next_digest, self.next_keyframe) - self.position
         result = self.machine.run(min(budget, max(limit, 1)))
         self._take_output()
+        self._take_frames()
         position = self.position
         if position >= self.next_keyframe:
             self.keyframe()
@@ -194,6 +196,25 @@ class Recorder:
         self._take_output()
         out, self.unread = b"".join(self.unread), []
         return out
+
+    def _take_frames(self) -> None:
+        # At once, before anything else is logged after the run: each is logged
+        # at the position of its instruction, which no later event precedes.
+        for frame, steps in self.machine.net_sent():
+            self.log(NET_TX, tx_record(frame), position=steps - self.offset)
+            self.unsent.append((frame, steps))
+
+    def net_sent(self) -> list[tuple[bytes, int]]:
+        self._take_frames()
+        out, self.unsent = self.unsent, []
+        return out
+
+    def net_receive(self, frame: bytes) -> Received:
+        # An offer that found no receive buffer changed nothing: not an input.
+        received = self.machine.net_receive(frame)
+        if received != Received.NO_BUFFER:
+            self.log(NET_RX, bytes(frame))
+        return received
 
     def entropy_write(self, data: bytes) -> int:
         # Logged as offered: an answer can complete requests even when it
@@ -240,7 +261,8 @@ class RecordingMachine:
     def __init__(self, recorder: Recorder):
         self._recorder = recorder
         self._machine = recorder.machine
-        for method in ("run", "console_write", "console_read", "entropy_write", "skip_to"):
+        for method in ("run", "console_write", "console_read", "entropy_write", "skip_to",
+                       "net_sent", "net_receive"):
             setattr(self, method, getattr(recorder, method))
 
     def __getattr__(self, name):

@@ -8,7 +8,13 @@ input at its position.  It checks what the recording kept along the way:
   digest interval: a divergence is narrowed to one interval;
 - each keyframe in full: CPU/device state, every RAM page and disk block
   that could differ (hashed and compared with the keyframe's page tables);
-- the console output: the same bytes (length and SHA-256) as recorded.
+- the console output: the same bytes (length and SHA-256) as recorded;
+- every network frame the guest sends: the same length and hash, sent by the
+  instruction at the same position, as the recording logged (checked as they
+  come, and at each digest and keyframe that none is missing or extra).
+
+Network frames the guest receives come from the log: a replay never opens a
+network.
 
 The first check that fails raises DivergenceError naming the last position
 that matched, the first that did not, and what differs.
@@ -20,17 +26,21 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from chrono.core.machine import Stop
+from collections import deque
+
+from chrono.core.machine import Received, Stop
 from chrono.errors import DivergenceError, StoreCorruptError, UsageError
 from chrono.store.capture import guest_from_snapshot
 from chrono.store.store import Store
 from chrono.store.traces import TraceManifest, read_trace
-from chrono.replay.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
-                                 EventFormatError, chunk_base, decode_events, digest_differences,
-                                 light_digest, unpack_chunk)
+from chrono.replay.events import (CONSOLE, DIGEST, ENTROPY, KEYFRAME, LOAD, NET_RX, NET_TX, SKIP,
+                                 Event, EventFormatError, chunk_base, decode_events,
+                                 digest_differences, light_digest, tx_length, tx_record,
+                                 unpack_chunk)
 
-# Stops a replay runs on through: an entropy request is answered by the log.
-RUNNING_STOPS = (Stop.BUDGET, Stop.OUTPUT, Stop.INPUT, Stop.ENTROPY)
+# Stops a replay runs on through: an entropy request or a network exchange is
+# answered by the log.
+RUNNING_STOPS = (Stop.BUDGET, Stop.OUTPUT, Stop.INPUT, Stop.ENTROPY, Stop.NET)
 
 
 @dataclass
@@ -101,6 +111,8 @@ class Replayer:
         self.output_steps = None                # (bytes, positions of their instructions) -> None
         self.output_hash = hashlib.sha256()     # all output replayed
         self.window = hashlib.sha256()          # ... since the last digest or keyframe
+        self.frames_logged: deque[tuple[int, bytes]] = deque()  # NET_TX: (position, record)
+        self.frames_sent: deque[tuple[int, bytes]] = deque()    # ... what the guest sent
         self.report = ReplayReport(name, first.position, first.position)
 
     @property
@@ -130,6 +142,43 @@ class Replayer:
             self.report.output_bytes += len(out)
             self.output(out)
         self.machine.console_returned()     # given back bytes: the log has their re-delivery
+        sent = self.machine.net_sent()
+        if sent:
+            self.frames_sent.extend((steps - self.offset, tx_record(frame)) for frame, steps in sent)
+            self._match_frames()
+
+    # ---- frames the guest sends --------------------------------------------------------
+    def _match_frames(self) -> None:
+        """Compare the frames sent with those logged, as far as both go."""
+        while self.frames_logged and self.frames_sent:
+            (logged_at, logged), (sent_at, sent) = self.frames_logged[0], self.frames_sent[0]
+            if (logged_at, logged) != (sent_at, sent):
+                raise self._diverged(
+                    f"the guest sent a network frame of {tx_length(sent)} bytes at instruction "
+                    f"{sent_at} where the recording saw it send one of {tx_length(logged)} bytes "
+                    f"at instruction {logged_at}"
+                    + (" (same length, other content)" if logged_at == sent_at
+                       and tx_length(logged) == tx_length(sent) else ""))
+            self.frames_logged.popleft()
+            self.frames_sent.popleft()
+
+    def _check_frames(self) -> None:
+        """At a digest, keyframe or the end: every frame sent before it matched."""
+        self._match_frames()
+        if self.frames_logged:
+            at, record = self.frames_logged[0]
+            raise self._diverged(f"the guest has not sent the network frame of "
+                                 f"{tx_length(record)} bytes the recording saw it send at "
+                                 f"instruction {at}")
+        if self.frames_sent:
+            at, record = self.frames_sent[0]
+            raise self._diverged(f"the guest sent a network frame of {tx_length(record)} bytes "
+                                 f"at instruction {at} that the recording did not see")
+
+    def forget_frames(self) -> None:
+        """After a restore (time travel): frames before it are not compared."""
+        self.frames_logged.clear()
+        self.frames_sent.clear()
 
     def run_to(self, target: int) -> None:
         """Run until position `target` (the recording says the guest gets there)."""
@@ -159,6 +208,14 @@ class Replayer:
         elif kind == ENTROPY:
             m.entropy_write(event.data)         # logged as offered (see the recorder)
             self.report.inputs += 1
+        elif kind == NET_RX:
+            if m.net_receive(event.data) == Received.NO_BUFFER:
+                raise self._diverged(f"the guest has no receive buffer for a network frame of "
+                                     f"{len(event.data)} bytes the recording delivered here")
+            self.report.inputs += 1
+        elif kind == NET_TX:
+            self.frames_logged.append((event.position, event.data))
+            self._match_frames()
         elif kind == SKIP:
             if m.vclock + event.value >= 1 << 64:
                 raise self._diverged(f"the log skips the virtual clock by {event.value}, past "
@@ -171,6 +228,7 @@ class Replayer:
             self.offset = m.steps - position
             self.report.inputs += 1
         elif kind == DIGEST:
+            self._check_frames()
             differences = digest_differences(event.data, light_digest(m, self.window))
             if differences:
                 raise self._diverged("; ".join(differences))
@@ -178,6 +236,7 @@ class Replayer:
             self.verified_at = self.position
             self.report.digests += 1
         elif kind == KEYFRAME:
+            self._check_frames()
             self._check_keyframe(event.value)
             self.window = hashlib.sha256()
 
@@ -253,6 +312,8 @@ class Replayer:
                 applied(event)
         self.run_to(stop)
         self._drain()
+        if to is None:
+            self._check_frames()
         self.report.end = self.position
         self.report.output_sha256 = self.output_hash.hexdigest()
         if to is None:

@@ -135,6 +135,7 @@ class Timeline:
         r.offset = self.machine.steps - checkpoint.position
         r.verified_at = checkpoint.position
         r.window = checkpoint.window.copy()
+        r.forget_frames()
         self.next_event = checkpoint.event_index
         return True
 

@@ -28,8 +28,8 @@ from chrono.store.blobs import HASH_SIZE, ZERO_HASH, decode_blob
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import Reader, Store
 from chrono.store.traces import TRACE_ID_BYTES, TraceManifest, read_trace
-from chrono.replay.events import (CONSOLE, ENTROPY, KEYFRAME, LOAD, SKIP, Event,
-                                 EventFormatError, chunk_base, decode_events, unpack_chunk)
+from chrono.replay.events import (KEYFRAME, LOAD, Event, EventFormatError, chunk_base,
+                                 count_input, decode_events, no_inputs, unpack_chunk)
 
 CHUNK_KEY_SIZE = TRACE_ID_BYTES + 12
 
@@ -45,7 +45,7 @@ class LogCheck:
         self.manifest = manifest
         self.problems: list[str] = []
         self.chunks = self.events = self.log_bytes = 0
-        self.inputs = {"console": 0, "entropy": 0, "skips": 0, "loads": 0}
+        self.inputs = no_inputs()
         self.keyframes = 0              # keyframe events seen (they must come in order)
         self.loads: set[str] = set()
         self.last = manifest.start_position
@@ -91,14 +91,8 @@ class LogCheck:
             return f"the log does not begin with keyframe 0 at instruction {m.start_position}"
         self.last = e.position
         self.events += 1
-        if e.kind == CONSOLE:
-            self.inputs["console"] += len(e.data)
-        elif e.kind == ENTROPY:
-            self.inputs["entropy"] += len(e.data)
-        elif e.kind == SKIP:
-            self.inputs["skips"] += 1
-        elif e.kind == LOAD:
-            self.inputs["loads"] += 1
+        count_input(self.inputs, e.kind, e.data)
+        if e.kind == LOAD:
             sid = e.data.hex()
             if sid not in m.loads:
                 return f"instruction {e.position} loads snapshot {sid}, which the manifest does not list"
@@ -124,7 +118,8 @@ class LogCheck:
                                       ("log bytes", self.log_bytes, m.log_bytes)):
             if logged != counted:
                 out.append(f"the manifest counts {counted} {what}, the log has {logged}")
-        inputs = {k: m.inputs.get(k) for k in self.inputs}
+        # A recording made before frames were counted has no "frames": it had none.
+        inputs = {k: m.inputs.get(k, 0 if k == "frames" else None) for k in self.inputs}
         if not out and inputs != self.inputs:
             out.append(f"the manifest counts inputs {inputs}, the log has {self.inputs}")
         if not out and self.keyframes < len(m.keyframes):

@@ -79,6 +79,9 @@ def machine_config(guest) -> dict:
                    len(guest.machine.save_state()))
 
 
+NET_DEVICE = "virtio-mmio-net"
+
+
 def _config(board, disk_size: int | None, htif: list, state_size: int) -> dict:
     return {
         "version": CONFIG_VERSION,
@@ -89,7 +92,7 @@ def _config(board, disk_size: int | None, htif: list, state_size: int) -> dict:
         "mmu": board.mmu_type,
         "devices": ["sifive,test0", "goldfish-rtc", "clint", "plic", "ns16550a",
                     "virtio-mmio-blk" if disk_size is not None else "virtio-mmio",
-                    "virtio-mmio-rng"],
+                    "virtio-mmio-rng", *([NET_DEVICE] if board.has_net else [])],
         "state_size": state_size,
         "htif": htif,
         "bootargs": board.bootargs,
@@ -183,7 +186,12 @@ def _board(cfg: dict):
     return BoardConfig(cfg["ram_size"], isa_extensions=tuple(cfg["isa_extensions"]),
                        mmu_type=cfg["mmu"], bootargs=cfg["bootargs"],
                        initrd=tuple(cfg["initrd"]) if cfg["initrd"] else None,
-                       has_disk=cfg["disk_size"] is not None)
+                       has_disk=cfg["disk_size"] is not None, has_net=has_net(cfg))
+
+
+def has_net(cfg: dict) -> bool:
+    """Whether a snapshot's machine has a network device."""
+    return NET_DEVICE in (cfg.get("devices") or [])
 
 
 def _nonzero_pages(buffer: np.ndarray) -> np.ndarray:
@@ -545,6 +553,8 @@ def guest_from_snapshot(store: Store, name: str):
         disk = Disk.blank(cfg["disk_size"])
         machine.attach_disk(disk)
     board = _board(cfg)
+    if board.has_net:
+        machine.attach_net()
     boot = BootImage(segments=[], entry=0, tohost=tohost, fromhost=fromhost,
                      description=f"snapshot {name}")
     dtb = store.get_blob(manifest.dtb) if manifest.dtb else None

@@ -60,7 +60,8 @@ class TraceManifest:
     chunks: int = 0
     events: int = 0
     log_bytes: int = 0
-    inputs: dict = field(default_factory=lambda: {"console": 0, "entropy": 0, "skips": 0, "loads": 0})
+    inputs: dict = field(default_factory=lambda: {"console": 0, "entropy": 0, "skips": 0,
+                                                  "loads": 0, "frames": 0})
     end_position: int = 0
     end_vclock: int = 0
     output_bytes: int = 0
