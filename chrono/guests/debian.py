@@ -48,7 +48,8 @@ BUSYBOX_PATH = "usr/bin/busybox"
 MODULES = ("virtio_mmio", "virtio_blk", "virtio_rng", "crc32c_generic", "ext4")
 # Bump when what build() makes changes (modules, /init, disk layout): `chrono
 # guest fetch` rebuilds a cached guest made by another version.  2: virtio_rng.
-RECIPE_VERSION = 2
+# 3: /init boots root= (rootfstype=, ro/rw, init=) with switch_root.
+RECIPE_VERSION = 3
 
 APPEND = "console=ttyS0 rdinit=/init"
 RAM = "256M"
