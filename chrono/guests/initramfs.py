@@ -90,7 +90,11 @@ if [ -n "$root" ]; then
     else
         echo "chrono-debian: root=$root mounted $rootmode on {newroot}; switching to $init"
         for fs in dev proc sys; do
-            if [ -d "{newroot}/$fs" ]; then mount --move "/$fs" "{newroot}/$fs"; else umount "/$fs"; fi
+            if [ -d "{newroot}/$fs" ] && [ ! -L "{newroot}/$fs" ]; then
+                mount --move "/$fs" "{newroot}/$fs"
+            else
+                umount "/$fs"
+            fi
         done
         exec switch_root {newroot} "$init"
     fi
