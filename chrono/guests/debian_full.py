@@ -68,6 +68,7 @@ DISK_SIZE = 4 << 30
 RAM = "1G"
 APPEND = "console=ttyS0 root=/dev/vda rw"
 SETUP_PATH = "/chrono-setup"
+SETUP_APPEND = f"{APPEND} init={SETUP_PATH}"     # the second stage's command line
 CONSOLE_LOG = "second-stage.log"        # the second stage's console, kept in the guest folder
 # The shell prompt root's autologin ends at (bash's default PS1 on Debian).
 READY_MARKER = f"root@{HOSTNAME}:~# "
@@ -142,20 +143,9 @@ def build(out: Path, scratch: Path, apt_root: Path, mirror: str | None, progress
     mkfs_ext4()
     boot = debian.boot_files(out, scratch, apt, progress)
 
-    root = scratch / "root"
-    packages = debootstrap.first_stage(
-        root, suite=SUITE, arch=ARCH, mirror=apt.mirror, variant=VARIANT, include=list(PACKAGES),
-        cache_dir=apt_root / "debootstrap", progress=progress)
-    progress(ProgressEvent("adding the kernel's modules and the setup script"))
-    _add_modules(root, boot)
-    _write(root, _DPKG_UNSAFE_IO, DPKG_UNSAFE_IO)
-    _write(root, _DPKG_EXCLUDES, DPKG_EXCLUDES)
-    _write(root, SETUP_PATH, setup_script(boot.release), mode=0o755)
-
-    progress(ProgressEvent(f"making the {size >> 20} MiB ext4 root image"))
-    make_ext4(out / "root.img", size, label="chrono-root", source=root)
-    shutil.rmtree(root)
-
+    packages = root_image(out / "root.img", scratch / "root", apt=apt, cache_dir=apt_root,
+                          kernel_tree=boot.kernel_tree, release=boot.release, size=size,
+                          progress=progress)
     seconds = second_stage(out, packages, progress)
     manifest = GuestManifest(
         name=NAME, description=DESCRIPTION, firmware="fw_jump.bin", kernel="Image",
@@ -166,6 +156,28 @@ def build(out: Path, scratch: Path, apt_root: Path, mirror: str | None, progress
         build_seconds={"second_stage": round(seconds, 1)})
     manifest.build_seconds.update(save_booted(out, manifest, progress))
     return manifest
+
+
+def root_image(image: Path, root: Path, *, apt: PrivateApt, cache_dir: Path, kernel_tree: Path,
+               release: str, size: int, progress: ProgressFn) -> list[str]:
+    """The unconfigured root image: debootstrap's first stage into folder ``root``
+    (removed afterwards), the kernel's modules and /chrono-setup added, made into the
+    ext4 ``image`` of ``size`` bytes.  The packages the second stage configures."""
+    packages = debootstrap.first_stage(
+        root, suite=SUITE, arch=ARCH, mirror=apt.mirror, variant=VARIANT, include=list(PACKAGES),
+        cache_dir=cache_dir / "debootstrap", progress=progress)
+    progress(ProgressEvent("adding the kernel's modules and the setup script"))
+    source = debian.modules_dir(kernel_tree, release)
+    if source is None:
+        raise GuestFetchError(f"the kernel package has no modules for {release}; {OWN_FILES}")
+    shutil.copytree(source, root / "usr/lib/modules" / release, symlinks=True)
+    _write(root, _DPKG_UNSAFE_IO, DPKG_UNSAFE_IO)
+    _write(root, _DPKG_EXCLUDES, DPKG_EXCLUDES)
+    _write(root, SETUP_PATH, setup_script(release), mode=0o755)
+    progress(ProgressEvent(f"making the {size >> 20} MiB ext4 root image"))
+    make_ext4(image, size, label="chrono-root", source=root)
+    shutil.rmtree(root)
+    return packages
 
 
 def setup_script(release: str) -> str:
@@ -181,7 +193,7 @@ def second_stage(out: Path, packages: list[str], progress: ProgressFn) -> float:
 
     spec = GuestSpec(bios=out / "fw_jump.bin", kernel=out / "Image",
                      initrd=out / "initrd.cpio.gz", disk=out / "root.img",
-                     append=f"{APPEND} init={SETUP_PATH}", ram_size=parse_size(RAM, "ram"))
+                     append=SETUP_APPEND, ram_size=parse_size(RAM, "ram"))
     guest = launch(spec, commit=True)
     step = f"configuring {len(packages)} packages in the guest (debootstrap's second stage on chrono)"
     progress(ProgressEvent(step, 0.0))
@@ -266,13 +278,6 @@ class StageProgress:
             self.failure = line[len("chrono-setup: "):]
         elif line.startswith("chrono-setup: log: "):
             self.log.append(line[len("chrono-setup: log: "):])
-
-
-def _add_modules(root: Path, boot) -> None:
-    source = debian.modules_dir(boot.kernel_tree, boot.release)
-    if source is None:
-        raise GuestFetchError(f"the kernel package has no modules for {boot.release}; {OWN_FILES}")
-    shutil.copytree(source, root / "usr/lib/modules" / boot.release, symlinks=True)
 
 
 def _write(root: Path, path: str, text: str, mode: int = 0o644) -> None:
