@@ -4,6 +4,7 @@ progress), nothing is typed, and the run ends when the guest powers off.
 
     run_to_poweroff(guest, on_line, max_steps=...)   -> (Outcome, console text)
     run_script(guest, [(expect, type), ...])         -> console text, the guest settled
+                                                        (or not: settle=False)
 
 
 The loop is chrono.core.session.Session's, unpaced: idle time jumps to the next
@@ -14,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from chrono.core.console import MonitorLine
+from chrono.core.console import Command, MonitorLine
 from chrono.core.session import MonitorReply, Outcome, Session
 
 
@@ -76,16 +77,20 @@ def run_to_poweroff(guest, on_line: Callable[[str], None],
 
 class ScriptConsole(LineConsole):
     """Types each step's text once the console showed its expected text; after the
-    last step, asks the session to stop as soon as the guest has settled."""
+    last step, asks the session to stop as soon as the guest has settled (or at
+    once, without ``settle``: a busy guest never settles)."""
 
     _SETTLED = "settled"
 
-    def __init__(self, steps: list[tuple[str, bytes]]):
+    def __init__(self, steps: list[tuple[str, bytes]], settle: bool = True):
         super().__init__(lambda line: None)
         self.steps = list(steps)
         self.searched_from = 0
         self.eof = False
         self.finished = False
+        # Session runs a non-interactive console's commands once the guest has
+        # settled, an interactive one's at once.
+        self.interactive = not settle
 
     def poll(self, timeout: float) -> list:
         if self.finished:
@@ -93,7 +98,7 @@ class ScriptConsole(LineConsole):
         text = self.output()
         if not self.steps:
             self.finished = True
-            return [MonitorLine(self._SETTLED)]
+            return [MonitorLine(self._SETTLED) if not self.interactive else Command.QUIT]
         expect, typed = self.steps[0]
         found = text.find(expect, self.searched_from)
         if found < 0:
@@ -110,14 +115,15 @@ class ScriptConsole(LineConsole):
         return []
 
 
-def run_script(guest, steps: list[tuple[str, bytes]], max_steps: int) -> str:
+def run_script(guest, steps: list[tuple[str, bytes]], max_steps: int, settle: bool = True) -> str:
     """Run ``guest``: for each (expect, type) step wait for ``expect`` on the console,
     then type ``type``; return once the guest has settled (idle and quiet, as for a
-    monitor command in a script) after the last step.  The console text; ImageError
-    if the guest stopped (or ran ``max_steps``) first."""
+    monitor command in a script) after the last step, or at once without
+    ``settle``.  The console text; ImageError if the guest stopped (or ran
+    ``max_steps``) first.  The guest can be saved, restored and run on after."""
     from chrono.errors import ImageError
 
-    console = ScriptConsole(steps)
+    console = ScriptConsole(steps, settle)
     session = Session(guest.machine, reboot=None,
                       monitor=lambda text: MonitorReply(action="quit"))
     outcome = session.run(console, max_steps=max_steps, paced=False)
