@@ -29,8 +29,9 @@ unpacked (dpkg path-exclude, kept in the image, as Debian's container images
 do; copyright files stay), so no man-db work either.
 
 The kernel is not a package in the image (chrono boots its own Image): its modules
-are copied into /usr/lib/modules/RELEASE and indexed by depmod in the guest, so
-udev loads what the devices need (virtio_net, say).
+are copied into /usr/lib/modules/RELEASE and indexed by the host's depmod (the
+guest's, when the host has none), so udev loads what the devices need (virtio_net,
+say).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ from chrono.guests.apt import PrivateApt
 from chrono.guests.ext4 import make_ext4, mkfs_ext4
 from chrono.guests.manifest import GuestManifest
 from chrono.guests.progress import ProgressEvent, ProgressFn
-from chrono.guests.tools import OWN_FILES
+from chrono.guests.tools import OWN_FILES, find_tool, run_tool
 from chrono.units import parse_size
 
 NAME = "debian-full"
@@ -73,6 +74,7 @@ CONSOLE_LOG = "second-stage.log"        # the second stage's console, kept in th
 # The shell prompt root's autologin ends at (bash's default PS1 on Debian).
 READY_MARKER = f"root@{HOSTNAME}:~# "
 DONE = "chrono-setup: done"
+PANIC = "Kernel panic - not syncing"
 STORE = "store"                 # the guest's own snapshot store (catalog.GUEST_STORE), holding BOOTED
 BOOTED = "booted"
 BOOT_STEPS = 500_000_000_000    # far more than the boot takes (about 4e10)
@@ -102,21 +104,27 @@ SETUP = """\
 # "chrono-setup:" are read by the host.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/root
 say() {{ echo "chrono-setup: $*"; }}
+mounts() {{
+    [ -e /proc/self ] || mount -t proc proc /proc
+    [ -e /sys/kernel ] || mount -t sysfs sysfs /sys
+}}
+# PID 1 must never exit (the kernel would panic): power off, or wait for ever.
 off() {{
+    mounts
     sync
     mount -o remount,ro / 2>/dev/null
     echo o > /proc/sysrq-trigger
-    sleep 60
+    while :; do sleep 3600; done
 }}
 fail() {{
     say "failed: $*"
     [ -f /debootstrap/debootstrap.log ] && tail -n 30 /debootstrap/debootstrap.log | sed 's/^/chrono-setup: log: /'
     off
 }}
-[ -e /proc/self ] || mount -t proc proc /proc
-[ -e /sys/kernel ] || mount -t sysfs sysfs /sys
+mounts
 say "second stage starting"
 /debootstrap/debootstrap --second-stage || fail "debootstrap --second-stage"
+mounts                  # debootstrap unmounts /proc and /sys as it ends
 say "configuring the system"
 echo {hostname} > /etc/hostname
 printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t{hostname}\\n::1\\t\\tlocalhost ip6-localhost ip6-loopback\\n' > /etc/hosts
@@ -126,7 +134,7 @@ printf '[Match]\\nName=en* eth*\\n\\n[Network]\\nDHCP=yes\\n' > /etc/systemd/net
 printf '[Service]\\nExecStart=\\nExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200,57600,38400,9600 %%I $TERM\\n' \\
     > /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf
 systemctl enable systemd-networkd.service systemd-resolved.service || fail "systemctl enable"
-depmod -a {release} || fail "depmod {release}"
+[ -s /usr/lib/modules/{release}/modules.dep ] || depmod -a {release} || fail "depmod {release}"
 apt-get clean
 rm -f {unsafe_io} {setup}
 say "system configured"
@@ -171,6 +179,7 @@ def root_image(image: Path, root: Path, *, apt: PrivateApt, cache_dir: Path, ker
     if source is None:
         raise GuestFetchError(f"the kernel package has no modules for {release}; {OWN_FILES}")
     shutil.copytree(source, root / "usr/lib/modules" / release, symlinks=True)
+    _index_modules(root, release)
     _write(root, _DPKG_UNSAFE_IO, DPKG_UNSAFE_IO)
     _write(root, _DPKG_EXCLUDES, DPKG_EXCLUDES)
     _write(root, SETUP_PATH, setup_script(release), mode=0o755)
@@ -201,12 +210,18 @@ def second_stage(out: Path, packages: list[str], progress: ProgressFn) -> float:
     # The console goes to second-stage.log as it comes (tail -f shows the build),
     # and stays with the guest; a failed build leaves a copy next to the cache,
     # since the build folder goes away.
+    kept = out.parent.parent / f"{NAME}-{CONSOLE_LOG}"
     with open(out / CONSOLE_LOG, "w", buffering=1) as log:
         watcher = StageProgress(packages, lambda f: progress(ProgressEvent(step, f)), log)
-        outcome, _ = run_to_poweroff(guest, watcher.line, max_steps=SECOND_STAGE_STEPS)
+        try:
+            outcome, _ = run_to_poweroff(guest, watcher.line, max_steps=SECOND_STAGE_STEPS)
+        except GuestFetchError as e:            # a kernel panic
+            log.flush()
+            shutil.copyfile(out / CONSOLE_LOG, kept)
+            raise GuestFetchError(f"{e.message}; its console is in {kept}; fetch again, "
+                                  f"{OWN_FILES}") from None
     seconds = time.monotonic() - started
     if not watcher.done:
-        kept = out.parent.parent / f"{NAME}-{CONSOLE_LOG}"
         shutil.copyfile(out / CONSOLE_LOG, kept)
         failure = watcher.failure or f"the guest stopped ({outcome.kind}) before it finished"
         tail = " | ".join(watcher.log[-4:])
@@ -278,6 +293,19 @@ class StageProgress:
             self.failure = line[len("chrono-setup: "):]
         elif line.startswith("chrono-setup: log: "):
             self.log.append(line[len("chrono-setup: log: "):])
+        elif PANIC in line:
+            # The guest cannot go on; stop the run (the error says where).
+            raise GuestFetchError(f"the guest's second stage failed: {line.split('] ', 1)[-1]}")
+
+
+def _index_modules(root: Path, release: str) -> None:
+    """modules.dep and the other indexes by the host's depmod (kmod's formats do
+    not depend on the architecture), which takes a second where the guest's own
+    takes minutes decompressing every module under emulation; without a host
+    depmod, /chrono-setup runs the guest's."""
+    tool = find_tool("depmod")
+    if tool is not None:
+        run_tool([tool, "-b", root, release], "depmod")
 
 
 def _write(root: Path, path: str, text: str, mode: int = 0o644) -> None:
