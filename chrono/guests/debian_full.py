@@ -249,8 +249,9 @@ def save_booted(folder: Path, manifest: GuestManifest, progress: ProgressFn) -> 
     text = run_script(guest, [(READY_MARKER, b"systemctl is-system-running --wait\n"),
                               (READY_MARKER, b"")], max_steps=BOOT_STEPS)
     booted = time.monotonic() - started
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")   # no terminal codes
     state = re.findall(r"^(initializing|starting|running|degraded|maintenance|stopping)\s*$",
-                       text.replace("\r", ""), re.M)
+                       plain, re.M)
     progress(ProgressEvent(f"saving snapshot {BOOTED} (systemd: {state[-1] if state else '?'})"))
     started = time.monotonic()
     store = Store.open(folder / STORE, create=True)
