@@ -327,7 +327,7 @@ def guest_fetch(name, force, mirror, size):
     \b
     debian-full is Debian 13 with systemd on a 4 GiB ext4 root disk (--size),
     root logged in on the console: debootstrap unpacks it on this machine (as
-    root), then chrono boots it to configure its packages (about 15 minutes,
+    root), then chrono boots it to configure its packages (about 6 minutes,
     once), and saves the booted system as snapshot `booted` for
     `chrono run debian-full --from booted`.
 

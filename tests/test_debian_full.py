@@ -51,7 +51,7 @@ def full_guest(xdg_cache):
         if manifest.recipe == RECIPES[NAME].version:
             return xdg, folder, manifest
     pytest.skip(f"the {NAME} guest is not built: run `chrono guest fetch {NAME}` (as root; "
-                f"about 15 minutes) or set CHRONO_TEST_BUILD_FULL=1 to build it into the "
+                f"about 6 minutes) or set CHRONO_TEST_BUILD_FULL=1 to build it into the "
                 f"test cache")
 
 

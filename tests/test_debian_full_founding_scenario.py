@@ -62,7 +62,7 @@ def scenario(full_guest, tmp_path, restore) -> subprocess.CompletedProcess:
     try:
         snaps.save("before")                        # journald and dd still running
         moved, moved_done = command(2, MOVE_ON)
-        run_script(guest, [("", b"\n" + moved), (moved_done, b"")], STEPS)
+        run_script(guest, [("", moved), (moved_done, b"")], STEPS, settle=False)
         restore(snaps, "before")
         after, after_done = command(3, AFTER)
         run_script(guest, [("", after), (after_done, b"systemctl poweroff\n")], STEPS,

@@ -33,7 +33,7 @@ RECIPES = {
                         debian.build, debian.RECIPE_VERSION),
     debian_full.NAME: Recipe(debian_full.NAME, debian_full.DESCRIPTION,
                              "about 60 MB of Debian packages and configures them in the guest "
-                             "(about 15 minutes)",
+                             "(about 6 minutes here)",
                              debian_full.build, debian_full.RECIPE_VERSION, sized=True),
 }
 
