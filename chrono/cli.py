@@ -139,7 +139,9 @@ _GUEST_OPTIONS = [
                       "starts; the console stays live while gdb lets the guest run."),
     click.option("--from", "from_snapshot", metavar="SNAPSHOT",
                  help="Start from a saved snapshot (fast boot): the whole machine — CPU, "
-                      "devices, RAM, disk — comes from the store; the console is live at once."),
+                      "devices, RAM, disk — comes from the store; the console is live at once. "
+                      "With GUEST, from that guest's own store (debian-full: `booted`, saved "
+                      "by its fetch)."),
 ]
 
 
@@ -304,11 +306,15 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, net=None,
 
     if from_snapshot is not None:
         clashing = [f"--{name.replace('_size', '')}" for name in options if _given(ctx, name)]
-        clashing += ["GUEST"] if guest_name else []
         clashing += ["--commit"] if commit else []
+        if guest_name and ctx.get_parameter_source("store_path") == ParameterSource.COMMANDLINE:
+            clashing += ["--store (GUEST --from NAME takes NAME from the guest's own store)"]
         if clashing:
             raise UsageError(f"--from restores the whole machine from the snapshot; "
                              f"drop {', '.join(clashing)}")
+        if guest_name:
+            from chrono.guests import guest_store
+            store_path = guest_store(guest_name)
         from chrono.store.capture import guest_from_snapshot
         from chrono.store.store import Store
         t0 = time.perf_counter()
@@ -370,14 +376,26 @@ def guest():
 @click.option("--mirror", metavar="URI",
               help="Debian mirror to download from. Default: the one in the system's "
                    "apt configuration.")
-def guest_fetch(name, force, mirror):
-    """Download and build guest NAME into the cache (known: debian).
+@click.option("--size", type=SIZE, metavar="SIZE",
+              help="Root disk size of debian-full (default 4G); sparse, so it costs "
+                   "only what is written.")
+def guest_fetch(name, force, mirror, size):
+    """Download and build guest NAME into the cache (known: debian, debian-full).
 
     The debian guest is OpenSBI, Debian's riscv64 kernel, a busybox shell in an
     initramfs and a blank 256 MiB ext4 disk (mounted on /mnt), assembled from
     Debian 13 (trixie) packages by a private apt: nothing is installed on this
-    machine.  It lives in $XDG_CACHE_HOME/chrono (default ~/.cache/chrono); a
-    second fetch reuses it.
+    machine.
+
+    \b
+    debian-full is Debian 13 with systemd on a 4 GiB ext4 root disk (--size),
+    root logged in on the console: debootstrap unpacks it on this machine (as
+    root), then chrono boots it to configure its packages (about 6 minutes,
+    once), and saves the booted system as snapshot `booted` for
+    `chrono run debian-full --from booted`.
+
+    Guests live in $XDG_CACHE_HOME/chrono (default ~/.cache/chrono); a second
+    fetch reuses them.
     """
     from rich.console import Console
 
@@ -385,7 +403,7 @@ def guest_fetch(name, force, mirror):
     from chrono.render_guests import progress_view
 
     with progress_view(Console(stderr=True)) as progress:
-        result = fetch_guest(name, force=force, mirror=mirror, progress=progress)
+        result = fetch_guest(name, force=force, mirror=mirror, size=size, progress=progress)
     versions = ", ".join(f"{p} {v}" for p, v in result.manifest.packages.items())
     if result.reused:
         click.echo(f"guest {name} is already cached in {result.path} ({versions}); "

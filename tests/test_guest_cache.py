@@ -147,7 +147,7 @@ def test_guest_spec_applies_overrides(tmp_path):
 
 
 def test_guest_spec_for_unknown_and_unfetched_names(tmp_path):
-    with pytest.raises(UsageError, match=r"unknown guest 'nope': known guests are debian; "
+    with pytest.raises(UsageError, match=r"unknown guest 'nope': known guests are debian, debian-full; "
                                          r"fetch one with `chrono guest fetch NAME`"):
         guest_spec("nope", root=tmp_path)
     with pytest.raises(ImageError, match=r"guest 'debian' is not fetched yet: run "
@@ -155,7 +155,7 @@ def test_guest_spec_for_unknown_and_unfetched_names(tmp_path):
         guest_spec("debian", root=tmp_path)
     write_fake_guest(tmp_path, "mine")          # a guest someone put in the cache by hand
     assert guest_spec("mine", root=tmp_path).disk.name == "disk.img"
-    with pytest.raises(UsageError, match="known guests are debian, mine;"):
+    with pytest.raises(UsageError, match="known guests are debian, debian-full, mine;"):
         guest_spec("../mine", root=tmp_path)
 
 

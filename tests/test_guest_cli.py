@@ -1,5 +1,6 @@
 """`chrono guest list` and `chrono run GUEST` through the command line, on a cache
 folder of the test's own (XDG_CACHE_HOME)."""
+import os
 import subprocess
 import sys
 
@@ -20,7 +21,8 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 def chrono(*args, cache_dir):
-    env = {"XDG_CACHE_HOME": str(cache_dir.parent), "PATH": "/usr/bin:/bin"}
+    env = {"XDG_CACHE_HOME": str(cache_dir.parent), "PATH": "/usr/bin:/bin",
+           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
     return subprocess.run(CHRONO + list(args), capture_output=True, text=True, timeout=60,
                           env=env, check=False)
 
@@ -55,7 +57,7 @@ def test_run_with_an_unknown_guest_names_the_known_ones(cache_dir):
     proc = chrono("run", "fedora", cache_dir=cache_dir)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr == ("chrono: error: unknown guest 'fedora': known guests are debian; "
+    assert proc.stderr == ("chrono: error: unknown guest 'fedora': known guests are debian, debian-full; "
                            "fetch one with `chrono guest fetch NAME`\n")
 
 
@@ -118,3 +120,25 @@ def test_list_marks_a_guest_built_by_another_recipe_version(cache_dir):
     proc = chrono("guest", "list", cache_dir=cache_dir)
     assert proc.returncode == 0, proc.stderr
     assert "built by another chrono" in proc.stdout and "rebuilds it" in proc.stdout
+
+
+def test_fetch_size_is_refused_for_a_guest_without_a_disk_to_size(cache_dir):
+    proc = chrono("guest", "fetch", "debian", "--size", "1G", cache_dir=cache_dir)
+    assert proc.returncode == 2
+    assert proc.stderr == "chrono: error: guest debian has no disk size to choose: drop --size\n"
+
+
+def test_run_guest_from_a_snapshot_needs_the_guests_own_store(cache_dir):
+    folder = write_fake_guest(cache_dir)
+    proc = chrono("run", "debian", "--from", "booted", cache_dir=cache_dir)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith(f"chrono: error: guest 'debian' has no snapshots of its own "
+                                  f"(no {folder / 'store'})"), proc.stderr
+
+
+def test_run_guest_from_a_snapshot_refuses_another_store(cache_dir, tmp_path):
+    write_fake_guest(cache_dir)
+    proc = chrono("run", "debian", "--from", "booted", "--store", str(tmp_path / "s"),
+                  cache_dir=cache_dir)
+    assert proc.returncode == 2
+    assert "drop --store (GUEST --from NAME takes NAME from the guest's own store)" in proc.stderr

@@ -215,5 +215,5 @@ def test_unknown_guest_name(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     proc = invoke("guest", "fetch", "windows")
     assert proc.exit_code == 2
-    assert proc.stderr == ("chrono: error: unknown guest 'windows': known guests are debian; "
+    assert proc.stderr == ("chrono: error: unknown guest 'windows': known guests are debian, debian-full; "
                            "fetch one with `chrono guest fetch NAME`\n")

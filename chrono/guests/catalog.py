@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Callable
 
 from chrono.errors import ChronoError, ImageError, UsageError
-from chrono.guests import cache, debian
+from chrono.guests import cache, debian, debian_full
 from chrono.guests.manifest import GuestManifest
 from chrono.guests.progress import ProgressFn, silent
+
+
+GUEST_STORE = "store"       # a guest folder's own snapshot store, if its recipe saves one
 
 
 @dataclass(frozen=True)
@@ -18,15 +21,20 @@ class Recipe:
     name: str
     description: str
     download_hint: str
-    # (out, scratch, apt_root, mirror, progress) -> manifest
-    build: Callable[[Path, Path, Path, str | None, ProgressFn], GuestManifest]
+    # (out, scratch, apt_root, mirror, progress[, size]) -> manifest
+    build: Callable[..., GuestManifest]
     # What build() makes; a cached guest built by another version is rebuilt.
     version: int = 1
+    sized: bool = False                 # build() takes size= (its disk's size: --size)
 
 
 RECIPES = {
     debian.NAME: Recipe(debian.NAME, debian.DESCRIPTION, "about 115 MB of Debian packages",
                         debian.build, debian.RECIPE_VERSION),
+    debian_full.NAME: Recipe(debian_full.NAME, debian_full.DESCRIPTION,
+                             "about 60 MB of Debian packages and configures them in the guest "
+                             "(about 6 minutes here)",
+                             debian_full.build, debian_full.RECIPE_VERSION, sized=True),
 }
 
 
@@ -56,22 +64,28 @@ def recipe(name: str, root: Path | None = None) -> Recipe:
 
 
 def fetch_guest(name: str, *, force: bool = False, mirror: str | None = None,
-                root: Path | None = None, progress: ProgressFn = silent) -> FetchResult:
+                root: Path | None = None, size: int | None = None,
+                progress: ProgressFn = silent) -> FetchResult:
     """Build guest ``name`` into the cache, unless a usable one is there already
-    (``force`` rebuilds, and so does a guest an older or newer recipe built).  The
-    previous guest stays in place until the new one is complete."""
+    (``force`` rebuilds, and so does a guest an older or newer recipe built, or one
+    whose disk is not ``size`` bytes).  The previous guest stays in place until the
+    new one is complete."""
     r = recipe(name)
+    if size is not None and not r.sized:
+        raise UsageError(f"guest {name} has no disk size to choose: drop --size")
     root = root or cache.cache_root()
     target = cache.guests_dir(root) / name
     if not force:
         try:
             manifest = GuestManifest.load(target)
-            if manifest.recipe == r.version:
+            same_size = size is None or (target / manifest.disk).stat().st_size == size
+            if manifest.recipe == r.version and same_size:
                 return FetchResult(name, target, manifest, reused=True)
         except ImageError:
             pass                        # absent or damaged: build it
+    extra = {"size": size} if r.sized else {}
     with cache.building(target) as (out, scratch):
-        manifest = r.build(out, scratch, cache.apt_dir(root), mirror, progress)
+        manifest = r.build(out, scratch, cache.apt_dir(root), mirror, progress, **extra)
         manifest.recipe = r.version
         manifest.save(out)
     return FetchResult(name, target, manifest, reused=False)
@@ -108,6 +122,18 @@ def guest_spec(name: str, root: Path | None = None, **overrides):
                          f"first (it downloads {RECIPES[name].download_hint} once)")
     spec = GuestManifest.load(path).spec(path)
     return dataclasses.replace(spec, **overrides)
+
+
+def guest_store(name: str, root: Path | None = None) -> Path:
+    """The snapshot store cached with guest ``name`` (debian-full's holds `booted`),
+    for `chrono run NAME --from SNAPSHOT`."""
+    folder = cache.guests_dir(root or cache.cache_root()) / name
+    guest_spec(name, root)              # unknown, unfetched or damaged guests end here
+    store = folder / GUEST_STORE
+    if not store.is_dir():
+        raise ImageError(f"guest {name!r} has no snapshots of its own (no {store}): run "
+                         f"`chrono run {name}` and savevm, then `chrono run --from NAME`")
+    return store
 
 
 def _known(root: Path | None) -> str:

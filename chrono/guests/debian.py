@@ -16,6 +16,7 @@ unpacked with dpkg-deb -x.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,8 +51,9 @@ BUSYBOX_PATH = "usr/bin/busybox"
 MODULES = ("virtio_mmio", "virtio_blk", "virtio_rng", "crc32c_generic", "ext4", "virtio_net")
 # Bump when what build() makes changes (modules, /init, disk layout): `chrono
 # guest fetch` rebuilds a cached guest made by another version.  2: virtio_rng,
-# 3: virtio_net and DHCP on eth0.
-RECIPE_VERSION = 3
+# 3: virtio_net and DHCP on eth0, 4: /init boots root= (rootfstype=, ro/rw, init=)
+# with switch_root.
+RECIPE_VERSION = 4
 
 APPEND = "console=ttyS0 rdinit=/init"
 RAM = "256M"
@@ -62,6 +64,15 @@ DISK_SIZE = 256 << 20
 _IMAGE_MAGIC = (56, b"RSC\x05")
 
 
+@dataclass
+class BootFiles:
+    """What boot_files() wrote into a guest folder, and what it unpacked."""
+    packages: dict[str, str]        # package -> version
+    downloaded: set[Path]           # the .deb files (kept in the apt cache)
+    kernel_tree: Path               # the unpacked kernel package
+    release: str                    # the kernel's release (its modules' folder name)
+
+
 def build(out: Path, scratch: Path, apt_root: Path, mirror: str | None,
           progress: ProgressFn) -> GuestManifest:
     """Download the packages and write the guest's files into ``out``."""
@@ -69,7 +80,22 @@ def build(out: Path, scratch: Path, apt_root: Path, mirror: str | None,
     apt = PrivateApt(apt_root, mirror, SUITE, ARCH)
     deb.dpkg_deb()
     mkfs_ext4()
+    boot = boot_files(out, scratch, apt, progress)
 
+    progress(ProgressEvent(f"making a {DISK_SIZE >> 20} MiB ext4 disk"))
+    make_ext4(out / "disk.img", DISK_SIZE)
+
+    _prune(apt.debs, keep=boot.downloaded)
+    return GuestManifest(
+        name=NAME, description=DESCRIPTION, firmware="fw_jump.bin", kernel="Image",
+        initrd="initrd.cpio.gz", disk="disk.img", append=APPEND, ram=RAM,
+        ready_marker=initramfs.READY_MARKER, packages=boot.packages,
+        built=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def boot_files(out: Path, scratch: Path, apt: PrivateApt, progress: ProgressFn) -> BootFiles:
+    """Download OpenSBI, the kernel and busybox; write fw_jump.bin, Image and
+    initrd.cpio.gz into ``out`` (the packages are unpacked under ``scratch``)."""
     apt.update(progress)
     progress(ProgressEvent("choosing packages"))
     kernel_pkg = _kernel_package(apt.show(KERNEL_META)[KERNEL_META].get("Depends", ""))
@@ -98,16 +124,15 @@ def build(out: Path, scratch: Path, apt_root: Path, mirror: str | None,
     progress(ProgressEvent(f"writing initramfs (busybox + {len(modules)} modules)"))
     (out / "initrd.cpio.gz").write_bytes(initramfs.build_initramfs(
         busybox.read_bytes(), [(m.name, m.elf) for m in modules]))
+    return BootFiles(wanted, set(files.values()), trees[kernel_pkg], release)
 
-    progress(ProgressEvent(f"making a {DISK_SIZE >> 20} MiB ext4 disk"))
-    make_ext4(out / "disk.img", DISK_SIZE)
 
-    _prune(apt.debs, keep=set(files.values()))
-    return GuestManifest(
-        name=NAME, description=DESCRIPTION, firmware="fw_jump.bin", kernel="Image",
-        initrd="initrd.cpio.gz", disk="disk.img", append=APPEND, ram=RAM,
-        ready_marker=initramfs.READY_MARKER, packages=wanted,
-        built=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+def modules_dir(kernel_tree: Path, release: str) -> Path | None:
+    """The kernel package's modules folder (usr/lib/modules/RELEASE, or lib/...)."""
+    for base in ("usr/lib/modules", "lib/modules"):
+        if (kernel_tree / base / release).is_dir():
+            return kernel_tree / base / release
+    return None
 
 
 def _kernel_package(depends: str) -> str:
@@ -145,13 +170,13 @@ def _kernel_image(tree: Path, package: str) -> tuple[Path, str]:
 
 
 def _modules(tree: Path, release: str, package: str) -> list:
-    for base in ("usr/lib/modules", "lib/modules"):
-        if (tree / base / release).is_dir():
-            try:
-                return ModuleTree(tree / base / release).resolve(MODULES)
-            except ModuleError as e:
-                raise GuestFetchError(f"kernel modules of {package}: {e}; {OWN_FILES}") from None
-    raise _layout_error(package, f"usr/lib/modules/{release}")
+    folder = modules_dir(tree, release)
+    if folder is None:
+        raise _layout_error(package, f"usr/lib/modules/{release}")
+    try:
+        return ModuleTree(folder).resolve(MODULES)
+    except ModuleError as e:
+        raise GuestFetchError(f"kernel modules of {package}: {e}; {OWN_FILES}") from None
 
 
 def _copy(tree: Path, path: str, dest: Path, package: str) -> None:

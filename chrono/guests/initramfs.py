@@ -1,7 +1,20 @@
 """The Debian guest's initramfs: busybox, a few kernel modules and an /init script
-that loads them (the virtio disk, entropy and network drivers), mounts the
-virtio disk, brings the network up by DHCP when there is one (`--net user`) and
-leaves the user at a shell.
+that loads them (the virtio disk, entropy and network drivers), then either boots a
+root file system (whose own init brings up its network) or leaves the user at a shell
+with the virtio disk on /mnt and, when there is a network device (`--net user`), eth0
+up by DHCP.
+
+The kernel command line decides, as for a distribution's initramfs:
+
+    root=DEV         mount DEV (/dev/vda, or LABEL=.. / UUID=.. through findfs) on
+                     /newroot and `exec switch_root /newroot INIT`
+    rootfstype=FS    its file system type (default: whatever mount detects)
+    ro / rw          mount it read-only (the default) or read-write
+    init=PATH        the program to start there (default /sbin/init)
+
+Without root= it is the busybox shell.  A root that cannot be booted (no such device,
+a mount failure, no init) prints a `chrono-debian:` line saying so and falls back to
+the shell.
 
 Layout of the (gzip-compressed newc) archive:
 
@@ -13,7 +26,7 @@ Layout of the (gzip-compressed newc) archive:
     /bin/busybox              static riscv64 busybox; /init links the applets at boot
     /lib/modules/NAME.ko      uncompressed modules, loaded by /init in list order
     /dev/console              char device 5,1: the kernel opens it as init's stdio
-    /proc /sys /dev /mnt /tmp mount points
+    /proc /sys /dev /mnt /tmp /newroot   mount points
 """
 from __future__ import annotations
 
@@ -26,10 +39,12 @@ READY_MARKER = "chrono-debian: shell ready"
 MODULES_DIR = "/lib/modules"
 DISK_DEVICE = "/dev/vda"
 MOUNT_POINT = "/mnt"
+NEW_ROOT = "/newroot"
+DEFAULT_INIT = "/sbin/init"
 
 _INIT = """\
 #!/bin/busybox sh
-# chrono's Debian guest: load the virtio modules, mount the disk, give a shell.
+# chrono's Debian guest: load the virtio modules, then boot root= or give a shell.
 /bin/busybox --install -s /bin
 export PATH=/bin HOME=/root ENV=/etc/shrc
 mount -t proc proc /proc
@@ -38,10 +53,58 @@ mount -t devtmpfs devtmpfs /dev
 for m in {modules}; do
     insmod {modules_dir}/$m.ko || echo "chrono-debian: could not load module $m"
 done
-# virtio_blk registers the disk as it probes; give the node a moment to appear.
-n=0
-while [ ! -b {disk} ] && [ $n -lt 20 ]; do sleep 0.1 2>/dev/null || sleep 1; n=$((n+1)); done
-if [ ! -b {disk} ]; then
+# The kernel command line: root=, rootfstype=, ro/rw, init= (the kernel keeps
+# root= and init= for itself, so they are read back from /proc/cmdline).
+root= rootfstype= rootmode=ro init=
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        root=*) root="${{arg#root=}}" ;;
+        rootfstype=*) rootfstype="${{arg#rootfstype=}}" ;;
+        ro|rw) rootmode=$arg ;;
+        init=*) init="${{arg#init=}}" ;;
+    esac
+done
+init="${{init:-{default_init}}}"
+# wait_block DEV TENTHS: virtio_blk registers the disk as it probes.
+wait_block() {{
+    n=0
+    while [ ! -b "$1" ] && [ $n -lt $2 ]; do sleep 0.1 2>/dev/null || sleep 1; n=$((n+1)); done
+    [ -b "$1" ]
+}}
+# has_init PATH: PATH exists in {newroot}, following symbolic links inside it
+# (/sbin/init -> /lib/systemd/systemd must not be resolved against the initramfs).
+has_init() {{
+    p="$1" hops=0
+    while [ -L "{newroot}$p" ] && [ $hops -lt 16 ]; do
+        l="$(readlink "{newroot}$p")"
+        case "$l" in /*) p="$l" ;; *) p="${{p%/*}}/$l" ;; esac
+        hops=$((hops+1))
+    done
+    [ -f "{newroot}$p" ] && [ -x "{newroot}$p" ]
+}}
+if [ -n "$root" ]; then
+    device="$root"
+    case "$root" in LABEL=*|UUID=*) wait_block {disk} 50; device="$(findfs "$root" 2>/dev/null)" ;; esac
+    if [ -z "$device" ] || ! wait_block "$device" 50; then
+        echo "chrono-debian: root=$root: no such block device; check --disk and root= (a shell follows)"
+    elif ! mount ${{rootfstype:+-t "$rootfstype"}} -o "$rootmode" "$device" {newroot}; then
+        echo "chrono-debian: root=$root: could not mount $device${{rootfstype:+ as $rootfstype}} ($rootmode); a shell follows"
+    elif ! has_init "$init"; then
+        echo "chrono-debian: root=$root: no init $init on $device; a shell follows"
+        umount {newroot}
+    else
+        echo "chrono-debian: root=$root mounted $rootmode on {newroot}; switching to $init"
+        for fs in dev proc sys; do
+            if [ -d "{newroot}/$fs" ] && [ ! -L "{newroot}/$fs" ]; then
+                mount --move "/$fs" "{newroot}/$fs"
+            else
+                umount "/$fs"
+            fi
+        done
+        exec switch_root {newroot} "$init"
+    fi
+fi
+if ! wait_block {disk} 20; then
     echo "chrono-debian: no disk ({disk}); {mnt} is empty"
 elif mount -t ext4 {disk} {mnt}; then
     echo "chrono-debian: {disk} mounted on {mnt} (ext4)"
@@ -95,14 +158,15 @@ esac
 def init_script(modules: Sequence[str]) -> str:
     """The /init script, loading ``modules`` (names) in the given order."""
     return _INIT.format(modules=" ".join(modules), modules_dir=MODULES_DIR, disk=DISK_DEVICE,
-                        mnt=MOUNT_POINT, marker=READY_MARKER)
+                        mnt=MOUNT_POINT, newroot=NEW_ROOT, default_init=DEFAULT_INIT,
+                        marker=READY_MARKER)
 
 
 def build_initramfs(busybox: bytes, modules: Sequence[tuple[str, bytes]]) -> bytes:
     """A gzip-compressed newc archive; ``modules`` are (name, uncompressed ELF) pairs
     in load order.  The same inputs always give the same bytes."""
     cpio = CpioWriter()
-    for d in ("/bin", "/dev", "/proc", "/sys", "/mnt", "/tmp", "/root", MODULES_DIR):
+    for d in ("/bin", "/dev", "/proc", "/sys", "/mnt", NEW_ROOT, "/tmp", "/root", MODULES_DIR):
         cpio.add_dir(d, 0o1777 if d == "/tmp" else 0o755)
     cpio.add_char_device("/dev/console", 5, 1)
     cpio.add_file("/init", init_script([name for name, _ in modules]).encode(), 0o755)

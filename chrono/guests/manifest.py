@@ -12,12 +12,14 @@ and how to boot it.  File names are relative to that folder, so it can be moved.
       "ready_marker": "chrono-debian: shell ready",
       "packages": {"linux-image-...": "6.12.117-1", "busybox-static": "...", ...},
       "built": "2026-11-26T10:22:00Z",
-      "recipe": 2
+      "recipe": 2,
+      "build_seconds": {"second_stage": 812.4}
     }
 
 ``recipe`` is the version of the recipe that built the guest (absent in manifests
 written before it existed: 1); `chrono guest fetch` rebuilds a guest whose recipe
-version is not the current one.
+version is not the current one.  ``build_seconds`` records how long the slow steps
+of a build took (the debian-full guest's second stage), for the user's information.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ class GuestManifest:
     built: str = ""
     format: int = FORMAT
     recipe: int = 1
+    build_seconds: dict[str, float] = field(default_factory=dict)   # how long build steps took
 
     def save(self, directory: Path) -> None:
         """Written last during a build; the write goes through a temporary name."""

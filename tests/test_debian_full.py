@@ -1,0 +1,155 @@
+"""The full Debian guest (`chrono guest fetch debian-full`): Debian 13 with systemd on an
+ext4 root disk, booted on chrono to root's autologin shell on the serial console.
+
+The guest takes a long time to build (debootstrap's second stage runs inside chrono),
+so these tests use one that is already built: the test cache's
+($CHRONO_TEST_CACHE/xdg/chrono), else the user's (~/.cache/chrono); they skip, saying
+how to build it, when there is none.  CHRONO_TEST_BUILD_FULL=1 builds it into the
+test cache instead (marked network: it downloads about 60 MB of packages).
+
+The boot is driven in-process through the library (chrono.guests.guestrun): a
+systemd boot's getty flushes input typed before it starts, so commands are typed
+only once the shell prompt is on the console.  The fast boot from the fetch's
+`booted` snapshot goes through the CLI with a piped script, as a user would.
+"""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from chrono.core.launch import launch
+from chrono.guests import fetch_guest
+from chrono.guests.cache import cache_root, guests_dir
+from chrono.guests.catalog import RECIPES
+from chrono.guests.debian_full import NAME, READY_MARKER
+from chrono.guests.guestrun import run_script
+from chrono.guests.manifest import GuestManifest
+from chrono.errors import ImageError
+from test_guest_debian import xdg_cache  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.network
+
+from chronocmd import CHRONO
+BOOT_STEPS = 500_000_000_000
+
+
+@pytest.fixture(scope="session")
+def full_guest(xdg_cache):
+    """(XDG cache root holding the guest, its folder, its manifest)."""
+    test_root = xdg_cache / "chrono"
+    if os.environ.get("CHRONO_TEST_BUILD_FULL") == "1":
+        result = fetch_guest(NAME, root=test_root)
+        return xdg_cache, result.path, result.manifest
+    for xdg in (xdg_cache, cache_root().parent):
+        folder = guests_dir(xdg / "chrono") / NAME
+        try:
+            manifest = GuestManifest.load(folder)
+        except ImageError:
+            continue
+        if manifest.recipe == RECIPES[NAME].version:
+            return xdg, folder, manifest
+    pytest.skip(f"the {NAME} guest is not built: run `chrono guest fetch {NAME}` (as root; "
+                f"about 6 minutes) or set CHRONO_TEST_BUILD_FULL=1 to build it into the "
+                f"test cache")
+
+
+def framed(n: int, command: str) -> bytes:
+    """A command line whose output is framed by markers its typed echo cannot match."""
+    return f"echo @B$(({n}))@; {command}; echo @E$(({n}))@\n".encode()
+
+
+def output_of(text: str, n: int) -> str:
+    found = re.search(rf"@B{n}@\n(.*?)@E{n}@\n", text, re.S)
+    assert found, f"no output framed @B{n}@..@E{n}@; the console ends with:\n{text[-3000:]}"
+    return found.group(1)
+
+
+COMMANDS = [
+    "systemctl is-system-running",
+    "python3 -c 'print(6*7)'",
+    "apt-get --version | head -n 1",
+    "cat /etc/hostname",
+    "findmnt -n -o SOURCE,FSTYPE,OPTIONS /",
+    "systemctl --failed --no-legend --plain",
+    "id -un; tty",
+]
+
+
+@pytest.fixture(scope="module")
+def booted(full_guest):
+    """One boot from the images to the autologin shell, the commands typed there."""
+    _, folder, manifest = full_guest
+    guest = launch(manifest.spec(folder))
+    steps, expect = [], READY_MARKER
+    for n, command in enumerate(COMMANDS, 1):
+        steps.append((expect, framed(n, command)))
+        expect = f"@E{n}@\n"
+    steps.append((expect, b""))
+    started = time.monotonic()
+    text = run_script(guest, steps, max_steps=BOOT_STEPS)
+    return {"text": text, "seconds": time.monotonic() - started}
+
+
+def test_boots_to_root_autologin_shell_on_ttys0(booted):
+    text = booted["text"]
+    assert "chrono-debian: root=/dev/vda mounted rw on /newroot; switching to /sbin/init" in text
+    assert re.search(r"systemd\[1\]: .*|Welcome to Debian GNU/Linux 13", text), text[-3000:]
+    assert "chrono login: root (automatic login)" in text, text[-3000:]
+    assert output_of(text, 7).split() == ["root", "/dev/ttyS0"]
+    print(f"boot to the shell and {len(COMMANDS)} commands: {booted['seconds']:.1f} s")
+
+
+def test_systemd_reports_the_system_running_with_no_failed_units(booted):
+    text = booted["text"]
+    assert output_of(text, 6).strip() == "", output_of(text, 6)
+    assert output_of(text, 1).strip() == "running"
+
+
+def test_python3_runs(booted):
+    assert output_of(booted["text"], 2).strip() == "42"
+
+
+def test_apt_is_installed(booted):
+    assert re.fullmatch(r"apt 3\.\S+ \(riscv64\)", output_of(booted["text"], 3).strip())
+
+
+def test_hostname_is_chrono(booted):
+    assert output_of(booted["text"], 4).strip() == "chrono"
+
+
+def test_root_is_ext4_on_vda_mounted_read_write(booted):
+    source, fstype, options = output_of(booted["text"], 5).split()
+    assert (source, fstype) == ("/dev/vda", "ext4")
+    assert options.split(",")[0] == "rw"
+
+
+def test_fast_boot_from_the_fetchs_booted_snapshot(full_guest, tmp_path):
+    """`chrono run debian-full --from booted`: the machine saved by the fetch at the
+    shell, restored in a new process; a command answers, and poweroff goes through
+    systemd to status 0."""
+    xdg, folder, _ = full_guest
+    script = "echo @R$((6*7))@; systemctl is-system-running\npoweroff\n"
+    start = time.monotonic()
+    proc = subprocess.run(CHRONO + ["run", NAME, "--from", "booted"], input=script.encode(),
+                          capture_output=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "XDG_CACHE_HOME": str(xdg)})
+    elapsed = time.monotonic() - start
+    out = proc.stdout.decode("utf-8", "replace").replace("\r\n", "\n")
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, (out[-3000:], err)
+    assert re.search(r"restored booted in ([0-9.]+) ms", err), err
+    assert "@R42@\nrunning\n" in out, out[-3000:]
+    assert "reboot: Power down" in out
+    print(f"--from booted, a command and a systemd poweroff: {elapsed:.1f} s")
+
+
+def test_second_fetch_reuses_the_guest_at_once(full_guest):
+    xdg, folder, _ = full_guest
+    start = time.monotonic()
+    proc = subprocess.run(CHRONO + ["guest", "fetch", NAME], capture_output=True, text=True,
+                          env={**os.environ, "XDG_CACHE_HOME": str(xdg)}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"guest {NAME} is already cached in {folder}" in proc.stdout
+    assert time.monotonic() - start < 10
