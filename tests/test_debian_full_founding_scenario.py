@@ -23,7 +23,7 @@ from storehelp import restore_ram_only
 from test_debian_full import full_guest  # noqa: F401 - fixture
 from test_guest_debian import xdg_cache  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.network
+pytestmark = [pytest.mark.network, pytest.mark.slow]    # about 12 minutes
 
 EPOCH = 1_764_000_000 * 10**9
 STEPS = 500_000_000_000
