@@ -1,7 +1,6 @@
 """A guest with a polled virtio-blk driver (tests/guests/virtio_blk.c),
 driven request by request from the host through breakpoints."""
 
-from pathlib import Path
 
 import numpy as np
 
@@ -9,7 +8,7 @@ import rvasm
 from chrono.core.machine import Stop
 
 PAGE = 4096
-DRIVER = (Path(__file__).parent / "guests" / "virtio_blk.c").read_text()
+DRIVER = rvasm.guest_c("virtio_blk.c")
 
 
 def dirty_pages(m):

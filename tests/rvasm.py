@@ -229,6 +229,14 @@ def _compiler_id(gcc: str) -> str:
     return out.splitlines()[0] if out else gcc
 
 
+def guest_c(name: str) -> str:
+    """A C driver from tests/guests with virtio_mmio.h put in front of it: a c_source
+    is one file (and its text is the build cache's key, header included)."""
+    folder = Path(__file__).parent / "guests"
+    header = (folder / "virtio_mmio.h").read_text()
+    return header + (folder / name).read_text().replace('#include "virtio_mmio.h"\n', "")
+
+
 def build(source: str, *, c_source: str | None = None, march: str | None = None) -> Path:
     """Assemble the prologue + ``source`` (and optionally a C file) into an ELF; cached.
 

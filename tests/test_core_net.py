@@ -13,14 +13,13 @@ guest posts buffers.
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 
 import rvasm
 from chrono.core.machine import Machine, Received, Stop
 
-DRIVER = (Path(__file__).parent / "guests" / "virtio_net.c").read_text()
+DRIVER = rvasm.guest_c("virtio_net.c")
 
 ASM = """
 main:

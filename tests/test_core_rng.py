@@ -21,7 +21,7 @@ from chrono.core.digest import state_digest
 from chrono.core.machine import Machine, Stop
 from chrono.core.session import Session
 
-DRIVER = (Path(__file__).parent / "guests" / "virtio_rng.c").read_text()
+DRIVER = rvasm.guest_c("virtio_rng.c")
 
 ASM = """
 main:

@@ -5,39 +5,23 @@
  * The queue lives in its own page (vq_page) and the request header + status
  * byte in another (req_page), so a test can tell the driver's own writes
  * from the device's DMA into the data buffer. */
-#include <stdint.h>
+#include "virtio_mmio.h"
 
 #define BLK_BASE 0x10008000ul            /* virtio-mmio slot 7 */
 #define REG(off) (*(volatile uint32_t *)(BLK_BASE + (off)))
 
-enum {
-    MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, DEVICE_FEATURES = 0x010,
-    DEVICE_FEATURES_SEL = 0x014, DRIVER_FEATURES = 0x020, DRIVER_FEATURES_SEL = 0x024,
-    QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038, QUEUE_READY = 0x044,
-    QUEUE_NOTIFY = 0x050, INTERRUPT_STATUS = 0x060, INTERRUPT_ACK = 0x064, STATUS = 0x070,
-    QUEUE_DESC_LOW = 0x080, QUEUE_DESC_HIGH = 0x084, QUEUE_DRIVER_LOW = 0x090,
-    QUEUE_DRIVER_HIGH = 0x094, QUEUE_DEVICE_LOW = 0x0a0, QUEUE_DEVICE_HIGH = 0x0a4,
-};
-#define ST_ACKNOWLEDGE 1u
-#define ST_DRIVER 2u
-#define ST_DRIVER_OK 4u
-#define ST_FEATURES_OK 8u
-#define DESC_NEXT 1
-#define DESC_WRITE 2
-#define QN 8
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
 struct avail { uint16_t flags, idx, ring[QN], used_event; };
 struct used_elem { uint32_t id, len; };
 struct used { uint16_t flags, idx; struct used_elem ring[QN]; uint16_t avail_event; };
 
-struct vq {
+struct blk_vq {
     struct desc desc[QN];
     struct avail avail;
     uint16_t pad;
     struct used used;
 };
-static volatile struct vq vq __attribute__((aligned(4096), section(".bss.vq_page")));
+static volatile struct blk_vq vq __attribute__((aligned(4096), section(".bss.vq_page")));
 
 struct req {
     uint32_t type, reserved;
@@ -100,9 +84,9 @@ int blk_rw(uint32_t type, uint64_t sector, uint64_t buf, uint32_t len)
     req.reserved = 0;
     req.sector = sector;
     req.status = 0xff;
-    set_desc(0, (uint64_t)(uintptr_t)&req, 16, DESC_NEXT, 1);
-    set_desc(1, buf, len, DESC_NEXT | (type == 0 ? DESC_WRITE : 0), 2);
-    set_desc(2, (uint64_t)(uintptr_t)&req.status, 1, DESC_WRITE, 0);
+    set_desc(0, (uint64_t)(uintptr_t)&req, 16, DESC_F_NEXT, 1);
+    set_desc(1, buf, len, DESC_F_NEXT | (type == 0 ? DESC_F_WRITE : 0), 2);
+    set_desc(2, (uint64_t)(uintptr_t)&req.status, 1, DESC_F_WRITE, 0);
     vq.avail.ring[vq.avail.idx % QN] = 0;
     __sync_synchronize();
     vq.avail.idx = vq.avail.idx + 1;

@@ -6,8 +6,7 @@
  * loop) and reads the rings and buffers back from RAM.  Interrupts are taken
  * by polling, as in virtio_rng.c: the PLIC source is enabled for hart 0's M
  * context, mie.MEIE set with mstatus.MIE clear, so WFI wakes on it. */
-#include <stddef.h>
-#include <stdint.h>
+#include "virtio_mmio.h"
 
 #define NET_BASE 0x10006000ul            /* virtio-mmio slot 5 */
 #define NET_IRQ 6                        /* PLIC source 1 + slot */
@@ -18,37 +17,11 @@
 #define R32(a) (*(volatile uint32_t *)(uintptr_t)(a))
 #define MIP_MEIP (1ul << 11)
 
-enum {
-    MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, DEVICE_FEATURES = 0x010,
-    DEVICE_FEATURES_SEL = 0x014, DRIVER_FEATURES = 0x020, DRIVER_FEATURES_SEL = 0x024,
-    QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038, QUEUE_READY = 0x044,
-    QUEUE_NOTIFY = 0x050, INTERRUPT_STATUS = 0x060, INTERRUPT_ACK = 0x064, STATUS = 0x070,
-    QUEUE_DESC_LOW = 0x080, QUEUE_DESC_HIGH = 0x084, QUEUE_DRIVER_LOW = 0x090,
-    QUEUE_DRIVER_HIGH = 0x094, QUEUE_DEVICE_LOW = 0x0a0, QUEUE_DEVICE_HIGH = 0x0a4,
-};
-#define ST_ACKNOWLEDGE 1u
-#define ST_DRIVER 2u
-#define ST_DRIVER_OK 4u
-#define ST_FEATURES_OK 8u
 #define F_GUEST_CSUM (1u << 1)
 #define F_MAC (1u << 5)
 #define F_STATUS (1u << 16)
-#define QN 8
 #define HDR 12
-#define DESC_F_NEXT 1
-#define DESC_F_WRITE 2
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
-struct vq {
-    struct desc desc[QN];
-    uint16_t avail_flags, avail_idx, avail_ring[QN], used_event;
-    uint16_t pad;
-    uint16_t used_flags, used_idx;
-    struct { uint32_t id, len; } used_ring[QN];
-    uint16_t avail_event;
-};
-/* The host reads the rings at these offsets (test_core_net.py). */
-_Static_assert(offsetof(struct vq, used_flags) == 152, "used ring");
 
 volatile struct vq rxq __attribute__((aligned(4096), section(".bss.net_rxq")));
 volatile struct vq txq __attribute__((aligned(4096), section(".bss.net_txq")));

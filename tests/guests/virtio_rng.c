@@ -9,8 +9,7 @@
  * by polling: the rng's PLIC source is enabled for hart 0's M context and
  * mie.MEIE is set with mstatus.MIE clear, so WFI wakes up on it and the
  * driver claims it from the PLIC. */
-#include <stddef.h>
-#include <stdint.h>
+#include "virtio_mmio.h"
 
 #define RNG_BASE 0x10007000ul            /* virtio-mmio slot 6 */
 #define RNG_IRQ 7                        /* PLIC source 1 + slot */
@@ -19,32 +18,7 @@
 #define R32(a) (*(volatile uint32_t *)(uintptr_t)(a))
 #define MIP_MEIP (1ul << 11)
 
-enum {
-    MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, DEVICE_FEATURES = 0x010,
-    DEVICE_FEATURES_SEL = 0x014, DRIVER_FEATURES = 0x020, DRIVER_FEATURES_SEL = 0x024,
-    QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038, QUEUE_READY = 0x044,
-    INTERRUPT_STATUS = 0x060, INTERRUPT_ACK = 0x064, STATUS = 0x070,
-    QUEUE_DESC_LOW = 0x080, QUEUE_DESC_HIGH = 0x084, QUEUE_DRIVER_LOW = 0x090,
-    QUEUE_DRIVER_HIGH = 0x094, QUEUE_DEVICE_LOW = 0x0a0, QUEUE_DEVICE_HIGH = 0x0a4,
-};
-#define ST_ACKNOWLEDGE 1u
-#define ST_DRIVER 2u
-#define ST_DRIVER_OK 4u
-#define ST_FEATURES_OK 8u
-#define QN 8
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
-struct vq {
-    struct desc desc[QN];
-    uint16_t avail_flags, avail_idx, avail_ring[QN], used_event;
-    uint16_t pad;
-    uint16_t used_flags, used_idx;
-    struct { uint32_t id, len; } used_ring[QN];
-    uint16_t avail_event;
-};
-/* The host reads the rings at these offsets (test_core_rng.py). */
-_Static_assert(offsetof(struct vq, avail_flags) == 128, "avail ring");
-_Static_assert(offsetof(struct vq, used_flags) == 152, "used ring");
 
 volatile struct vq vq __attribute__((aligned(4096), section(".bss.rng_vq")));
 volatile uint8_t bufs[4][4096] __attribute__((aligned(4096), section(".bss.rng_bufs")));
