@@ -15,6 +15,7 @@ only once the shell prompt is on the console.  The fast boot from the fetch's
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -156,22 +157,29 @@ def test_second_fetch_reuses_the_guest_at_once(full_guest):
     assert time.monotonic() - start < 10
 
 
-def test_the_full_system_takes_its_lease_and_downloads_through_user_networking(full_guest,
+def test_the_full_system_on_user_networking_takes_a_lease_downloads_and_serves_ssh(full_guest,
                                                                                 tmp_path):
-    """`chrono run debian-full --net user`: systemd-networkd gets 10.0.2.15 by DHCP from
-    slirp, and python3 in the guest downloads a file from a `python3 -m http.server`
-    on the host's 127.0.0.1 through 10.0.2.2 (a plain socket: python3-minimal has no
-    http.client); its SHA-256 matches."""
-    from nethelp import HttpServer, LiveChrono
+    """`chrono run debian-full --net user,hostfwd=...:22`: systemd-networkd gets
+    10.0.2.15 by DHCP from slirp; python3 in the guest downloads a file from a
+    `python3 -m http.server` on the host's 127.0.0.1 through 10.0.2.2 (a plain
+    socket: python3-minimal has no http.client) and its SHA-256 matches; the host's
+    ssh logs in to the guest's sshd through the forwarded port, with a key the test
+    installs, and runs a command."""
+    from nethelp import HttpServer, LiveChrono, free_port
 
+    if shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        pytest.skip("needs OpenSSH's client on the host (apt-get install openssh-client)")
     xdg, _, _ = full_guest
     www = tmp_path / "www"
     www.mkdir()
     data = os.urandom(1 << 20)
     (www / "blob").write_bytes(data)
     server = HttpServer(www)
-    chrono = LiveChrono(["run", NAME, "--net", "user"], cwd=tmp_path,
-                        env={"XDG_CACHE_HOME": str(xdg)})
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ssh_port = free_port()
+    chrono = LiveChrono(["run", NAME, "--net", f"user,hostfwd=tcp:127.0.0.1:{ssh_port}-:22"],
+                        cwd=tmp_path, env={"XDG_CACHE_HOME": str(xdg)})
     try:
         chrono.wait_for(READY_MARKER, timeout=900)
         address = chrono.command("for i in $(seq 60); do ip -4 -o addr | grep -q 10.0.2.15 "
@@ -185,6 +193,16 @@ def test_the_full_system_takes_its_lease_and_downloads_through_user_networking(f
             "reply = s.makefile('rb').read(); "
             "print(hashlib.sha256(reply.split(b'\\r\\n\\r\\n', 1)[1]).hexdigest())\"")
         assert digest.strip() == hashlib.sha256(data).hexdigest()
+        public = (tmp_path / "key.pub").read_text().strip()
+        chrono.command(f"install -d -m 700 /root/.ssh && echo '{public}' > "
+                       f"/root/.ssh/authorized_keys && systemctl is-active ssh")
+        login = subprocess.run(
+            ["ssh", "-i", str(key), "-p", str(ssh_port), "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "ConnectTimeout=120", "root@127.0.0.1", "echo $((6*7)); hostname"],
+            capture_output=True, text=True, timeout=300)
+        assert login.returncode == 0, login.stderr
+        assert login.stdout.split() == ["42", "chrono"]
         assert chrono.finish("poweroff\n", timeout=300) == 0
     finally:
         chrono.kill()
