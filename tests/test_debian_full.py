@@ -157,8 +157,8 @@ def test_second_fetch_reuses_the_guest_at_once(full_guest):
     assert time.monotonic() - start < 10
 
 
-def test_the_full_system_on_user_networking_takes_a_lease_downloads_and_serves_ssh(full_guest,
-                                                                                tmp_path):
+def test_the_full_system_on_user_networking_takes_a_lease_downloads_and_serves_ssh(
+        full_guest, tmp_path):
     """`chrono run debian-full --net user,hostfwd=...:22`: systemd-networkd gets
     10.0.2.15 by DHCP from slirp; python3 in the guest downloads a file from a
     `python3 -m http.server` on the host's 127.0.0.1 through 10.0.2.2 (a plain
