@@ -307,11 +307,12 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, net=None,
     if from_snapshot is not None:
         clashing = [f"--{name.replace('_size', '')}" for name in options if _given(ctx, name)]
         clashing += ["--commit"] if commit else []
+        why = "--from restores the whole machine from the snapshot"
         if guest_name and ctx.get_parameter_source("store_path") == ParameterSource.COMMANDLINE:
-            clashing += ["--store (GUEST --from NAME takes NAME from the guest's own store)"]
+            why += " (GUEST --from NAME takes NAME from the guest's own store)"
+            clashing += ["--store"]
         if clashing:
-            raise UsageError(f"--from restores the whole machine from the snapshot; "
-                             f"drop {', '.join(clashing)}")
+            raise UsageError(f"{why}; drop {', '.join(clashing)}")
         if guest_name:
             from chrono.guests import guest_store
             store_path = guest_store(guest_name)

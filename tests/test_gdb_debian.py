@@ -31,7 +31,7 @@ def panic(debian, xdg_cache, tmp_path_factory):
     work = tmp_path_factory.mktemp("debian-panic")
     os.environ["XDG_CACHE_HOME"] = str(xdg_cache)
     proc = chrono(work, "record", "debian", "--store", work / "store", "--name", "g",
-                  "--max-insns", 3_700_000_000, script=CRASH, timeout=900)
+                  "--max-insns", 4_500_000_000, script=CRASH, timeout=900)
     assert proc.returncode == 124, proc.stderr[-2000:]          # --max-insns ended it
     assert "Kernel panic - not syncing: sysrq triggered crash" in proc.stdout
     return work

@@ -292,7 +292,7 @@ def test_a_run_from_a_snapshot_saves_and_loads_like_any_other(tmp_path):
 @pytest.mark.parametrize("extra, dropped", [
     (["--disk", "disk.img"], "--disk"),
     (["--kernel", "kernel.elf"], "--kernel"),
-    (["debian"], "GUEST"),
+    (["debian"], "--store"),             # GUEST --from NAME: NAME is in the guest's own store
     (["--ram", "64M"], "--ram"),
     (["--commit"], "--commit"),
     (["--bios", "fw.bin"], "--bios"),

@@ -23,7 +23,9 @@ ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def run_and_kill(path: Path, round_: int, delay: float, mode: str) -> list[str]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    # No empty entry: it would put the working directory (a source tree) first.
+    paths = [str(TESTS)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     child = subprocess.Popen([sys.executable, str(TESTS / "store_crash_child.py"), str(path),
                               str(round_), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=env)
