@@ -31,12 +31,7 @@ struct req {
 static volatile struct req req __attribute__((aligned(4096), section(".bss.req_page")));
 static uint16_t last_used;
 
-static void set_addr(uint32_t low, uint32_t high, const volatile void *p)
-{
-    uint64_t a = (uint64_t)(uintptr_t)p;
-    REG(low) = (uint32_t)a;
-    REG(high) = (uint32_t)(a >> 32);
-}
+#define set_addr(low, high, a) set_addr_at(BLK_BASE, (low), (high), (uint64_t)(uintptr_t)(a))
 
 /* 0 on success, otherwise the step that failed. */
 int blk_init(void)

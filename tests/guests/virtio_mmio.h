@@ -34,3 +34,17 @@ struct vq {
 /* The hosts' tests read the rings at these offsets. */
 _Static_assert(offsetof(struct vq, avail_flags) == 128, "avail ring");
 _Static_assert(offsetof(struct vq, used_flags) == 152, "used ring");
+
+/* A queue address into a LOW/HIGH register pair of the device at base. */
+static inline void set_addr_at(uintptr_t base, uint32_t low, uint32_t high, uint64_t a)
+{
+    *(volatile uint32_t *)(base + low) = (uint32_t)a;
+    *(volatile uint32_t *)(base + high) = (uint32_t)(a >> 32);
+}
+
+static inline uint64_t mip(void)
+{
+    uint64_t v;
+    __asm__ volatile("csrr %0, mip" : "=r"(v));
+    return v;
+}

@@ -36,18 +36,7 @@ enum { CMD_NONE, CMD_POST_RX, CMD_SEND, CMD_WAIT_IRQ, CMD_CONFIG, CMD_QUEUES };
 extern void net_kick_tx(void);      /* the QueueNotify stores, in the test's assembly */
 extern void net_kick_rx(void);
 
-static void set_addr(uint32_t low, uint32_t high, uint64_t a)
-{
-    REG(low) = (uint32_t)a;
-    REG(high) = (uint32_t)(a >> 32);
-}
-
-static uint64_t mip(void)
-{
-    uint64_t v;
-    __asm__ volatile("csrr %0, mip" : "=r"(v));
-    return v;
-}
+#define set_addr(low, high, a) set_addr_at(NET_BASE, (low), (high), (uint64_t)(uintptr_t)(a))
 
 static int queue_init(uint32_t index, volatile struct vq *q)
 {

@@ -38,18 +38,7 @@ enum { CMD_NONE, CMD_POST, CMD_NOTIFY, CMD_WAIT_IRQ, CMD_STATUS, CMD_SET_USED_AD
 
 extern void rng_kick(void);         /* the QueueNotify store, in the test's assembly */
 
-static void set_addr(uint32_t low, uint32_t high, uint64_t a)
-{
-    REG(low) = (uint32_t)a;
-    REG(high) = (uint32_t)(a >> 32);
-}
-
-static uint64_t mip(void)
-{
-    uint64_t v;
-    __asm__ volatile("csrr %0, mip" : "=r"(v));
-    return v;
-}
+#define set_addr(low, high, a) set_addr_at(RNG_BASE, (low), (high), (uint64_t)(uintptr_t)(a))
 
 /* 0 on success, otherwise the step that failed. */
 int rng_init(void)
