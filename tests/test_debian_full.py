@@ -216,7 +216,8 @@ def test_rewinding_a_kernel_panic_of_the_full_system_in_gdb(full_guest, tmp_path
     leaves it as it was), is recorded through `echo c > /proc/sysrq-trigger`; gdb
     goes back from the end to the write() system call, the user-mode ecall, and
     with a watchpoint on the "c" to the user-mode store that put it there."""
-    from test_gdb_replay import WHEN, gdb
+    from test_gdb_debian import REWIND_THE_PANIC, assert_rewound_to_the_system_call_and_the_store
+    from test_gdb_replay import gdb
 
     _, folder, _ = full_guest
     shutil.copytree(folder / "store", tmp_path / "store")
@@ -226,17 +227,4 @@ def test_rewinding_a_kernel_panic_of_the_full_system_in_gdb(full_guest, tmp_path
                           timeout=900, cwd=tmp_path)
     assert proc.returncode == 124, proc.stderr[-2000:]          # --max-insns ended it
     assert b"Kernel panic - not syncing: sysrq triggered crash" in proc.stdout
-    out = gdb(tmp_path, "continue", "break *$stvec", "reverse-continue", "print $scause",
-              "reverse-stepi", "monitor when", "x/i $pc", "info registers a7 priv",
-              "x/2c $a1", "set $buf = $a1", "delete", "watch *(char *)$buf",
-              "reverse-continue", "monitor when", "x/i $pc", "info registers priv")
-    assert "No more reverse-execution history" in out              # reached the end first
-    assert re.search(r"\$1 = 8\b", out)                            # ecall from U-mode
-    at_ecall, at_store = WHEN.findall(out)
-    assert re.search(rf"=> {at_ecall[3]}:\s+ecall", out)
-    assert re.search(r"^a7\s+0x40\s", out, re.M)                   # write()
-    assert re.search(r"99 'c'\s+10 '\\n'", out)
-    assert re.search(r"Old value = 99 'c'", out)
-    assert re.search(rf"=> {at_store[3]}:\s+sb\s", out)
-    assert int(at_store[0]) < int(at_ecall[0])
-    assert out.count("prv:0 [User/Application]") == 2
+    assert_rewound_to_the_system_call_and_the_store(gdb(tmp_path, *REWIND_THE_PANIC))
