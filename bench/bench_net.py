@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from debian_guest import QemuDebian, copy_disk, frame, guest_files, marker  # noqa: E402
+from debian_guest import QemuDebian, copy_disk, framed_command, guest_files, marker  # noqa: E402
 
 NETDEV = ["-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0"]
 
@@ -89,13 +89,7 @@ class ChronoCli:
                 self._lock.wait(min(left, 0.5))
 
     def run_command(self, n: int, command: str, timeout: float = 1800) -> str:
-        data, end = frame(n, command)
-        start = len(self.text())
-        self.type(data)
-        stop = self.expect(end, start, timeout)
-        text = self.text()[start:stop]
-        found = re.search(rf"@B{n}@\n(.*)@E{n}@\n", text, re.S)
-        return found.group(1) if found else text
+        return framed_command(self, n, command, timeout=timeout)
 
     def finish(self) -> str:
         self.type(b"poweroff\n")

@@ -45,6 +45,18 @@ def frame(n: int, command: str) -> tuple[bytes, str]:
     return (f"echo @B$(({n}))@; {command}; echo @E$(({n}))@\n".encode(), f"@E{n}@\n")
 
 
+def framed_command(console, n: int, command: str, **expect) -> str:
+    """Type a framed command on `console` (text(), type(), expect(needle, start, ...))
+    and wait until its output is complete; the output."""
+    data, end = frame(n, command)
+    start = len(console.text())
+    console.type(data)
+    stop = console.expect(end, start, **expect)
+    text = console.text()[start:stop]
+    found = re.search(rf"@B{n}@\n(.*)@E{n}@\n", text, re.S)
+    return found.group(1) if found else text
+
+
 class ChronoDebian:
     """The guest on chrono's Machine, unpaced: idle time jumps to the next deadline."""
 
@@ -132,13 +144,7 @@ class ChronoDebian:
 
     def run_command(self, n: int, command: str) -> str:
         """Type a framed command and run until its output is complete; the output."""
-        data, end = frame(n, command)
-        start = len(self.text())
-        self.type(data)
-        stop = self.expect(end, start)
-        text = self.text()[start:stop]
-        found = re.search(rf"@B{n}@\n(.*)@E{n}@\n", text, re.S)
-        return found.group(1) if found else text
+        return framed_command(self, n, command)
 
 
 class QemuDebian:
@@ -202,13 +208,7 @@ class QemuDebian:
                 self._arrived.wait(min(left, 0.5))
 
     def run_command(self, n: int, command: str, timeout: float = 120) -> str:
-        data, end = frame(n, command)
-        start = len(self.text())
-        self.type(data)
-        stop = self.expect(end, start, timeout)
-        text = self.text()[start:stop]
-        found = re.search(rf"@B{n}@\n(.*)@E{n}@\n", text, re.S)
-        return found.group(1) if found else text
+        return framed_command(self, n, command, timeout=timeout)
 
     # ---- the human monitor ---------------------------------------------------------
     def monitor(self, command: str, timeout: float = 300) -> str:
