@@ -406,7 +406,10 @@ def guest_fetch(name, force, mirror, size):
     with progress_view(Console(stderr=True)) as progress:
         result = fetch_guest(name, force=force, mirror=mirror, size=size, progress=progress)
     versions = ", ".join(f"{p} {v}" for p, v in result.manifest.packages.items())
-    if result.reused:
+    if result.refreshed:
+        click.echo(f"guest {name} is cached in {result.path} ({versions}); its saved "
+                   "snapshots were made again for this chrono")
+    elif result.reused:
         click.echo(f"guest {name} is already cached in {result.path} ({versions}); "
                    "--force rebuilds it")
     else:

@@ -7,6 +7,7 @@
 
 static const struct mmio_device *const devices[] = {
     &test_device, &goldfish_rtc_device, &clint_device, &plic_device, &uart_device, &virtio_mmio_device,
+    &fw_cfg_device,
 };
 
 static const struct mmio_device *find_device(uint64_t paddr, int size)

@@ -27,6 +27,8 @@ struct machine;
 #define VIRTIO_RNG_SLOT 6               /* always present: entropy from the host */
 #define VIRTIO_NET_SLOT 5               /* present while a network is configured */
 #define VIRTIO_QUEUES 2                 /* queues per device at most (virtio-net: receive, transmit) */
+#define FW_CFG_BASE 0x10100000ull       /* QEMU's firmware configuration device */
+#define FW_CFG_SIZE 0x18ull
 #define RAM_BASE 0x80000000ull
 
 #define PLIC_SOURCES 32                 /* source 0 is reserved */
@@ -98,6 +100,15 @@ struct virtio_state {
     struct virtq_state q[VIRTIO_QUEUES];
 };
 
+/* fw_cfg.c: what the guest has chosen; the items themselves are host-side. */
+struct fw_cfg_state {
+    uint16_t selector;
+    uint16_t pad;
+    uint32_t offset;                /* read position in the selected item */
+    uint32_t dma_high;              /* DMA address, high half, written before the low one */
+    uint32_t pad2;
+};
+
 /* Line-level interrupt input to the PLIC from a device (irq 1..31). */
 void plic_set_level(struct machine *m, int irq, int level);
 /* Recompute the hart's MEIP/SEIP from the PLIC. */
@@ -116,9 +127,10 @@ void plic_reset(struct machine *m);
 void virtio_blk_reset(struct machine *m);
 void virtio_rng_reset(struct machine *m);
 void virtio_net_reset(struct machine *m);
+void fw_cfg_reset(struct machine *m);
 
 /* The bus table (bus.c registers these in address order). */
 extern const struct mmio_device test_device, goldfish_rtc_device, clint_device, plic_device, uart_device,
-    virtio_mmio_device;          /* all 8 virtio-mmio slots: network in 5, entropy in 6, block in 7 */
+    virtio_mmio_device, fw_cfg_device;          /* all 8 virtio-mmio slots: network in 5, entropy in 6, block in 7 */
 
 #endif

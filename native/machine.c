@@ -31,14 +31,16 @@ struct machine *machine_new(const struct chrono_config *cfg)
     m->code = calloc(cfg->ram_size / PAGE_SIZE, sizeof *m->code);
     m->code_list = malloc(cfg->ram_size / PAGE_SIZE * sizeof *m->code_list);
     bool blocks = block_cache_init(&m->blocks);
+    bool fw_cfg = fw_cfg_init(m);
     if (ram == MAP_FAILED || !m->ram_dirty || !m->ram_present || !m->code || !m->code_list ||
-        !blocks) {
+        !blocks || !fw_cfg) {
         if (ram != MAP_FAILED) munmap(ram, cfg->ram_size);
         free(m->ram_dirty);
         free(m->ram_present);
         free(m->code);
         free(m->code_list);
         block_cache_free(&m->blocks);
+        fw_cfg_free(m);
         free(m);
         return NULL;
     }
@@ -66,6 +68,7 @@ void machine_free(struct machine *m)
     free(m->disk_dirty);
     free(m->disk_written);
     net_free(m);
+    fw_cfg_free(m);
     free(m);
 }
 
@@ -158,6 +161,7 @@ void machine_reset(struct machine *m, uint64_t pc, uint64_t a0, uint64_t a1, uin
     virtio_blk_reset(m);
     virtio_rng_reset(m);
     virtio_net_reset(m);
+    fw_cfg_reset(m);
     pmp_update(m);
     tlb_flush(m);
 }

@@ -60,6 +60,21 @@ struct net_host {
     struct net_tx_frame tx[NET_TX_FRAMES];
 };
 
+/* fw_cfg.c: the items the guest can read, fixed when the machine is made
+ * (host side: every machine has the same, so they are not saved). */
+#define FW_CFG_FILES 8
+#define FW_CFG_KEYS (0x20 + FW_CFG_FILES)
+#define FW_CFG_NAME_MAX 56              /* with the terminating NUL */
+struct fw_cfg_item {
+    uint8_t *data;
+    uint32_t len;
+};
+struct fw_cfg_host {
+    struct fw_cfg_item items[FW_CFG_KEYS];
+    char names[FW_CFG_FILES][FW_CFG_NAME_MAX];      /* of items 0x20.., sorted */
+    uint32_t nfiles;
+};
+
 /* What the block cache knows of a RAM page (block.h). */
 struct code_page {
     uint64_t gen;               /* nonzero while blocks run from it unchecked */
@@ -77,6 +92,7 @@ struct machine {
     struct virtio_state vblk;
     struct virtio_state vrng;
     struct virtio_state vnet;
+    struct fw_cfg_state fwcfg;
 
     /* Host-side resources and caches: never saved. */
     struct tlb tlb;
@@ -102,6 +118,7 @@ struct machine {
     uint8_t *disk_dirty;
     uint8_t *disk_written;
     struct net_host net;
+    struct fw_cfg_host fw_cfg;
     uint64_t htif_page;         /* physical page of tohost, kept out of the write TLB */
 
     uint64_t slice_end;         /* the executor stops when hart.steps reaches this */
@@ -257,6 +274,10 @@ void disk_mark_written(struct machine *m, uint64_t offset, uint64_t len);
 
 /* virtio_net.c: free the host-side buffers (machine_free). */
 void net_free(struct machine *m);
+
+/* fw_cfg.c: build the fixed items (machine_new); free them all. */
+bool fw_cfg_init(struct machine *m);
+void fw_cfg_free(struct machine *m);
 
 /* htif.c: a store of `size` bytes at paddr landed in the tohost page. */
 void htif_store(struct machine *m, uint64_t paddr, int size);

@@ -2,7 +2,7 @@
  *
  * Layout: a header (magic "CHRS", format version, then the byte size of each
  * part) followed by the parts in order: hart, uart, rtc, clint, plic, virtio-blk,
- * virtio-rng, virtio-net (saved whether or not the device is present, so every
+ * virtio-rng, virtio-net, fw_cfg (saved whether or not the device is present, so every
  * machine's state has the same layout).
  * Every part is a plain struct without host pointers, so a state saved by one
  * process loads in another built from the same sources; the sizes in the
@@ -14,8 +14,8 @@
 #include "machine.h"
 
 #define STATE_MAGIC 0x53524843u     /* "CHRS" */
-#define STATE_VERSION 4u     /* 2: goldfish RTC, 3: virtio-rng, 4: virtio-net, queues per device */
-#define STATE_PARTS 8
+#define STATE_VERSION 5u     /* 2: goldfish RTC, 3: virtio-rng, 4: virtio-net, queues per device, 5: fw_cfg */
+#define STATE_PARTS 9
 
 struct state_header {
     uint32_t magic, version;
@@ -35,6 +35,7 @@ static void state_parts(struct machine *m, struct state_part parts[STATE_PARTS])
     parts[5] = (struct state_part){ &m->vblk, sizeof m->vblk };
     parts[6] = (struct state_part){ &m->vrng, sizeof m->vrng };
     parts[7] = (struct state_part){ &m->vnet, sizeof m->vnet };
+    parts[8] = (struct state_part){ &m->fwcfg, sizeof m->fwcfg };
 }
 
 size_t machine_state_size(struct machine *m)

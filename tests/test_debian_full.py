@@ -76,6 +76,8 @@ COMMANDS = [
     "findmnt -n -o SOURCE,FSTYPE,OPTIONS /",
     "systemctl --failed --no-legend --plain",
     "id -un; tty",
+    "systemd-detect-virt",
+    "cat /sys/firmware/qemu_fw_cfg/rev; ls /sys/firmware/qemu_fw_cfg/by_name/etc",
 ]
 
 
@@ -127,6 +129,14 @@ def test_root_is_ext4_on_vda_mounted_read_write(booted):
     assert options.split(",")[0] == "rw"
 
 
+def test_systemd_recognises_the_machine_as_qemu_through_its_fw_cfg_device(booted):
+    """The fw_cfg device tree node is how systemd-detect-virt tells QEMU's virt
+    machine; Linux's qemu_fw_cfg driver (loaded by udev) reads the device itself:
+    revision 3 (traditional and DMA interfaces) and QEMU's default files."""
+    assert output_of(booted["text"], 8).strip() == "qemu"
+    assert output_of(booted["text"], 9).split() == ["3", "boot-fail-wait"]
+
+
 def test_fast_boot_from_the_fetchs_booted_snapshot(full_guest, tmp_path):
     """`chrono run debian-full --from booted`: the machine saved by the fetch at the
     shell, restored in a new process; a command answers, and poweroff goes through
@@ -155,6 +165,29 @@ def test_second_fetch_reuses_the_guest_at_once(full_guest):
     assert proc.returncode == 0, proc.stderr
     assert f"guest {NAME} is already cached in {folder}" in proc.stdout
     assert time.monotonic() - start < 10
+
+
+def test_a_fetch_saves_booted_again_when_the_cached_one_cannot_be_restored(full_guest, tmp_path):
+    """A chrono with another state layout cannot restore the `booted` an older one
+    saved; fetch then boots the cached image again and saves `booted` anew (here:
+    a copy of the guest whose store is gone), and `--from booted` works."""
+    _, folder, _ = full_guest
+    root = tmp_path / "xdg" / "chrono"
+    copy = guests_dir(root) / NAME
+    copy.mkdir(parents=True)
+    for item in folder.iterdir():
+        if item.is_file():
+            subprocess.run(["cp", "--sparse=always", str(item), str(copy / item.name)], check=True)
+    proc = subprocess.run(CHRONO + ["guest", "fetch", NAME], capture_output=True, text=True,
+                          env={**os.environ, "XDG_CACHE_HOME": str(root.parent)}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "its saved snapshots were made again for this chrono" in proc.stdout
+    assert "saving it again" in proc.stderr
+    proc = subprocess.run(CHRONO + ["run", NAME, "--from", "booted"],
+                          input=b"echo @R$((6*7))@\npoweroff\n", capture_output=True,
+                          timeout=600, env={**os.environ, "XDG_CACHE_HOME": str(root.parent)})
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"@R42@" in proc.stdout
 
 
 def test_the_full_system_on_user_networking_takes_a_lease_downloads_and_serves_ssh(

@@ -322,12 +322,14 @@ def test_devices_match_qemu_virt(tmp_path):
         return [(paths[id(tree.by_phandle(cells[i]))], cells[i + 1]) for i in range(0, len(cells), 2)]
 
     paths = dict(walk_paths(ours.root))
+    assert "/fw-cfg@10100000" in paths
     for path, node in paths.items():
-        if not path.startswith("/soc/") and path not in ("/poweroff", "/reboot"):
+        if not path.startswith("/soc/") and path not in ("/poweroff", "/reboot", "/fw-cfg@10100000"):
             continue
         theirs = qemu.find(path)
         assert theirs is not None, f"QEMU has no {path}"
-        for prop in ("compatible", "reg", "interrupts", "offset", "value", "clock-frequency"):
+        for prop in ("compatible", "reg", "interrupts", "offset", "value", "clock-frequency",
+                     "dma-coherent"):
             if prop in node.properties:
                 assert node.properties[prop] == theirs.properties[prop], f"{path} {prop}"
         if "interrupts-extended" in node.properties:

@@ -9,6 +9,7 @@ non-trivial state, then stops at `snap_point` (a breakpoint) in S-mode:
 - CLINT: mtimecmp set, msip set;
 - PLIC: priorities, enables and thresholds of both contexts, source 10
   (UART) claimed and not completed, source 8 (virtio-blk) pending;
+- fw_cfg: the file directory selected and read part way;
 - goldfish RTC: the time set by the guest, an alarm armed 3 ms ahead, its
   interrupt enabled;
 - virtio-blk: VERSION_1 negotiated, one queue configured, two requests done
@@ -97,11 +98,14 @@ C = r"""
 #define CLINT 0x02000000ul
 #define PLIC 0x0c000000ul
 #define RTC 0x00101000ul
+#define FW_CFG 0x10100000ul
 #define BLK 0x10008000ul                /* virtio-mmio slot 7: PLIC source 8 */
 #define RNG 0x10007000ul                /* virtio-mmio slot 6: PLIC source 7 */
 
 #define R8(a) (*(volatile uint8_t *)(uintptr_t)(a))
 #define R32(a) (*(volatile uint32_t *)(uintptr_t)(a))
+#define R16(a) (*(volatile uint16_t *)(uintptr_t)(a))
+#define R8(a) (*(volatile uint8_t *)(uintptr_t)(a))
 #define R64(a) (*(volatile uint64_t *)(uintptr_t)(a))
 #define CSRR(n) ({ uint64_t v_; __asm__ volatile("csrr %0, " #n : "=r"(v_)); v_; })
 #define CSRW(n, v) __asm__ volatile("csrw " #n ", %0" :: "r"((uint64_t)(v)))
@@ -213,6 +217,11 @@ void setup(void)
     R32(RTC + 0x08) = (uint32_t)alarm;
     R32(RTC + 0x10) = 1;
     before[1] = now;
+
+    /* fw_cfg: the file directory selected, its first 8 bytes read */
+    R16(FW_CFG + 8) = 0x1900;           /* key 0x19, big-endian */
+    for (int i = 0; i < 8; i++)
+        (void)R8(FW_CFG);
 
     /* virtio-blk: VERSION_1 only, queue 0 of 8, two requests, interrupt left unacknowledged */
     R32(BLK + 0x70) = 0;
@@ -327,6 +336,12 @@ void after(uint64_t sc)
     put(rq.used_ring[0].len); put(rq.used_ring[1].id); put(rq.used_ring[1].len);
     put(sum(rbuf[0], 64)); put(sum(rbuf[1], 64));
 
+    /* fw_cfg: the directory reads on from where it was */
+    uint64_t dir = 0;
+    for (int i = 0; i < 8; i++)
+        dir = dir << 8 | R8(FW_CFG);
+    put(dir);
+
     /* RTC */
     put(R32(RTC + 0x08)); put(R32(RTC + 0x0c)); put(R32(RTC + 0x18)); put(R32(RTC + 0x10));
     uint32_t lo = R32(RTC + 0x00);
@@ -373,6 +388,7 @@ NAMES = (
     "blk_isr_end",
     "rng_status", "rng_isr", "rng_used_idx", "rng_len_0", "rng_id_1", "rng_len_1",
     "rng_buffer_0", "rng_buffer_1",
+    "fw_cfg_dir",
     "rtc_alarm_low", "rtc_alarm_high", "rtc_alarm_armed", "rtc_irq_enabled", "rtc_time",
     "ssip_cause", "ssip_count", "sip_after_ssip",
     "alarm_polls", "plic_pending_alarm", "sip_alarm", "plic_claim_s", "plic_pending_end",
@@ -481,6 +497,8 @@ def test_the_guest_puts_every_device_in_a_non_trivial_state(saved):
     assert (r["rng_len_0"], r["rng_id_1"], r["rng_len_1"]) == (64, 1, 48)
     assert r["rng_buffer_0"] == fnv(fixed_entropy(64))
     assert r["rng_buffer_1"] == fnv(fixed_entropy(48) + bytes(16))
+    # the first file's key, then its name: the read went on at byte 8
+    assert r["fw_cfg_dir"] == int.from_bytes(b"\x00\x20\x00\x00bios", "big")
 
 
 def assert_same(got, expected, where):

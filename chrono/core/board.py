@@ -54,6 +54,11 @@ VIRTIO_RNG_SLOT = 6
 # The network device (virtio-net), present with a network (--net user).
 VIRTIO_NET_SLOT = 5
 
+# QEMU's firmware configuration device (fw_cfg): the board's identity, and
+# files the user hands the guest (--fw-cfg).
+FW_CFG_BASE = 0x1010_0000
+FW_CFG_SIZE = 0x18
+
 RAM_BASE = 0x8000_0000
 
 TIMEBASE_HZ = 10_000_000

@@ -34,6 +34,7 @@ def build_device_tree(cfg: BoardConfig) -> bytes:
     intc = _add_cpus(tree, cfg)
     test = _add_soc(tree, intc)
     _add_syscon_actions(tree, test)
+    _add_fw_cfg(root)
     return tree.to_bytes()
 
 
@@ -156,6 +157,16 @@ def _add_soc(tree: DeviceTree, intc: int) -> int:
     test_node.set("compatible", ["sifive,test1", "sifive,test0", "syscon"])
     test_node.set("reg", cells64(board.TEST_BASE, board.TEST_SIZE))
     return test
+
+
+def _add_fw_cfg(root: Node) -> None:
+    """QEMU's firmware configuration device, at the top level as QEMU virt puts
+    it: Linux's qemu_fw_cfg driver binds to it, and systemd-detect-virt looks
+    for a top-level node named fw-cfg to recognise the machine."""
+    node = root.add(f"fw-cfg@{board.FW_CFG_BASE:x}")
+    node.set("compatible", "qemu,fw-cfg-mmio")
+    node.set("reg", cells64(board.FW_CFG_BASE, board.FW_CFG_SIZE))
+    node.set("dma-coherent")
 
 
 def _add_syscon_actions(tree: DeviceTree, test: int) -> None:

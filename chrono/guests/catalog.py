@@ -26,6 +26,9 @@ class Recipe:
     # What build() makes; a cached guest built by another version is rebuilt.
     version: int = 1
     sized: bool = False                 # build() takes size= (its disk's size: --size)
+    # (folder, manifest, progress) -> bool: bring a cached guest's saved states up
+    # to this chrono (True: it changed something); None: it has none.
+    refresh: Callable[..., bool] | None = None
 
 
 RECIPES = {
@@ -34,7 +37,8 @@ RECIPES = {
     debian_full.NAME: Recipe(debian_full.NAME, debian_full.DESCRIPTION,
                              "about 60 MB of Debian packages and configures them in the guest "
                              "(about 6 minutes here)",
-                             debian_full.build, debian_full.RECIPE_VERSION, sized=True),
+                             debian_full.build, debian_full.RECIPE_VERSION, sized=True,
+                             refresh=debian_full.refresh),
 }
 
 
@@ -44,6 +48,7 @@ class FetchResult:
     path: Path
     manifest: GuestManifest
     reused: bool            # True: it was already cached and nothing was built
+    refreshed: bool = False # reused, but its saved states were made again for this chrono
 
 
 @dataclass
@@ -80,7 +85,8 @@ def fetch_guest(name: str, *, force: bool = False, mirror: str | None = None,
             manifest = GuestManifest.load(target)
             same_size = size is None or (target / manifest.disk).stat().st_size == size
             if manifest.recipe == r.version and same_size:
-                return FetchResult(name, target, manifest, reused=True)
+                refreshed = r.refresh is not None and r.refresh(target, manifest, progress)
+                return FetchResult(name, target, manifest, reused=True, refreshed=refreshed)
         except ImageError:
             pass                        # absent or damaged: build it
     extra = {"size": size} if r.sized else {}

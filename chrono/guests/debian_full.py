@@ -233,10 +233,40 @@ def second_stage(out: Path, packages: list[str], progress: ProgressFn) -> float:
     return seconds
 
 
-def save_booted(folder: Path, manifest: GuestManifest, progress: ProgressFn) -> dict[str, float]:
+def refresh(folder: Path, manifest: GuestManifest, progress: ProgressFn) -> bool:
+    """Save BOOTED again if this chrono cannot restore the cached one (another
+    chrono, with another CPU/device state layout, saved it).  The image is the
+    same, so only the boot and the save are repeated, into a new store that then
+    replaces the old one.  True if it did (the manifest is saved again)."""
+    from chrono.errors import ChronoError
+    from chrono.store.capture import config_problem
+    from chrono.store.store import Store
+    try:
+        with Store.open(folder / STORE) as store:
+            problem = config_problem(store.snapshot(BOOTED).config)
+    except ChronoError as e:
+        problem = e.message
+    if problem is None:
+        return False
+    progress(ProgressEvent(f"snapshot {BOOTED} cannot be restored by this chrono ({problem}); "
+                           "saving it again"))
+    fresh, old = folder / f"{STORE}.new", folder / f"{STORE}.old"
+    for leftover in (fresh, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    manifest.build_seconds.update(save_booted(folder, manifest, progress, store_path=fresh))
+    if (folder / STORE).exists():
+        (folder / STORE).rename(old)
+    fresh.rename(folder / STORE)
+    shutil.rmtree(old, ignore_errors=True)
+    manifest.save(folder)
+    return True
+
+
+def save_booted(folder: Path, manifest: GuestManifest, progress: ProgressFn,
+                store_path: Path | None = None) -> dict[str, float]:
     """Boot the finished guest to its root shell, wait until systemd has finished
     starting everything (`systemctl is-system-running --wait`), and save the machine
-    as snapshot BOOTED in the guest's own store (folder/store), where
+    as snapshot BOOTED in the guest's own store (folder/store, or `store_path`), where
     `chrono run debian-full --from booted` finds it.  Host seconds of each part."""
     from chrono.core.launch import launch
     from chrono.guests.guestrun import run_script
@@ -254,7 +284,7 @@ def save_booted(folder: Path, manifest: GuestManifest, progress: ProgressFn) -> 
                        plain, re.M)
     progress(ProgressEvent(f"saving snapshot {BOOTED} (systemd: {state[-1] if state else '?'})"))
     started = time.monotonic()
-    store = Store.open(folder / STORE, create=True)
+    store = Store.open(store_path or folder / STORE, create=True)
     try:
         snapshots = Snapshots(store, guest)
         try:
