@@ -53,15 +53,34 @@ struct tlb_entry {
 };
 
 #define TLB_ENTRIES (4 * 3 * TLB_SIZE)
+/* Address spaces whose translations are kept at once (ASIDs, see mmu.c). */
+#define TLB_CONTEXTS 8
+/* satp.ASID bits implemented (ASIDLEN), as QEMU virt. */
+#define SATP_ASID_BITS 16
+#define SATP_ASID_SHIFT 44
+#define SATP_ASID_MASK (((1ull << SATP_ASID_BITS) - 1) << SATP_ASID_SHIFT)
 
+/* What a walk found about the leaf, kept per entry for sfence.vma. */
+#define TLB_INFO_GLOBAL 0x80            /* PTE.G: belongs to every ASID */
+#define TLB_INFO_LEVEL 0x03             /* leaf level: 0 = 4 KiB page, 1+ = superpage */
+
+/* The translations of one address space (one satp value): the arrays the
+ * fast paths index, plus what flushes need. */
 struct tlb {
     struct tlb_entry e[4][3][TLB_SIZE];     /* [TLB set][access type][index] */
+    uint8_t info[4][3][TLB_SIZE];           /* TLB_INFO_* of each valid entry */
     /* Entries filled since the last flush, so that a flush (Linux makes
      * ~100k per boot) clears those instead of the whole TLB; valid only
      * while `listed` (a full flush sets it, running out of room clears it). */
     uint16_t filled[TLB_ENTRIES];
     uint32_t nfilled;
     bool listed;
+    bool keyed;                 /* holds the address space `satp` */
+    uint64_t satp;
+    uint64_t last_used;         /* tlb_switches when last made current */
+    /* Superpages some entry was split from, hashed (tlb_superpage_bit): an
+     * sfence.vma of an address scans the entries only when its bit is set. */
+    uint64_t superpages[16];
 };
 
 /* Stop the current instruction slice after this instruction so that the run
@@ -85,12 +104,20 @@ void csr_reset(struct hart *h);
 
 /* mmu.c */
 void tlb_flush(struct machine *m);
+/* Make the translations of satp's address space current (after a satp write). */
+void tlb_switch(struct machine *m);
+/* sfence.vma: vaddr/asid given or all (see the privileged spec, 10.2.1). */
+void tlb_fence(struct machine *m, bool one_addr, uint64_t vaddr, bool one_asid, uint64_t asid);
 void tlb_flush_writes(struct machine *m);
+/* Cache vpage -> host page in the current address space (TLB_INFO_* in info). */
+void tlb_insert(struct machine *m, int set, enum access_type type, uint64_t vpage,
+                uint8_t *host, uint8_t info);
 /* Drop the write entries of one RAM page (given by its host address). */
 void tlb_forget_writes_to(struct machine *m, const uint8_t *host_page);
-/* Translate and check; on failure returns false with *cause set. */
+/* Translate and check; on failure returns false with *cause set.  *info
+ * gets what a TLB entry keeps of the leaf (TLB_INFO_*). */
 bool mmu_translate(struct machine *m, uint64_t vaddr, enum access_type type,
-                   int set, uint64_t *paddr, uint64_t *cause);
+                   int set, uint64_t *paddr, uint64_t *cause, uint8_t *info);
 /* Slow paths used by the executor when the TLB misses; raise the trap themselves. */
 bool mmu_load_slow(struct machine *m, uint64_t vaddr, int size, uint64_t *value);
 bool mmu_store_slow(struct machine *m, uint64_t vaddr, int size, uint64_t value);

@@ -278,12 +278,12 @@ bool csr_write(struct machine *m, int csr, uint64_t value)
     case CSR_SATP: {
         if (h->priv == PRV_S && (h->mstatus & MSTATUS_TVM)) return false;
         uint64_t mode = value >> 60;
-        /* An unsupported mode leaves satp unchanged (the whole write is ignored);
-         * ASIDs are not implemented (ASIDLEN = 0). */
+        /* An unsupported mode leaves satp unchanged (the whole write is ignored).
+         * No flush: the TLB switches to the new address space's entries (tlb.c). */
         if (mode != SATP_MODE_BARE && mode != SATP_MODE_SV39 && mode != SATP_MODE_SV48)
             return true;
-        h->satp = (mode << 60) | (value & ((1ull << 44) - 1));
-        tlb_flush(m);
+        h->satp = (mode << 60) | (value & (SATP_ASID_MASK | ((1ull << 44) - 1)));
+        tlb_switch(m);
         cpu_kick(m);
         return true;
     }

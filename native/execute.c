@@ -127,7 +127,7 @@ static bool exec_atomic(struct machine *m, uint32_t insn, int size)
     int set = mmu_data_set(h);
     if (funct5 == 0x02) {                               /* lr */
         if (rs2 != 0) goto illegal;
-        if (!load_fast(m->tlb.e[set][ACCESS_READ], va, size, &value) &&
+        if (!load_fast(m->tlb->e[set][ACCESS_READ], va, size, &value) &&
             !mmu_load_slow(m, va, size, &value))
             return false;
         h->resv_addr = va;
@@ -139,7 +139,7 @@ static bool exec_atomic(struct machine *m, uint32_t insn, int size)
         bool ok = h->resv_valid && h->resv_addr == va;
         h->resv_valid = 0;
         if (ok) {
-            if (!store_fast(m->tlb.e[set][ACCESS_WRITE], va, size, h->x[rs2]) &&
+            if (!store_fast(m->tlb->e[set][ACCESS_WRITE], va, size, h->x[rs2]) &&
                 !mmu_store_slow(m, va, size, h->x[rs2]))
                 return false;
             h->x[rd] = 0;
@@ -206,7 +206,8 @@ static bool exec_system(struct machine *m, uint32_t insn, bool *jumped)
         }
         if ((insn & 0xfe007fff) == 0x12000073) {        /* sfence.vma */
             if (h->priv == PRV_U || (h->priv == PRV_S && (h->mstatus & MSTATUS_TVM))) goto illegal;
-            tlb_flush(m);
+            int rs2 = (insn >> 20) & 31;
+            tlb_fence(m, rs1 != 0, h->x[rs1], rs2 != 0, h->x[rs2]);
             cpu_kick(m);
             return true;
         }
@@ -278,9 +279,9 @@ void cpu_run_slice(struct machine *m, uint64_t slice_end)
     struct block *b;
     const struct decoded *d = NULL;     /* the op being executed */
     int dset = mmu_data_set(h);
-    struct tlb_entry *tlb_r = m->tlb.e[dset][ACCESS_READ];
-    struct tlb_entry *tlb_w = m->tlb.e[dset][ACCESS_WRITE];
-    struct tlb_entry *tlb_x = m->tlb.e[mmu_exec_set(h)][ACCESS_EXEC];
+    struct tlb_entry *tlb_r = m->tlb->e[dset][ACCESS_READ];
+    struct tlb_entry *tlb_w = m->tlb->e[dset][ACCESS_WRITE];
+    struct tlb_entry *tlb_x = m->tlb->e[mmu_exec_set(h)][ACCESS_EXEC];
     uint64_t code_page = TLB_INVALID;   /* virtual page the code pointer is valid for */
     uint8_t *code = NULL;               /* host address of code_page */
     uint64_t *code_gen = NULL;          /* its generation (block.h) */
@@ -562,9 +563,9 @@ op_system: {
      * stays valid unless privilege changed or the TLB was flushed, which
      * keeps the frequent sstatus/sie toggles of an OS cheap. */
     dset = mmu_data_set(h);
-    tlb_r = m->tlb.e[dset][ACCESS_READ];
-    tlb_w = m->tlb.e[dset][ACCESS_WRITE];
-    tlb_x = m->tlb.e[mmu_exec_set(h)][ACCESS_EXEC];
+    tlb_r = m->tlb->e[dset][ACCESS_READ];
+    tlb_w = m->tlb->e[dset][ACCESS_WRITE];
+    tlb_x = m->tlb->e[mmu_exec_set(h)][ACCESS_EXEC];
     if (h->priv != priv || m->tlb_generation != generation)
         code_page = TLB_INVALID;
     JUMP(jumped ? h->pc : PC() + 4);
@@ -579,9 +580,9 @@ fetch_trapped:
     pc = h->pc;
     end = m->slice_end;
     dset = mmu_data_set(h);
-    tlb_r = m->tlb.e[dset][ACCESS_READ];
-    tlb_w = m->tlb.e[dset][ACCESS_WRITE];
-    tlb_x = m->tlb.e[mmu_exec_set(h)][ACCESS_EXEC];
+    tlb_r = m->tlb->e[dset][ACCESS_READ];
+    tlb_w = m->tlb->e[dset][ACCESS_WRITE];
+    tlb_x = m->tlb->e[mmu_exec_set(h)][ACCESS_EXEC];
     code_page = TLB_INVALID;
     goto dispatch;
 

@@ -95,8 +95,10 @@ struct machine {
     struct fw_cfg_state fwcfg;
 
     /* Host-side resources and caches: never saved. */
-    struct tlb tlb;
-    uint64_t tlb_generation;        /* bumped by every full TLB flush */
+    struct tlb *tlb;                /* the current address space's, one of tlbs (tlb.c) */
+    struct tlb tlbs[TLB_CONTEXTS];
+    uint64_t tlb_switches;
+    uint64_t tlb_generation;        /* bumped when entries may vanish or the TLB switches */
     struct pmp_ranges pmp;          /* decoded from hart.pmpcfg/pmpaddr, see pmp.c */
     struct block_cache blocks;      /* decoded code, see block.h */
     struct jit jit;                 /* translated code, see jit/jit.h */

@@ -29,46 +29,13 @@ static int set_priv(int set)
     return set == TLB_SET_M ? PRV_M : set == TLB_SET_U ? PRV_U : PRV_S;
 }
 
-void tlb_flush(struct machine *m)
-{
-    struct tlb *t = &m->tlb;
-    struct tlb_entry *e = &t->e[0][0][0];
-    m->tlb_generation++;                /* cached code pointers are stale too */
-    if (t->listed) {
-        for (uint32_t i = 0; i < t->nfilled; i++)
-            e[t->filled[i]].tag = TLB_INVALID;
-    } else {
-        for (size_t i = 0; i < TLB_ENTRIES; i++)
-            e[i].tag = TLB_INVALID;
-    }
-    t->nfilled = 0;
-    t->listed = true;
-}
-
-void tlb_flush_writes(struct machine *m)
-{
-    for (int set = 0; set < 4; set++)
-        for (int i = 0; i < TLB_SIZE; i++)
-            m->tlb.e[set][ACCESS_WRITE][i].tag = TLB_INVALID;
-}
-
-void tlb_forget_writes_to(struct machine *m, const uint8_t *host_page)
-{
-    for (int set = 0; set < 4; set++)
-        for (int i = 0; i < TLB_SIZE; i++) {
-            struct tlb_entry *e = &m->tlb.e[set][ACCESS_WRITE][i];
-            if (e->tag != TLB_INVALID && e->addend + e->tag == (uintptr_t)host_page)
-                e->tag = TLB_INVALID;
-        }
-}
-
 static const uint64_t page_fault_cause[3] = {
     CAUSE_LOAD_PAGE_FAULT, CAUSE_STORE_PAGE_FAULT, CAUSE_FETCH_PAGE_FAULT };
 static const uint64_t access_fault_cause[3] = {
     CAUSE_LOAD_ACCESS, CAUSE_STORE_ACCESS, CAUSE_FETCH_ACCESS };
 
 bool mmu_translate(struct machine *m, uint64_t va, enum access_type type,
-                   int set, uint64_t *pa, uint64_t *cause)
+                   int set, uint64_t *pa, uint64_t *cause, uint8_t *info)
 {
     struct hart *h = &m->hart;
     int priv = set_priv(set);
@@ -80,6 +47,7 @@ bool mmu_translate(struct machine *m, uint64_t va, enum access_type type,
             return false;
         }
         *pa = va;
+        *info = 0;
         return true;
     }
 
@@ -144,6 +112,7 @@ bool mmu_translate(struct machine *m, uint64_t va, enum access_type type,
 
     uint64_t offset_mask = (1ull << (PAGE_SHIFT + 9 * level)) - 1;
     *pa = (ppn << PAGE_SHIFT) | (va & offset_mask);
+    *info = (uint8_t)level | ((pte & PTE_G) ? TLB_INFO_GLOBAL : 0);
     return true;
 
 page_fault:
@@ -152,9 +121,10 @@ page_fault:
 }
 
 /* Cache the translation of va's page if it is uniformly accessible RAM. */
-static void tlb_fill(struct machine *m, int set, enum access_type type, uint64_t va, uint64_t pa)
+static void tlb_fill(struct machine *m, int set, enum access_type type, uint64_t va, uint64_t pa,
+                     uint8_t info)
 {
-    uint64_t vpage = va & ~0xfffull, ppage = pa & ~0xfffull;
+    uint64_t ppage = pa & ~0xfffull;
     if (!phys_is_ram(m, ppage, PAGE_SIZE))
         return;
     if (!pmp_page_allows(m, ppage, type, set_priv(set)))
@@ -166,24 +136,15 @@ static void tlb_fill(struct machine *m, int set, enum access_type type, uint64_t
             return;
         ram_mark_dirty(m, ppage);
     }
-    struct tlb *t = &m->tlb;
-    struct tlb_entry *e = &t->e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
-    if (e->tag == TLB_INVALID) {
-        if (t->nfilled < TLB_ENTRIES)
-            t->filled[t->nfilled++] = (uint16_t)(e - &t->e[0][0][0]);
-        else
-            t->listed = false;          /* refills after partial flushes: next flush is full */
-    }
-    e->tag = vpage;
-    e->addend = (uintptr_t)ram_ptr(m, ppage) - vpage;
+    tlb_insert(m, set, type, va & ~0xfffull, ram_ptr(m, ppage), info);
 }
 
 /* Translate + PMP for one naturally contained access; traps on failure. */
 static bool access_paddr(struct machine *m, uint64_t va, uint64_t size, enum access_type type,
-                         int set, uint64_t *pa)
+                         int set, uint64_t *pa, uint8_t *info)
 {
     uint64_t cause;
-    if (!mmu_translate(m, va, type, set, pa, &cause)) {
+    if (!mmu_translate(m, va, type, set, pa, &cause, info)) {
         trap_exception(m, cause, va);
         return false;
     }
@@ -202,19 +163,20 @@ static bool access_paddr(struct machine *m, uint64_t va, uint64_t size, enum acc
 static bool ram_piece(struct machine *m, uint64_t va, int size, enum access_type type, int set,
                       uint8_t **host, bool *htif)
 {
-    struct tlb_entry *e = &m->tlb.e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = &m->tlb->e[set][type][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
     if (e->tag == (va & ~0xfffull)) {
         *host = (uint8_t *)(e->addend + va);
         return true;                    /* the tohost page is never in the write TLB */
     }
     uint64_t pa;
-    if (!access_paddr(m, va, (uint64_t)size, type, set, &pa))
+    uint8_t info;
+    if (!access_paddr(m, va, (uint64_t)size, type, set, &pa, &info))
         return false;
     if (!phys_is_ram(m, pa, (uint64_t)size)) {
         trap_exception(m, access_fault_cause[type], va);
         return false;
     }
-    tlb_fill(m, set, type, va, pa);
+    tlb_fill(m, set, type, va, pa, info);
     *host = ram_ptr(m, pa);
     watch_check(m, pa, (uint64_t)size, type);
     if (type == ACCESS_WRITE) {
@@ -240,12 +202,13 @@ bool mmu_load_slow(struct machine *m, uint64_t va, int size, uint64_t *value)
 {
     int set = mmu_data_set(&m->hart);
     uint64_t pa;
+    uint8_t info;
 
     if (!(va & (uint64_t)(size - 1))) {
-        if (!access_paddr(m, va, (uint64_t)size, ACCESS_READ, set, &pa))
+        if (!access_paddr(m, va, (uint64_t)size, ACCESS_READ, set, &pa, &info))
             return false;
         if (phys_is_ram(m, pa, (uint64_t)size)) {
-            tlb_fill(m, set, ACCESS_READ, va, pa);
+            tlb_fill(m, set, ACCESS_READ, va, pa, info);
             *value = 0;
             memcpy(value, ram_ptr(m, pa), (size_t)size);
             watch_check(m, pa, (uint64_t)size, ACCESS_READ);
@@ -275,12 +238,13 @@ bool mmu_store_slow(struct machine *m, uint64_t va, int size, uint64_t value)
 {
     int set = mmu_data_set(&m->hart);
     uint64_t pa;
+    uint8_t info;
 
     if (!(va & (uint64_t)(size - 1))) {
-        if (!access_paddr(m, va, (uint64_t)size, ACCESS_WRITE, set, &pa))
+        if (!access_paddr(m, va, (uint64_t)size, ACCESS_WRITE, set, &pa, &info))
             return false;
         if (phys_is_ram(m, pa, (uint64_t)size)) {
-            tlb_fill(m, set, ACCESS_WRITE, va, pa);
+            tlb_fill(m, set, ACCESS_WRITE, va, pa, info);
             ram_before_write(m, pa, (uint64_t)size);
             memcpy(ram_ptr(m, pa), &value, (size_t)size);
             ram_mark_dirty(m, pa);
@@ -312,20 +276,21 @@ bool mmu_store_slow(struct machine *m, uint64_t va, int size, uint64_t value)
 bool mmu_host_ptr(struct machine *m, uint64_t va, int size, uint8_t **host)
 {
     int set = mmu_data_set(&m->hart);
-    struct tlb_entry *e = &m->tlb.e[set][ACCESS_WRITE][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = &m->tlb->e[set][ACCESS_WRITE][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
     if (e->tag == (va & ~0xfffull)) {
         *host = (uint8_t *)(e->addend + va);
         return true;
     }
     uint64_t pa;
-    if (!access_paddr(m, va, (uint64_t)size, ACCESS_WRITE, set, &pa))
+    uint8_t info;
+    if (!access_paddr(m, va, (uint64_t)size, ACCESS_WRITE, set, &pa, &info))
         return false;
     if (!phys_is_ram(m, pa, (uint64_t)size) ||
         !pmp_check(m, pa, (uint64_t)size, ACCESS_READ, set_priv(set))) {
         trap_exception(m, CAUSE_STORE_ACCESS, va);      /* AMOs on devices are not supported */
         return false;
     }
-    tlb_fill(m, set, ACCESS_WRITE, va, pa);
+    tlb_fill(m, set, ACCESS_WRITE, va, pa, info);
     ram_mark_dirty(m, pa);
     watch_check(m, pa, (uint64_t)size, ACCESS_READ);     /* an AMO reads and writes */
     watch_check(m, pa, (uint64_t)size, ACCESS_WRITE);
@@ -336,7 +301,8 @@ bool mmu_host_ptr(struct machine *m, uint64_t va, int size, uint8_t **host)
 bool mmu_fetch_slow(struct machine *m, uint64_t va, uint16_t *parcel)
 {
     uint64_t pa;
-    if (!access_paddr(m, va, 2, ACCESS_EXEC, mmu_exec_set(&m->hart), &pa))
+    uint8_t info;
+    if (!access_paddr(m, va, 2, ACCESS_EXEC, mmu_exec_set(&m->hart), &pa, &info))
         return false;
     if (!phys_is_ram(m, pa, 2)) {
         trap_exception(m, CAUSE_FETCH_ACCESS, va);
@@ -349,13 +315,14 @@ bool mmu_fetch_slow(struct machine *m, uint64_t va, uint16_t *parcel)
 uint8_t *mmu_exec_page(struct machine *m, uint64_t va)
 {
     int set = mmu_exec_set(&m->hart);
-    struct tlb_entry *e = &m->tlb.e[set][ACCESS_EXEC][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = &m->tlb->e[set][ACCESS_EXEC][(va >> PAGE_SHIFT) & (TLB_SIZE - 1)];
     uint64_t vpage = va & ~0xfffull;
     if (e->tag != vpage) {
         uint64_t pa, cause;
-        if (!mmu_translate(m, va, ACCESS_EXEC, set, &pa, &cause))
+        uint8_t info;
+        if (!mmu_translate(m, va, ACCESS_EXEC, set, &pa, &cause, &info))
             return NULL;
-        tlb_fill(m, set, ACCESS_EXEC, va, pa);
+        tlb_fill(m, set, ACCESS_EXEC, va, pa, info);
         if (e->tag != vpage)
             return NULL;                                /* not cacheable: use the slow path */
     }
