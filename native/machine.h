@@ -77,6 +77,7 @@ struct machine {
     struct virtio_state vblk;
     struct virtio_state vrng;
     struct virtio_state vnet;
+    struct pci_state pci;
 
     /* Host-side resources and caches: never saved. */
     struct tlb tlb;
