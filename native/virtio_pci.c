@@ -249,11 +249,12 @@ static void cap_write(struct machine *m, const struct pci_function *f, int slot,
         .bar_read = bar_read, .bar_write = bar_write,                                        \
     }
 
-/* Class codes as QEMU gives these devices: SCSI storage, Ethernet, "other". */
+/* Class codes as QEMU gives these devices: SCSI storage, Ethernet, and for
+ * the entropy device base class 0 (from before class codes), subclass "other". */
 static const struct pci_function functions[PCI_SLOTS] = {
     [PCI_BLK_SLOT] = VIRTIO_FUNCTION(virtio_blk_dev, VIRTIO_ID_BLOCK, 0x010000),
     [PCI_NET_SLOT] = VIRTIO_FUNCTION(virtio_net_dev, VIRTIO_ID_NET, 0x020000),
-    [PCI_RNG_SLOT] = VIRTIO_FUNCTION(virtio_rng_dev, VIRTIO_ID_ENTROPY, 0xff0000),
+    [PCI_RNG_SLOT] = VIRTIO_FUNCTION(virtio_rng_dev, VIRTIO_ID_ENTROPY, 0x00ff00),
 };
 
 const struct pci_function *virtio_pci_function(int slot)

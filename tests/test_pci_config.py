@@ -148,7 +148,7 @@ def bus():
 def test_bus_0_holds_the_host_bridge_and_the_virtio_devices_with_their_ids(bus):
     assert bus.cfg(0, 0) == 0x0008 << 16 | 0x1B36           # QEMU's generic PCIe host bridge
     assert bus.cfg(0, 0x08) >> 8 == 0x060000                # class: host bridge
-    for slot, device_id, klass in ((BLK, 2, 0x010000), (NET, 1, 0x020000), (RNG, 4, 0xFF0000)):
+    for slot, device_id, klass in ((BLK, 2, 0x010000), (NET, 1, 0x020000), (RNG, 4, 0x00FF00)):
         assert bus.cfg(slot, 0) == (0x1040 + device_id) << 16 | VIRTIO_VENDOR
         assert bus.cfg(slot, 0x08) == klass << 8 | 1         # 4.1.2.1: revision 1 or more
         assert bus.cfg(slot, 0x0E, 1) == 0                   # header type 0, single function
