@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_net import ChronoCli, free_port, timed  # noqa: E402
+from bench_net import ChronoCli, http_blob, timed  # noqa: E402
 from debian_guest import QemuDebian, copy_disk, guest_files, marker  # noqa: E402
 
 QEMU_DEVICES = {
@@ -97,15 +96,7 @@ def main() -> None:
     ready = marker(args.cache)
     with tempfile.TemporaryDirectory(prefix="chrono-bench-pci-") as tmp:
         folder = Path(tmp)
-        (folder / "www").mkdir()
-        with open(folder / "www" / "blob", "wb") as f:
-            for _ in range(args.mib):
-                f.write(os.urandom(1 << 20))
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
-                                   "127.0.0.1", "--directory", str(folder / "www")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1)
+        server, port, _ = http_blob(folder, args.mib)
         url = f"http://10.0.2.2:{port}/blob"
         best: dict[tuple[str, str], dict[str, float]] = {}
         try:

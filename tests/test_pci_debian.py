@@ -17,21 +17,19 @@ test_net_debian.py).
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import shutil
 
 import pytest
 
-from nethelp import HttpServer, LiveChrono
+from nethelp import LiveChrono
 from test_guest_debian import debian, xdg_cache  # noqa: F401 - fixtures
+from test_net_debian import site  # noqa: F401 - fixture: a file of random bytes on http.server
 from tracehelp import MON, chrono
 
 pytestmark = pytest.mark.network
 
 READY = "chrono-debian: shell ready"
-BLOB = 1 << 20
 LIST_PCI = ("for d in /sys/bus/pci/devices/*; do echo ${d##*/} $(cat $d/vendor $d/device "
             "$d/class) $(basename $(readlink $d/driver) 2>/dev/null); done")
 # What QEMU shows for `-device virtio-blk-pci -device virtio-net-pci -device
@@ -45,16 +43,6 @@ EXPECTED_PCI = [
 DISK_ROUND_TRIP = ("dd if=/dev/urandom of=/mnt/pci.bin bs=64k count=16 2>/dev/null && "
                    "sha256sum /mnt/pci.bin && sync && echo 3 > /proc/sys/vm/drop_caches && "
                    "sha256sum /mnt/pci.bin")
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("www")
-    data = os.urandom(BLOB)
-    (folder / "blob").write_bytes(data)
-    server = HttpServer(folder)
-    yield server, hashlib.sha256(data).hexdigest()
-    server.stop()
 
 
 def _download(port: int) -> str:
