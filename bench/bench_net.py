@@ -148,6 +148,22 @@ def qemu_download(spec, command: str, url: str, ready: str, folder: Path) -> tup
         disk.unlink()
 
 
+def http_blob(folder: Path, mib: int) -> tuple[subprocess.Popen, int, str]:
+    """A file of `mib` MiB of random bytes, folder/www/blob, served by
+    `python3 -m http.server` on 127.0.0.1: (the server, its port, the SHA-256)."""
+    (folder / "www").mkdir()
+    blob = folder / "www" / "blob"
+    with open(blob, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                               "127.0.0.1", "--directory", str(folder / "www")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return server, port, hashlib.sha256(blob.read_bytes()).hexdigest()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,17 +180,7 @@ def main() -> None:
     size = args.mib << 20
     with tempfile.TemporaryDirectory(prefix="chrono-bench-net-") as tmp:
         folder = Path(tmp)
-        (folder / "www").mkdir()
-        blob = folder / "www" / "blob"
-        with open(blob, "wb") as f:
-            for _ in range(args.mib):
-                f.write(os.urandom(1 << 20))
-        expected = hashlib.sha256(blob.read_bytes()).hexdigest()
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
-                                   "127.0.0.1", "--directory", str(folder / "www")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1)
+        server, port, expected = http_blob(folder, args.mib)
         url = f"http://10.0.2.2:{port}/blob"
         command = f"wget -q -O /dev/null {url}"
         print(f"Debian guest: {spec.kernel.parent}, {spec.ram_size >> 20} MiB RAM; "

@@ -128,6 +128,11 @@ _GUEST_OPTIONS = [
                       "libslirp, QEMU's addresses: the guest gets 10.0.2.15 by DHCP, the host "
                       "is 10.0.2.2, DNS 10.0.2.3); user,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT "
                       "forwards a host port to a guest port (add more ,hostfwd=... for more)."),
+    click.option("--virtio", default="mmio", show_default=True, metavar="mmio|pci",
+                 help="Where the virtio disk, network and entropy devices sit: mmio (their "
+                      "virtio-mmio slots) or pci (virtio-pci on the PCIe host bridge, as QEMU's "
+                      "-device virtio-blk-pci / virtio-net-pci / virtio-rng-pci give; interrupts "
+                      "are INTx). Part of the machine: snapshots and recordings keep it."),
     click.option("--max-insns", type=Count(min=1), metavar="N",
                  help="Stop after N instructions (exit status 124)."),
     click.option("--pace/--no-pace", default=None,
@@ -149,8 +154,8 @@ _GUEST_OPTIONS = [
 @guest_options
 @store_option
 @click.pass_context
-def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, net, max_insns,
-        pace, gdb_port, from_snapshot, store_path):
+def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, net, virtio,
+        max_insns, pace, gdb_port, from_snapshot, store_path):
     """Boot a guest on an interactive console.
 
     With no options, boots the built-in demo guest with a blank in-memory
@@ -181,7 +186,7 @@ def run(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, n
         server = listen("127.0.0.1", gdb_port, "--gdb")
     started = start_guest(ctx, guest_name, from_snapshot, commit, store_path, net,
                           kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
-                          ram_size=ram_size)
+                          ram_size=ram_size, virtio=virtio)
     guest, snapshots = started.guest, started.snapshots
 
     def open_snapshots():

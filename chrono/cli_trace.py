@@ -31,8 +31,8 @@ DIGEST_INTERVAL = 1 << 20
                    "faster and the store bigger.")
 @store_option
 @click.pass_context
-def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, net, max_insns,
-           pace, gdb_port, from_snapshot, name, keyframe_interval, store_path):
+def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size, net, virtio,
+           max_insns, pace, gdb_port, from_snapshot, name, keyframe_interval, store_path):
     """Run a guest like `chrono run`, recording it for exact replay.
 
     Every input the guest gets from the host -- console bytes, entropy, the
@@ -51,7 +51,7 @@ def record(ctx, guest_name, kernel, bios, initrd, append, disk, commit, ram_size
                          "which goes back in time as well")
     started = start_guest(ctx, guest_name, from_snapshot, commit, store_path, net,
                           kernel=kernel, bios=bios, initrd=initrd, append=append, disk=disk,
-                          ram_size=ram_size)
+                          ram_size=ram_size, virtio=virtio)
     snapshots = started.snapshots or Snapshots(Store.open(store_path, create=True), started.guest)
     try:
         outcome = record_session(snapshots, name, keyframe_interval, started.reboot, max_insns,

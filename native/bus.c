@@ -6,20 +6,37 @@
 #include "machine.h"
 
 static const struct mmio_device *const devices[] = {
-    &test_device, &goldfish_rtc_device, &clint_device, &plic_device, &uart_device, &virtio_mmio_device,
-    &fw_cfg_device,
+    &test_device, &goldfish_rtc_device, &clint_device, &pcie_pio_device, &plic_device, &uart_device,
+    &virtio_mmio_device, &fw_cfg_device, &pcie_ecam_device, &pcie_mmio_device,
 };
 
-static const struct mmio_device *find_device(uint64_t paddr, int size)
+/* The 64-bit PCIe window: its base follows the RAM size (pcie_high_base). */
+static const struct mmio_device pcie_high_device = {
+    .base = 0, .size = PCIE_HIGH_SIZE, .sizes = 1 | 2 | 4 | 8,
+    .read = pcie_high_read, .write = pcie_high_write,
+};
+
+static bool takes(const struct mmio_device *d, uint64_t base, uint64_t paddr, int size)
+{
+    return (d->sizes & size) && !(paddr & (uint64_t)(size - 1)) &&
+           paddr - base + (uint64_t)size <= d->size;
+}
+
+/* The device at paddr and its base, NULL if nothing takes this access. */
+static const struct mmio_device *find_device(struct machine *m, uint64_t paddr, int size,
+                                             uint64_t *base)
 {
     for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
         const struct mmio_device *d = devices[i];
         if (paddr >= d->base && paddr - d->base < d->size) {
-            if (!(d->sizes & size) || (paddr & (uint64_t)(size - 1)) ||
-                paddr - d->base + (uint64_t)size > d->size)
-                return NULL;
-            return d;
+            *base = d->base;
+            return takes(d, d->base, paddr, size) ? d : NULL;
         }
+    }
+    uint64_t high = pcie_high_base(m->ram_size);
+    if (paddr >= high && paddr - high < PCIE_HIGH_SIZE && takes(&pcie_high_device, high, paddr, size)) {
+        *base = high;
+        return &pcie_high_device;
     }
     return NULL;
 }
@@ -32,9 +49,9 @@ bool bus_read(struct machine *m, uint64_t paddr, int size, uint64_t *value)
         watch_check(m, paddr, (uint64_t)size, ACCESS_READ);
         return true;
     }
-    const struct mmio_device *d = find_device(paddr, size);
-    uint64_t v = 0;
-    if (!d || !d->read(m, paddr - d->base, size, &v))
+    uint64_t base, v = 0;
+    const struct mmio_device *d = find_device(m, paddr, size, &base);
+    if (!d || !d->read(m, paddr - base, size, &v))
         return false;
     *value = size == 8 ? v : v & ((1ull << (8 * size)) - 1);
     return true;
@@ -49,14 +66,15 @@ bool bus_write(struct machine *m, uint64_t paddr, int size, uint64_t value)
         watch_check(m, paddr, (uint64_t)size, ACCESS_WRITE);
         return true;
     }
-    const struct mmio_device *d = find_device(paddr, size);
+    uint64_t base;
+    const struct mmio_device *d = find_device(m, paddr, size, &base);
     if (!d)
         return false;
     if (size < 8)
         value &= (1ull << (8 * size)) - 1;
     /* A device write may raise or lower an interrupt line. */
     cpu_kick(m);
-    return d->write(m, paddr - d->base, size, value);
+    return d->write(m, paddr - base, size, value);
 }
 
 bool phys_read(struct machine *m, uint64_t paddr, void *dst, uint64_t len)

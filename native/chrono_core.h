@@ -36,6 +36,8 @@ struct chrono_config {
     uint64_t rtc_epoch_ns;      /* wall-clock time (ns since 1970) at virtual time 0: an input */
     uint64_t no_jit;            /* 1: never translate to host code (the interpreter only) */
     uint64_t jit_threshold;     /* runs of a block before it is translated, 0 = the default */
+    uint64_t virtio_pci;        /* 1: the virtio devices are on the PCIe bus (virtio-pci), 0: in
+                                 * their virtio-mmio slots */
 };
 
 struct chrono_result {

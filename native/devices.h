@@ -29,9 +29,22 @@ struct machine;
 #define VIRTIO_QUEUES 2                 /* queues per device at most (virtio-net: receive, transmit) */
 #define FW_CFG_BASE 0x10100000ull       /* QEMU's firmware configuration device */
 #define FW_CFG_SIZE 0x18ull
+#define PCIE_PIO_BASE 0x03000000ull     /* the PCIe host bridge (pci.c): I/O window */
+#define PCIE_PIO_SIZE 0x10000ull
+#define PCIE_ECAM_BASE 0x30000000ull    /* configuration space, 1 MiB per bus */
+#define PCIE_ECAM_SIZE 0x10000000ull
+#define PCIE_MMIO_BASE 0x40000000ull    /* 32-bit memory window */
+#define PCIE_MMIO_SIZE 0x40000000ull
+#define PCIE_HIGH_SIZE 0x400000000ull   /* 64-bit window: 16 GiB at the first multiple of its size past RAM */
+#define PCIE_IRQ 32                     /* INTA..INTD: PLIC sources 32..35 */
+#define PCI_SLOTS 4                     /* devices on bus 0 (one function each) */
+#define PCI_BLK_SLOT 1                  /* 00:00.0 is the host bridge */
+#define PCI_NET_SLOT 2
+#define PCI_RNG_SLOT 3
 #define RAM_BASE 0x80000000ull
 
-#define PLIC_SOURCES 32                 /* source 0 is reserved */
+#define PLIC_SOURCES 96                 /* as QEMU virt; source 0 is reserved */
+#define PLIC_WORDS (PLIC_SOURCES / 32)  /* 32-bit words of a per-source bitmap */
 #define PLIC_CONTEXTS 2                 /* hart 0: context 0 = M, context 1 = S */
 
 /* A device on the bus: RAM never goes through this table. */
@@ -70,11 +83,26 @@ struct clint_state {
 
 struct plic_state {
     uint32_t priority[PLIC_SOURCES];
-    uint32_t pending;           /* bit per source */
-    uint32_t claimed;           /* bit per source: claimed, not yet completed */
-    uint32_t level;             /* current line level per source */
-    uint32_t enable[PLIC_CONTEXTS];
+    uint32_t pending[PLIC_WORDS];       /* bit per source */
+    uint32_t claimed[PLIC_WORDS];       /* bit per source: claimed, not yet completed */
+    uint32_t level[PLIC_WORDS];         /* current line level per source */
+    uint32_t enable[PLIC_CONTEXTS][PLIC_WORDS];
     uint32_t threshold[PLIC_CONTEXTS];
+};
+
+/* One PCI function's configuration registers the guest writes (pci.c). */
+struct pci_fn_state {
+    uint32_t bar[6];                    /* base address registers, as written (address bits) */
+    uint16_t command;
+    uint8_t cache_line, int_line;       /* no effect: kept for the driver to read back */
+    uint8_t cfg_cap_bar;                /* virtio's PCI_CFG capability window (virtio_pci.c) */
+    uint8_t pad[3];
+    uint32_t cfg_cap_offset, cfg_cap_length;
+};
+
+/* PCI bus 0: one function per slot (the same layout whatever is present). */
+struct pci_state {
+    struct pci_fn_state fn[PCI_SLOTS];
 };
 
 /* One virtqueue as the driver configured it (virtio 1.2 section 4.2.2). */
@@ -109,7 +137,7 @@ struct fw_cfg_state {
     uint32_t pad2;
 };
 
-/* Line-level interrupt input to the PLIC from a device (irq 1..31). */
+/* Line-level interrupt input to the PLIC from a device (irq 1..PLIC_SOURCES-1). */
 void plic_set_level(struct machine *m, int irq, int level);
 /* Recompute the hart's MEIP/SEIP from the PLIC. */
 void plic_update(struct machine *m);
@@ -128,9 +156,17 @@ void virtio_blk_reset(struct machine *m);
 void virtio_rng_reset(struct machine *m);
 void virtio_net_reset(struct machine *m);
 void fw_cfg_reset(struct machine *m);
+void pci_reset(struct machine *m);
+/* Recompute the four INTx lines from the functions on bus 0. */
+void pci_update_intx(struct machine *m);
 
 /* The bus table (bus.c registers these in address order). */
 extern const struct mmio_device test_device, goldfish_rtc_device, clint_device, plic_device, uart_device,
-    virtio_mmio_device, fw_cfg_device;          /* all 8 virtio-mmio slots: network in 5, entropy in 6, block in 7 */
+    virtio_mmio_device,          /* all 8 virtio-mmio slots: network in 5, entropy in 6, block in 7 */
+    fw_cfg_device, pcie_pio_device, pcie_ecam_device, pcie_mmio_device;
+/* The 64-bit PCIe window, whose base depends on the RAM size (pci.c). */
+uint64_t pcie_high_base(uint64_t ram_size);
+bool pcie_high_read(struct machine *m, uint64_t offset, int size, uint64_t *value);
+bool pcie_high_write(struct machine *m, uint64_t offset, int size, uint64_t value);
 
 #endif

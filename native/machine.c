@@ -162,6 +162,7 @@ void machine_reset(struct machine *m, uint64_t pc, uint64_t a0, uint64_t a1, uin
     virtio_rng_reset(m);
     virtio_net_reset(m);
     fw_cfg_reset(m);
+    pci_reset(m);
     pmp_update(m);
     tlb_flush(m);
 }

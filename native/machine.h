@@ -93,6 +93,7 @@ struct machine {
     struct virtio_state vrng;
     struct virtio_state vnet;
     struct fw_cfg_state fwcfg;
+    struct pci_state pci;
 
     /* Host-side resources and caches: never saved. */
     struct tlb *tlb;                /* the current address space's, one of tlbs (tlb.c) */

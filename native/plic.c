@@ -1,4 +1,5 @@
-/* plic.c: platform-level interrupt controller, sources 1..31, two contexts
+/* plic.c: platform-level interrupt controller, sources 1..95 (as QEMU virt:
+ * 1..31 the board's devices, 32..35 the PCIe INTx lines), two contexts
  * for hart 0 (0 = M-mode -> MEIP, 1 = S-mode -> SEIP).  Memory map as in the
  * RISC-V PLIC spec 1.0.0 and QEMU virt.  Gateways are level-triggered: a
  * source is pending while its line is high and it is not claimed. */
@@ -17,16 +18,30 @@
  * ties go to the lowest id.  0 = none. */
 static int plic_best(const struct plic_state *p, int ctx)
 {
-    uint32_t cand = p->pending & p->enable[ctx];
     uint32_t best_prio = p->threshold[ctx];
     int best = 0;
 
-    for (int i = 1; i < PLIC_SOURCES; i++)
-        if ((cand >> i & 1) && p->priority[i] > best_prio) {
-            best = i;
-            best_prio = p->priority[i];
+    for (int w = 0; w < PLIC_WORDS; w++) {
+        uint32_t cand = p->pending[w] & p->enable[ctx][w];
+        while (cand) {
+            int i = w * 32 + __builtin_ctz(cand);
+            cand &= cand - 1;
+            if (p->priority[i] > best_prio) {
+                best = i;
+                best_prio = p->priority[i];
+            }
         }
+    }
     return best;
+}
+
+static bool bit(const uint32_t *map, int i) { return map[i / 32] >> (i % 32) & 1; }
+static void set_bit(uint32_t *map, int i, bool on)
+{
+    if (on)
+        map[i / 32] |= 1u << (i % 32);
+    else
+        map[i / 32] &= ~(1u << (i % 32));
 }
 
 void plic_update(struct machine *m)
@@ -48,18 +63,17 @@ static void plic_refresh(struct machine *m)
 {
     struct plic_state *p = &m->plic;
 
-    p->pending = p->level & ~p->claimed & ~1u;
+    for (int w = 0; w < PLIC_WORDS; w++)
+        p->pending[w] = p->level[w] & ~p->claimed[w];
+    p->pending[0] &= ~1u;
     plic_update(m);
 }
 
 void plic_set_level(struct machine *m, int irq, int level)
 {
-    if (irq <= 0 || irq >= PLIC_SOURCES)
+    if (irq <= 0 || irq >= PLIC_SOURCES || bit(m->plic.level, irq) == (level != 0))
         return;
-    if (level)
-        m->plic.level |= 1u << irq;
-    else
-        m->plic.level &= ~(1u << irq);
+    set_bit(m->plic.level, irq, level != 0);
     plic_refresh(m);
 }
 
@@ -68,7 +82,7 @@ static uint32_t plic_claim(struct machine *m, int ctx)
     int irq = plic_best(&m->plic, ctx);
 
     if (irq) {
-        m->plic.claimed |= 1u << irq;
+        set_bit(m->plic.claimed, irq, true);
         plic_refresh(m);
     }
     return (uint32_t)irq;
@@ -77,9 +91,9 @@ static uint32_t plic_claim(struct machine *m, int ctx)
 static void plic_complete(struct machine *m, int ctx, uint32_t irq)
 {
     /* Spec 1.0.0 ch. 9: an id not enabled for this context is silently ignored. */
-    if (irq == 0 || irq >= PLIC_SOURCES || !(m->plic.enable[ctx] >> irq & 1))
+    if (irq == 0 || irq >= PLIC_SOURCES || !bit(m->plic.enable[ctx], (int)irq))
         return;
-    m->plic.claimed &= ~(1u << irq);
+    set_bit(m->plic.claimed, (int)irq, false);
     plic_refresh(m);
 }
 
@@ -91,36 +105,38 @@ static int plic_context(uint64_t offset)
     return (int)((offset - PLIC_CONTEXT) / PLIC_CONTEXT_STRIDE);
 }
 
-/* Enable word 0 (sources 0..31) of a context, or -1. */
-static int plic_enable_context(uint64_t offset)
+/* The context of an enable word that exists (sources 32*word..), or -1. */
+static int plic_enable_context(uint64_t offset, int *word)
 {
     if (offset < PLIC_ENABLE || offset >= PLIC_ENABLE + PLIC_CONTEXTS * PLIC_ENABLE_STRIDE)
         return -1;
-    if ((offset - PLIC_ENABLE) % PLIC_ENABLE_STRIDE != 0)
+    uint64_t in = (offset - PLIC_ENABLE) % PLIC_ENABLE_STRIDE;
+    if (in >= 4 * PLIC_WORDS)
         return -1;
+    *word = (int)(in / 4);
     return (int)((offset - PLIC_ENABLE) / PLIC_ENABLE_STRIDE);
 }
 
 static bool plic_read(struct machine *m, uint64_t offset, int size, uint64_t *value)
 {
     struct plic_state *p = &m->plic;
-    int ctx;
+    int ctx, word;
     uint32_t v = 0;
 
     (void)size;
     if (offset >= PLIC_PRIORITY + 4 && offset < PLIC_PRIORITY + 4 * PLIC_SOURCES)
         v = p->priority[offset / 4];
-    else if (offset == PLIC_PENDING)
-        v = p->pending;
-    else if ((ctx = plic_enable_context(offset)) >= 0)
-        v = p->enable[ctx];
+    else if (offset >= PLIC_PENDING && offset < PLIC_PENDING + 4 * PLIC_WORDS)
+        v = p->pending[(offset - PLIC_PENDING) / 4];
+    else if ((ctx = plic_enable_context(offset, &word)) >= 0)
+        v = p->enable[ctx][word];
     else if ((ctx = plic_context(offset)) >= 0) {
         if (offset % PLIC_CONTEXT_STRIDE == 0)
             v = p->threshold[ctx];
         else if (offset % PLIC_CONTEXT_STRIDE == 4)
             v = plic_claim(m, ctx);
     }
-    /* Everything else (source 0, sources above 31, other harts) is reserved: 0. */
+    /* Everything else (source 0, sources past the last, other harts) is reserved: 0. */
     *value = v;
     return true;
 }
@@ -129,14 +145,14 @@ static bool plic_write(struct machine *m, uint64_t offset, int size, uint64_t va
 {
     struct plic_state *p = &m->plic;
     uint32_t v = (uint32_t)value;
-    int ctx;
+    int ctx, word;
 
     (void)size;
     if (offset >= PLIC_PRIORITY + 4 && offset < PLIC_PRIORITY + 4 * PLIC_SOURCES) {
         p->priority[offset / 4] = v & PLIC_PRIO_MASK;
         plic_update(m);
-    } else if ((ctx = plic_enable_context(offset)) >= 0) {
-        p->enable[ctx] = v & ~1u;       /* source 0 does not exist */
+    } else if ((ctx = plic_enable_context(offset, &word)) >= 0) {
+        p->enable[ctx][word] = word == 0 ? v & ~1u : v;    /* source 0 does not exist */
         plic_update(m);
     } else if ((ctx = plic_context(offset)) >= 0) {
         if (offset % PLIC_CONTEXT_STRIDE == 0) {

@@ -2,8 +2,9 @@
  *
  * Layout: a header (magic "CHRS", format version, then the byte size of each
  * part) followed by the parts in order: hart, uart, rtc, clint, plic, virtio-blk,
- * virtio-rng, virtio-net, fw_cfg (saved whether or not the device is present, so every
- * machine's state has the same layout).
+ * virtio-rng, virtio-net, fw_cfg, pci (saved whether or not the device is present,
+ * and whichever transport the virtio devices use, so every machine's state has
+ * the same layout).
  * Every part is a plain struct without host pointers, so a state saved by one
  * process loads in another built from the same sources; the sizes in the
  * header make a state from a different build fail loudly instead of loading
@@ -14,8 +15,10 @@
 #include "machine.h"
 
 #define STATE_MAGIC 0x53524843u     /* "CHRS" */
-#define STATE_VERSION 5u     /* 2: goldfish RTC, 3: virtio-rng, 4: virtio-net, queues per device, 5: fw_cfg */
-#define STATE_PARTS 9
+/* 2: goldfish RTC, 3: virtio-rng, 4: virtio-net, queues per device, 5: fw_cfg,
+ * 6: PCIe, 96 PLIC sources */
+#define STATE_VERSION 6u
+#define STATE_PARTS 10
 
 struct state_header {
     uint32_t magic, version;
@@ -36,6 +39,7 @@ static void state_parts(struct machine *m, struct state_part parts[STATE_PARTS])
     parts[6] = (struct state_part){ &m->vrng, sizeof m->vrng };
     parts[7] = (struct state_part){ &m->vnet, sizeof m->vnet };
     parts[8] = (struct state_part){ &m->fwcfg, sizeof m->fwcfg };
+    parts[9] = (struct state_part){ &m->pci, sizeof m->pci };
 }
 
 size_t machine_state_size(struct machine *m)

@@ -1,6 +1,12 @@
-/* virtio.h: what the virtio-mmio transport (virtio_mmio.c) shares with the
- * devices behind it (virtio_blk.c, virtio_rng.c, virtio_net.c).  References
- * are to the virtio 1.2 spec: 2.1 status, 2.7 split virtqueues, 4.2 MMIO.
+/* virtio.h: what the two virtio transports, virtio-mmio (virtio_mmio.c) and
+ * virtio-pci (virtio_pci.c), share with the devices behind them
+ * (virtio_blk.c, virtio_rng.c, virtio_net.c); virtio.c holds the common part
+ * (status, interrupt line, split virtqueues).  References are to the virtio
+ * 1.2 spec: 2.1 status, 2.7 split virtqueues, 4.1 PCI, 4.2 MMIO.
+ *
+ * A machine has one transport for all its virtio devices, fixed when it is
+ * made (chrono_config.virtio_pci): each device sits either in its mmio slot
+ * or in its PCI slot, and the other transport shows that place empty.
  *
  * Each device has `queues` queues (numbered from 0; at most VIRTIO_QUEUES)
  * and its transport state in a struct virtio_state inside struct machine.  Everything the guest hands us (ring
@@ -15,9 +21,23 @@
 #define VIRTQ_MAX 256                   /* QueueNumMax of every queue */
 #define VIRTIO_F_VERSION_1 (1ull << 32)
 
-/* A device behind a virtio-mmio slot. */
+/* Device IDs (5). */
+#define VIRTIO_ID_NET 1
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_ENTROPY 4
+
+/* Device status bits (2.1). */
+#define VIRTIO_S_DRIVER_OK 4u
+#define VIRTIO_S_FEATURES_OK 8u
+#define VIRTIO_S_NEEDS_RESET 64u
+
+/* Interrupt status bits (4.2.2 InterruptStatus, 4.1.4.5 ISR status). */
+#define VIRTIO_INT_USED 1u
+#define VIRTIO_INT_CONFIG 2u
+
+/* A virtio device, whichever transport carries it. */
 struct virtio_dev {
-    int slot;                           /* base VIRTIO_BASE + slot * 0x1000, PLIC source 1 + slot */
+    int mmio_slot;                      /* base VIRTIO_BASE + slot * 0x1000, PLIC source 1 + slot */
     uint32_t device_id;                 /* 5.x: 1 = network, 2 = block, 4 = entropy */
     uint64_t features;                  /* offered; always includes VERSION_1 */
     int queues;                         /* queues 0 .. queues-1 exist (1..VIRTIO_QUEUES) */
@@ -25,8 +45,9 @@ struct virtio_dev {
     bool (*present)(struct machine *m); /* NULL: always there */
     /* QueueNotify for queue `queue`, only called while that queue is usable. */
     void (*notify)(struct machine *m, int queue);
-    /* Device configuration space (4.2.2, offset 0x100 on); NULL: none. */
+    /* Device configuration space (4.2.2 offset 0x100 on, 4.1.4.6); NULL: none. */
     uint64_t (*config_read)(struct machine *m, uint64_t offset, int size);
+    uint32_t config_len;                /* bytes of it */
 };
 
 extern const struct virtio_dev virtio_blk_dev, virtio_rng_dev, virtio_net_dev;
@@ -45,8 +66,22 @@ struct virtq_chain {
     uint64_t rlen, wlen;
 };
 
+/* Whether the machine's virtio devices are on PCI rather than virtio-mmio. */
+static inline bool virtio_on_pci(const struct machine *m) { return m->cfg.virtio_pci != 0; }
+/* Whether d exists on this machine (its transport still decides where). */
+bool virtio_present(struct machine *m, const struct virtio_dev *d);
 /* Back to the reset state (status 0), interrupt line low. */
 void virtio_reset(struct machine *m, const struct virtio_dev *d);
+/* Drive d's interrupt line from its interrupt status. */
+void virtio_update_irq(struct machine *m, const struct virtio_dev *d);
+/* The driver wrote the device status (0 = reset). */
+void virtio_set_status(struct machine *m, const struct virtio_dev *d, uint32_t val);
+/* The driver acknowledged interrupt status bits. */
+void virtio_ack(struct machine *m, const struct virtio_dev *d, uint32_t bits);
+/* The driver notified queue `queue`: served if it exists and is usable. */
+void virtio_notify(struct machine *m, const struct virtio_dev *d, uint32_t queue);
+/* The 64 feature bits the device offers, 32 at a time (sel 0, 1; later 0). */
+uint32_t virtio_device_features(const struct virtio_dev *d, uint32_t sel);
 /* The driver broke the queue protocol: stop serving it until reset (2.1.2). */
 void virtio_fail(struct machine *m, const struct virtio_dev *d);
 /* DRIVER_OK, queue q of v ready, sane size, not failed. */

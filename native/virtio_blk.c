@@ -1,12 +1,11 @@
 /* virtio_blk.c: the block device (virtio 1.2 section 5.2) in virtio-mmio slot
- * VIRTIO_BLK_SLOT, present while a disk is attached.  Requests are served in
- * the QueueNotify write, straight into the disk buffer (whose writes are
+ * VIRTIO_BLK_SLOT or PCI slot PCI_BLK_SLOT, present while a disk is attached.
+ * Requests are served in the driver's notify write, straight into the disk buffer (whose writes are
  * tracked per block for snapshots) and guest RAM (through phys_write, so DMA
  * marks pages dirty). */
 #include <string.h>
 #include "virtio.h"
 
-#define VIRTIO_ID_BLOCK 2
 #define SECTOR 512ull
 
 /* Offered features (5.2.3, 6). SEG_MAX matters: without it Linux sends one
@@ -24,6 +23,7 @@
 #define BLK_S_IOERR 1
 #define BLK_S_UNSUPP 2
 #define BLK_ID_LEN 20
+#define BLK_CONFIG_LEN 0x24             /* struct virtio_blk_config up to what we fill */
 
 void virtio_blk_reset(struct machine *m)
 {
@@ -121,7 +121,7 @@ static void blk_notify(struct machine *m, int queue)
 /* struct virtio_blk_config (5.2.4): capacity @0, seg_max @0xc, blk_size @0x14. */
 static uint64_t blk_config_read(struct machine *m, uint64_t off, int size)
 {
-    uint8_t cfg[0x24] = { 0 };
+    uint8_t cfg[BLK_CONFIG_LEN] = { 0 };
     uint64_t capacity = m->disk_size / SECTOR, v = 0;
     uint32_t seg_max = VIRTQ_MAX - 2, blk_size = SECTOR;
 
@@ -137,7 +137,7 @@ static struct virtio_state *blk_state(struct machine *m) { return &m->vblk; }
 static bool blk_present(struct machine *m) { return m->disk != NULL; }
 
 const struct virtio_dev virtio_blk_dev = {
-    .slot = VIRTIO_BLK_SLOT,
+    .mmio_slot = VIRTIO_BLK_SLOT,
     .device_id = VIRTIO_ID_BLOCK,
     .features = F_SEG_MAX | F_BLK_SIZE | F_FLUSH | VIRTIO_F_VERSION_1,
     .queues = 1,
@@ -145,4 +145,5 @@ const struct virtio_dev virtio_blk_dev = {
     .present = blk_present,
     .notify = blk_notify,
     .config_read = blk_config_read,
+    .config_len = BLK_CONFIG_LEN,
 };

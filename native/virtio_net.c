@@ -1,5 +1,5 @@
 /* virtio_net.c: the network device (virtio 1.2 section 5.1) in virtio-mmio
- * slot VIRTIO_NET_SLOT, present while a network is attached
+ * slot VIRTIO_NET_SLOT or PCI slot PCI_NET_SLOT, present while a network is attached
  * (machine_net_attach).  Queue 0 is receiveq1, queue 1 transmitq1; no control
  * queue, no multiqueue, no segmentation offloads: every frame is a plain
  * Ethernet frame behind a 12-byte struct virtio_net_hdr (5.1.6; with
@@ -30,7 +30,6 @@
 #include <string.h>
 #include "virtio.h"
 
-#define VIRTIO_ID_NET 1
 #define RXQ 0
 #define TXQ 1
 
@@ -46,6 +45,7 @@
 #define HDR_FLAGS 0
 #define HDR_NUM_BUFFERS 10
 #define HDR_F_DATA_VALID 2
+#define NET_CONFIG_LEN 8                /* struct virtio_net_config: mac, status */
 
 static const uint8_t net_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 
@@ -197,7 +197,7 @@ uint64_t machine_net_tx_dropped(struct machine *m) { return m->net.tx_dropped; }
 /* struct virtio_net_config (5.1.4): mac @0, status @6. */
 static uint64_t net_config_read(struct machine *m, uint64_t off, int size)
 {
-    uint8_t cfg[8] = { 0 };
+    uint8_t cfg[NET_CONFIG_LEN] = { 0 };
     uint64_t v = 0;
 
     memcpy(cfg, net_mac, sizeof net_mac);
@@ -211,7 +211,7 @@ static struct virtio_state *net_state(struct machine *m) { return &m->vnet; }
 static bool net_present(struct machine *m) { return m->net.present; }
 
 const struct virtio_dev virtio_net_dev = {
-    .slot = VIRTIO_NET_SLOT,
+    .mmio_slot = VIRTIO_NET_SLOT,
     .device_id = VIRTIO_ID_NET,
     .features = F_GUEST_CSUM | F_MAC | F_STATUS | VIRTIO_F_VERSION_1,
     .queues = 2,
@@ -219,4 +219,5 @@ const struct virtio_dev virtio_net_dev = {
     .present = net_present,
     .notify = net_notify,
     .config_read = net_config_read,
+    .config_len = NET_CONFIG_LEN,
 };

@@ -1,5 +1,5 @@
 /* virtio_rng.c: the entropy device (virtio 1.2 section 5.4) in virtio-mmio
- * slot VIRTIO_RNG_SLOT, always present.  One queue (requestq) of
+ * slot VIRTIO_RNG_SLOT or PCI slot PCI_RNG_SLOT, always present.  One queue (requestq) of
  * device-writable buffers; no feature bits beyond VERSION_1, no config space.
  *
  * Its bytes come only from the host, as an input: a QueueNotify that leaves
@@ -21,7 +21,6 @@
  * none). */
 #include "virtio.h"
 
-#define VIRTIO_ID_ENTROPY 4
 #define ENTROPY_WANTED_MAX 4096
 
 void virtio_rng_reset(struct machine *m)
@@ -162,7 +161,7 @@ size_t machine_entropy_write(struct machine *m, const uint8_t *buf, size_t len)
 static struct virtio_state *rng_state(struct machine *m) { return &m->vrng; }
 
 const struct virtio_dev virtio_rng_dev = {
-    .slot = VIRTIO_RNG_SLOT,
+    .mmio_slot = VIRTIO_RNG_SLOT,
     .device_id = VIRTIO_ID_ENTROPY,
     .features = VIRTIO_F_VERSION_1,
     .queues = 1,

@@ -285,11 +285,11 @@ class Guest:
     """A Machine with a built program loaded, plus symbol-based memory access."""
 
     def __init__(self, elf: Path, ram_size: int = DEFAULT_RAM, jit: bool | None = None,
-                 jit_threshold: int = 0):
+                 jit_threshold: int = 0, virtio: str = "mmio"):
         self.elf = elf
         self.image: BootImage = load_elf(elf)
         self.machine = Machine(ram_size, tohost=self.image.tohost, fromhost=self.image.fromhost,
-                               jit=jit, jit_threshold=jit_threshold)
+                               jit=jit, jit_threshold=jit_threshold, virtio=virtio)
         for address, data in self.image.segments:
             self.machine.write_phys(address, data)
         self.machine.reset(self.image.entry)
@@ -340,10 +340,12 @@ class Guest:
 
 
 def boot(source: str, *, ram_size: int = DEFAULT_RAM, c_source: str | None = None,
-         march: str | None = None, jit: bool | None = None, jit_threshold: int = 0) -> Guest:
+         march: str | None = None, jit: bool | None = None, jit_threshold: int = 0,
+         virtio: str = "mmio") -> Guest:
     """jit=None: the JIT as CHRONO_JIT says (on by default); True/False force it.
-    jit_threshold: runs of a block before it is translated (0: the default)."""
-    return Guest(build(source, c_source=c_source, march=march), ram_size, jit, jit_threshold)
+    jit_threshold: runs of a block before it is translated (0: the default).
+    virtio: where the machine's virtio devices sit (mmio or pci)."""
+    return Guest(build(source, c_source=c_source, march=march), ram_size, jit, jit_threshold, virtio)
 
 
 # ---- Sv39 / Sv48 page tables, written from the host -------------------------

@@ -5,7 +5,9 @@ Firmware probes memory and devices this way, and kernels report the fault
 address from mtval.  Checked: loads, stores and fetches outside RAM and the
 devices (also right past the end of RAM, and from a pc whose decode slot was
 just used by RAM code), a load into x0 still faulting and still consuming a
-UART byte, jalr with rd == rs1 jumping to the old value.
+UART byte, jalr with rd == rs1 jumping to the old value.  (The PCIe windows
+are not "nothing": an access there no BAR claims completes as a master abort,
+all ones, as test_pci_config.py checks.)
 """
 
 import pytest
@@ -15,7 +17,7 @@ import rvasm
 RAM_END = rvasm.RAM_BASE + rvasm.DEFAULT_RAM
 
 
-@pytest.mark.parametrize("address", [0x0, 0x3000_0000, 0x5000_0000, RAM_END, RAM_END + 0x1000,
+@pytest.mark.parametrize("address", [0x0, 0x0400_0000, 0x2000_0000, RAM_END, RAM_END + 0x1000,
                                      1 << 40])
 @pytest.mark.parametrize("insn, cause", [("ld a0, 0(s1)", 5), ("lw zero, 0(s1)", 5),
                                          ("sd s1, 0(s1)", 7), ("sb s1, 0(s1)", 7)])

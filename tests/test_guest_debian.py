@@ -81,9 +81,11 @@ def test_chrono_loads_the_guest_by_name(debian, xdg_cache):
 # --- QEMU as the outside reference -------------------------------------------------
 
 class QemuConsole:
-    """qemu-system-riscv64 with the guest's console on pipes."""
+    """qemu-system-riscv64 with the guest's console on pipes; `devices` are the
+    -device options (and what they need) around the disk's drive d0 (default:
+    the disk on virtio-mmio, as chrono's default board)."""
 
-    def __init__(self, folder: Path, manifest, disk: Path):
+    def __init__(self, folder: Path, manifest, disk: Path, devices: list[str] | None = None):
         qemu = shutil.which("qemu-system-riscv64")
         if qemu is None:
             pytest.skip("qemu-system-riscv64 not installed (Debian: qemu-system-misc)")
@@ -93,7 +95,7 @@ class QemuConsole:
              "-initrd", folder / manifest.initrd, "-append", manifest.append,
              "-global", "virtio-mmio.force-legacy=false",
              "-drive", f"file={disk},format=raw,if=none,id=d0",
-             "-device", "virtio-blk-device,drive=d0"],
+             *(devices or ["-device", "virtio-blk-device,drive=d0"])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.started = time.monotonic()
         self.output = b""

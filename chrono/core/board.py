@@ -35,7 +35,7 @@ CLINT_SIZE = 0x10000
 
 PLIC_BASE = 0x0C00_0000
 PLIC_SIZE = 0x60_0000
-PLIC_NDEV = 31           # sources 1..31 (source 0 means "no interrupt")
+PLIC_NDEV = 95           # sources 1..95, as QEMU virt (source 0 means "no interrupt")
 PLIC_CONTEXT_M = 0       # hart 0, machine mode
 PLIC_CONTEXT_S = 1       # hart 0, supervisor mode
 
@@ -54,10 +54,32 @@ VIRTIO_RNG_SLOT = 6
 # The network device (virtio-net), present with a network (--net user).
 VIRTIO_NET_SLOT = 5
 
-# QEMU's firmware configuration device (fw_cfg): the board's identity, and
-# files the user hands the guest (--fw-cfg).
+# QEMU's firmware configuration device (fw_cfg): the board's identity
+# (QEMU's default items and files).
 FW_CFG_BASE = 0x1010_0000
 FW_CFG_SIZE = 0x18
+
+# The PCIe host bridge (pci-host-ecam-generic), where QEMU virt has it.  Its
+# bus 0 holds a host bridge in slot 0 and, with the virtio devices on PCI,
+# the disk, network and entropy devices (one function each).
+PCIE_ECAM_BASE = 0x3000_0000
+PCIE_ECAM_SIZE = 0x1000_0000
+PCIE_BUSES = 256                # bus-range 0..255: 1 MiB of ECAM per bus
+PCIE_PIO_BASE = 0x0300_0000     # I/O window (PCI address 0)
+PCIE_PIO_SIZE = 0x1_0000
+PCIE_MMIO_BASE = 0x4000_0000    # 32-bit memory window (PCI address = CPU address)
+PCIE_MMIO_SIZE = 0x4000_0000
+PCIE_HIGH_SIZE = 0x4_0000_0000  # 64-bit window at the first multiple of its size past RAM
+PCIE_IRQ = 32                   # INTA..INTD of slot 0: PLIC sources 32..35, swizzled per slot
+PCI_INTX_PINS = 4
+PCI_BLK_SLOT = 1
+PCI_NET_SLOT = 2
+PCI_RNG_SLOT = 3
+
+# Where the virtio devices sit: their virtio-mmio slots (the default, as
+# before), or the PCIe bus (virtio-pci, what `-device virtio-*-pci` gives
+# on QEMU).
+VIRTIO_TRANSPORTS = ("mmio", "pci")
 
 RAM_BASE = 0x8000_0000
 
@@ -99,6 +121,18 @@ def virtio_slot_irq(slot: int) -> int:
     if not 0 <= slot < VIRTIO_SLOTS:
         raise ValueError(f"virtio-mmio slot {slot} out of range 0..{VIRTIO_SLOTS - 1}")
     return 1 + slot
+
+
+def pcie_high_base(ram_size: int) -> int:
+    """Base of the 64-bit PCIe window: as QEMU virt places it, the first
+    multiple of its size at or past the end of RAM (native/pci.c agrees)."""
+    end = RAM_BASE + ram_size
+    return -(-end // PCIE_HIGH_SIZE) * PCIE_HIGH_SIZE
+
+
+def pci_intx_irq(slot: int, pin: int) -> int:
+    """PLIC source of INTx pin ``pin`` (1 = INTA..4 = INTD) of PCI slot ``slot``."""
+    return PCIE_IRQ + (slot + pin - 1) % PCI_INTX_PINS
 
 
 # --- Sizes ----------------------------------------------------------------------
@@ -182,6 +216,7 @@ class BoardConfig:
     has_disk: bool = False                     # a virtio-blk device in VIRTIO_BLK_SLOT
     has_net: bool = False                      # a virtio-net device in VIRTIO_NET_SLOT
     hart_count: int = 1
+    virtio: str = "mmio"                       # the virtio devices' transport (VIRTIO_TRANSPORTS)
 
     def __post_init__(self) -> None:
         # frozen: normalised values go in through object.__setattr__.
@@ -211,6 +246,10 @@ class BoardConfig:
                     f"initrd range {start:#x}-{end:#x} is not inside RAM "
                     f"{RAM_BASE:#x}-{self.ram_end:#x}; place it in RAM")
             object.__setattr__(self, "initrd", (int(start), int(end)))
+
+        if self.virtio not in VIRTIO_TRANSPORTS:
+            raise UsageError(f"--virtio {self.virtio!r}: not a virtio transport; use "
+                             f"{' or '.join(VIRTIO_TRANSPORTS)}")
 
         if self.hart_count != 1:
             raise UsageError(f"{self.hart_count} harts requested; this board has exactly 1 hart")

@@ -1,8 +1,8 @@
 """The board's device tree, generated from a BoardConfig.
 
 The tree describes the same board as QEMU 7.2's ``-M virt`` (node names,
-compatibles, interrupt wiring), minus what chrono does not implement (PCIe,
-flash, fw-cfg, PMU).  OpenSBI reads it in M-mode, patches it and passes
+compatibles, interrupt wiring), minus what chrono does not implement (flash,
+PMU, the platform bus).  OpenSBI reads it in M-mode, patches it and passes
 it on; Linux reads it in S-mode.  It must be a pure function of the config:
 the tree is stored with every snapshot and a replay must see the same bytes,
 which is why there is no ``rng-seed`` in /chosen (QEMU's is random).
@@ -21,6 +21,13 @@ ROOT_COMPATIBLE = "riscv-virtio"
 MODEL = "chrono,virt"
 STDOUT_PATH = f"/soc/serial@{board.UART_BASE:x}"
 
+# PCI bus addresses in device trees (IEEE 1275 PCI binding): the first cell
+# says the space; the interrupt map matches on the device number's bits.
+_PCI_SPACE_IO = 0x0100_0000
+_PCI_SPACE_MEM32 = 0x0200_0000
+_PCI_SPACE_MEM64 = 0x0300_0000
+_PCI_DEVICE_MASK = 0x1800       # device number bits 11..12: the swizzle repeats every 4 slots
+
 
 def build_device_tree(cfg: BoardConfig) -> bytes:
     """The DTB for ``cfg`` (version 17, boot cpu 0)."""
@@ -32,7 +39,7 @@ def build_device_tree(cfg: BoardConfig) -> bytes:
     _add_chosen(root, cfg)
     _add_memory(root, cfg)
     intc = _add_cpus(tree, cfg)
-    test = _add_soc(tree, intc)
+    test = _add_soc(tree, intc, cfg)
     _add_syscon_actions(tree, test)
     _add_fw_cfg(root)
     return tree.to_bytes()
@@ -96,7 +103,7 @@ def _add_cpus(tree: DeviceTree, cfg: BoardConfig) -> Node:
     return intc
 
 
-def _add_soc(tree: DeviceTree, intc: int) -> int:
+def _add_soc(tree: DeviceTree, intc: int, cfg: BoardConfig) -> int:
     """/soc and its devices; returns the test device's phandle (for syscon)."""
     soc = tree.root.add("soc")
     soc.set("#address-cells", 2).set("#size-cells", 2)
@@ -144,6 +151,8 @@ def _add_soc(tree: DeviceTree, intc: int) -> int:
         virtio.set("interrupt-parent", plic)
         virtio.set("interrupts", board.virtio_slot_irq(slot))
 
+    _add_pcie(soc, plic, cfg)
+
     rtc = soc.add(f"rtc@{board.RTC_BASE:x}")
     rtc.set("compatible", "google,goldfish-rtc")
     rtc.set("reg", cells64(board.RTC_BASE, board.RTC_SIZE))
@@ -167,6 +176,35 @@ def _add_fw_cfg(root: Node) -> None:
     node.set("compatible", "qemu,fw-cfg-mmio")
     node.set("reg", cells64(board.FW_CFG_BASE, board.FW_CFG_SIZE))
     node.set("dma-coherent")
+
+
+def _add_pcie(soc: Node, plic: int, cfg: BoardConfig) -> None:
+    """The PCIe host bridge, as QEMU's virt describes its gpex.  It is always
+    there, as on QEMU (with --virtio mmio its bus 0 holds only the host
+    bridge): the tree's shape does not depend on the transport."""
+    pci = soc.add(f"pci@{board.PCIE_ECAM_BASE:x}")
+    pci.set("compatible", "pci-host-ecam-generic")
+    pci.set("device_type", "pci")
+    pci.set("#address-cells", 3).set("#size-cells", 2).set("#interrupt-cells", 1)
+    pci.set("linux,pci-domain", 0)
+    pci.set("bus-range", [0, board.PCIE_BUSES - 1])
+    pci.set("dma-coherent")
+    pci.set("reg", cells64(board.PCIE_ECAM_BASE, board.PCIE_ECAM_SIZE))
+    # No linux,pci-probe-only: the guest sizes and assigns the BARs itself.
+    # Each range: the PCI address (space code, then 64 bits), the CPU address
+    # (64 bits), the size (64 bits).  I/O at PCI address 0; memory identity-mapped.
+    high = board.pcie_high_base(cfg.ram_size)
+    windows = ((_PCI_SPACE_IO, 0, board.PCIE_PIO_BASE, board.PCIE_PIO_SIZE),
+               (_PCI_SPACE_MEM32, board.PCIE_MMIO_BASE, board.PCIE_MMIO_BASE, board.PCIE_MMIO_SIZE),
+               (_PCI_SPACE_MEM64, high, high, board.PCIE_HIGH_SIZE))
+    pci.set("ranges", [cell for space, pci_addr, cpu, size in windows
+                       for cell in (space, *cells64(pci_addr, cpu, size))])
+    # INTx: the unit address's device number (bits 11..15 of its first cell)
+    # and the pin pick the PLIC source, with the standard swizzle.
+    pci.set("interrupt-map-mask", [_PCI_DEVICE_MASK, 0, 0, board.PCI_INTX_PINS + 3])
+    pci.set("interrupt-map", [
+        cell for slot in range(board.PCI_INTX_PINS) for pin in range(1, board.PCI_INTX_PINS + 1)
+        for cell in (slot << 11, 0, 0, pin, plic, board.pci_intx_irq(slot, pin))])
 
 
 def _add_syscon_actions(tree: DeviceTree, test: int) -> None:

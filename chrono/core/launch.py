@@ -43,6 +43,7 @@ class GuestSpec:
     ram_size: int = DEFAULT_RAM
     rtc_epoch_ns: int | None = None     # None: the host's clock now (the one host input at start)
     net: bool = False                   # a network device (the network itself is the host's)
+    virtio: str = "mmio"                # the virtio devices' transport: mmio or pci
 
     @property
     def is_demo(self) -> bool:
@@ -97,9 +98,11 @@ def launch(spec: GuestSpec, commit: bool = False,
     else:
         disk = None
     boot, config = plan_boot(spec.ram_size, kernel=kernel, bios=spec.bios, initrd=spec.initrd,
-                             append=spec.append, has_disk=disk is not None, has_net=spec.net)
+                             append=spec.append, has_disk=disk is not None, has_net=spec.net,
+                             virtio=spec.virtio)
     epoch = time.time_ns() if spec.rtc_epoch_ns is None else spec.rtc_epoch_ns
-    machine = Machine(spec.ram_size, tohost=boot.tohost, fromhost=boot.fromhost, rtc_epoch_ns=epoch)
+    machine = Machine(spec.ram_size, tohost=boot.tohost, fromhost=boot.fromhost, rtc_epoch_ns=epoch,
+                      virtio=config.virtio)
     if disk is not None:
         machine.attach_disk(disk)
     if spec.net:

@@ -175,6 +175,7 @@ def plan_boot(
     has_disk: bool = False,
     *,
     has_net: bool = False,
+    virtio: str = "mmio",
     isa_extensions: tuple[str, ...] = board.DEFAULT_ISA_EXTENSIONS,
     mmu_type: str = "riscv,sv48",
 ) -> tuple[BootImage, BoardConfig]:
@@ -188,7 +189,7 @@ def plan_boot(
     when one would).
     """
     cfg = BoardConfig(ram_size, isa_extensions=isa_extensions, mmu_type=mmu_type,
-                      bootargs=append, has_disk=has_disk, has_net=has_net)
+                      bootargs=append, has_disk=has_disk, has_net=has_net, virtio=virtio)
     if kernel is None and bios is None:
         raise UsageError("nothing to boot: give --kernel (an ELF or raw image), --bios (firmware), or both")
     if kernel is None and initrd is not None:

@@ -142,9 +142,12 @@ class Machine:
     steps_per_tick = lib.machine_steps_per_tick()
 
     def __init__(self, ram_size: int, tohost: int | None = None, fromhost: int | None = None,
-                 rtc_epoch_ns: int = 0, jit: bool | None = None, jit_threshold: int = 0):
+                 rtc_epoch_ns: int = 0, jit: bool | None = None, jit_threshold: int = 0,
+                 virtio: str = "mmio"):
         """rtc_epoch_ns is the wall-clock time the guest's RTC shows at virtual
-        time 0: an input like console bytes (record/replay logs it).  jit=False
+        time 0: an input like console bytes (record/replay logs it).  virtio says
+        where the virtio devices sit: "mmio" (their virtio-mmio slots) or "pci"
+        (the PCIe bus, virtio-pci); it is part of the board.  jit=False
         forces the interpreter (None: as jit_wanted() says); jit_threshold is
         how often a block runs before it is translated (0: the core's default;
         tests lower it to translate more)."""
@@ -157,6 +160,10 @@ class Machine:
         cfg.rtc_epoch_ns = rtc_epoch_ns
         cfg.no_jit = 0 if (jit_wanted() if jit is None else jit) else 1
         cfg.jit_threshold = jit_threshold or jit_threshold_wanted()
+        if virtio not in ("mmio", "pci"):
+            raise UsageError(f"virtio transport {virtio!r}: use mmio or pci")
+        cfg.virtio_pci = 1 if virtio == "pci" else 0
+        self.virtio = virtio
         self.rtc_epoch_ns = rtc_epoch_ns
         handle = lib.machine_new(cfg)
         if handle == ffi.NULL:
@@ -384,8 +391,8 @@ class Machine:
 
     # ---- network (virtio-net) ------------------------------------------------------
     def attach_net(self) -> None:
-        """Give the machine its network device (virtio-mmio slot 5, MAC
-        52:54:00:12:34:56).  Frames move only through net_receive / net_sent."""
+        """Give the machine its network device (virtio-mmio slot 5, or PCI
+        00:02.0 with virtio="pci"; MAC 52:54:00:12:34:56).  Frames move only through net_receive / net_sent."""
         if lib.machine_net_attach(self._m) != 0:
             raise UsageError("the network device is already attached (or out of memory)")
         self._tx_frame = ffi.new("uint8_t[]", NET_FRAME_MAX)

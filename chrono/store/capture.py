@@ -79,7 +79,12 @@ def machine_config(guest) -> dict:
                    len(guest.machine.save_state()))
 
 
-NET_DEVICE = "virtio-mmio-net"
+def _virtio_devices(board, has_disk: bool) -> list[str]:
+    """The virtio devices' names in a configuration: their transport, then what
+    they are (an mmio board lists its empty disk slot as plain "virtio-mmio")."""
+    t = board.virtio
+    blk = [f"virtio-{t}-blk"] if has_disk else ["virtio-mmio"] if t == "mmio" else []
+    return [*blk, f"virtio-{t}-rng", *([f"virtio-{t}-net"] if board.has_net else [])]
 
 
 def _config(board, disk_size: int | None, htif: list, state_size: int) -> dict:
@@ -90,9 +95,9 @@ def _config(board, disk_size: int | None, htif: list, state_size: int) -> dict:
         "isa": board.riscv_isa,
         "isa_extensions": list(board.isa_extensions),
         "mmu": board.mmu_type,
+        "virtio": board.virtio,
         "devices": ["sifive,test0", "goldfish-rtc", "clint", "plic", "ns16550a",
-                    "virtio-mmio-blk" if disk_size is not None else "virtio-mmio",
-                    "virtio-mmio-rng", *([NET_DEVICE] if board.has_net else [])],
+                    "pci-host-ecam-generic", *_virtio_devices(board, disk_size is not None)],
         "state_size": state_size,
         "htif": htif,
         "bootargs": board.bootargs,
@@ -102,7 +107,8 @@ def _config(board, disk_size: int | None, htif: list, state_size: int) -> dict:
 
 # What a snapshot's machine must share with the machine it is restored into.
 _COMPATIBLE = (("version", "configuration format"), ("state_size", "CPU/device state layout"),
-               ("ram_size", "RAM size"), ("disk_size", "disk size"), ("devices", "devices"),
+               ("ram_size", "RAM size"), ("disk_size", "disk size"),
+               ("virtio", "virtio transport (--virtio)"), ("devices", "devices"),
                ("isa", "ISA"))
 
 
@@ -186,12 +192,13 @@ def _board(cfg: dict):
     return BoardConfig(cfg["ram_size"], isa_extensions=tuple(cfg["isa_extensions"]),
                        mmu_type=cfg["mmu"], bootargs=cfg["bootargs"],
                        initrd=tuple(cfg["initrd"]) if cfg["initrd"] else None,
-                       has_disk=cfg["disk_size"] is not None, has_net=has_net(cfg))
+                       has_disk=cfg["disk_size"] is not None, has_net=has_net(cfg),
+                       virtio=cfg["virtio"])
 
 
 def has_net(cfg: dict) -> bool:
     """Whether a snapshot's machine has a network device."""
-    return NET_DEVICE in (cfg.get("devices") or [])
+    return any(d in ("virtio-mmio-net", "virtio-pci-net") for d in (cfg.get("devices") or []))
 
 
 def _nonzero_pages(buffer: np.ndarray) -> np.ndarray:
@@ -547,12 +554,12 @@ def guest_from_snapshot(store: Store, name: str):
     if problem:
         raise SnapshotMismatchError(f"snapshot {name!r} cannot be restored: {problem}")
     tohost, fromhost = cfg["htif"]
-    machine = Machine(cfg["ram_size"], tohost=tohost, fromhost=fromhost)
+    board = _board(cfg)
+    machine = Machine(cfg["ram_size"], tohost=tohost, fromhost=fromhost, virtio=board.virtio)
     disk = None
     if cfg["disk_size"] is not None:
         disk = Disk.blank(cfg["disk_size"])
         machine.attach_disk(disk)
-    board = _board(cfg)
     if board.has_net:
         machine.attach_net()
     boot = BootImage(segments=[], entry=0, tohost=tohost, fromhost=fromhost,
