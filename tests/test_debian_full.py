@@ -137,6 +137,27 @@ def test_systemd_recognises_the_machine_as_qemu_through_its_fw_cfg_device(booted
     assert output_of(booted["text"], 9).split() == ["3", "boot-fail-wait"]
 
 
+def test_the_full_system_boots_on_virtio_pci(full_guest):
+    """`--virtio pci`: the same image through the PCIe host bridge, as QEMU users
+    boot it with -device virtio-blk-pci/virtio-net-pci; systemd comes up whole and
+    the root disk is the virtio-pci one (the network on PCI: test_pci_debian.py)."""
+    import dataclasses
+    _, folder, manifest = full_guest
+    guest = launch(dataclasses.replace(manifest.spec(folder), virtio="pci"))
+    commands = ["systemctl is-system-running --wait",
+                "ls /sys/bus/pci/devices",
+                "readlink -f /sys/block/vda/device | grep -o '0000:00:0[0-9].0'"]
+    steps, expect = [], READY_MARKER
+    for n, command in enumerate(commands, 1):
+        steps.append((expect, framed(n, command)))
+        expect = f"@E{n}@\n"
+    steps.append((expect, b""))
+    text = run_script(guest, steps, max_steps=BOOT_STEPS)
+    assert output_of(text, 1).strip() == "running"
+    assert output_of(text, 2).split() == ["0000:00:00.0", "0000:00:01.0", "0000:00:03.0"]
+    assert output_of(text, 3).split()[-1] == "0000:00:01.0"
+
+
 def test_fast_boot_from_the_fetchs_booted_snapshot(full_guest, tmp_path):
     """`chrono run debian-full --from booted`: the machine saved by the fetch at the
     shell, restored in a new process; a command answers, and poweroff goes through
