@@ -118,6 +118,17 @@ class LiveChrono:
         self.wait_for(f"@E{self._n}@\n", timeout, start)
         return framed(self.out[start:], self._n)
 
+    def save_change_load(self, name: str, change: str) -> None:
+        """savevm NAME at the monitor, run `change` in the guest, loadvm NAME:
+        the guest is back as saved (each step waited for)."""
+        from tracehelp import MON
+        self.type(f"{MON}savevm {name}\n{MON}")
+        self.wait_for(f"saved {name}", timeout=120)
+        self.command(change)
+        start = len(self.out)
+        self.type(f"{MON}loadvm {name}\n{MON}")
+        self.wait_for(f"restored {name}", timeout=120, start=start)
+
     def finish(self, last: str = "poweroff\n", timeout: float = 120) -> int:
         self.type(last)
         self.proc.stdin.close()

@@ -29,7 +29,6 @@ from test_guest_debian import debian, xdg_cache  # noqa: F401 - fixtures
 pytestmark = pytest.mark.network
 
 READY = "chrono-debian: shell ready"
-MON = "\x01c"
 BLOB = 3 << 20
 GUEST_PORT = 7777
 PAGE = "hello from the guest's httpd\n"
@@ -69,12 +68,7 @@ def session(debian, xdg_cache, site, tmp_path_factory):
                        f"httpd -p {GUEST_PORT} -h /www && echo serving")
         with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/index.html", timeout=60) as r:
             result["fetched"] = r.read().decode()
-        chrono.type(f"{MON}savevm networked\n{MON}")
-        chrono.wait_for("saved networked", timeout=120)
-        chrono.command("rm /tmp/blob")
-        start = len(chrono.out)
-        chrono.type(f"{MON}loadvm networked\n{MON}")
-        chrono.wait_for("restored networked", timeout=120, start=start)
+        chrono.save_change_load("networked", "rm /tmp/blob")
         result["reloaded"] = chrono.command(
             f"wget -q -O /tmp/blob2 http://10.0.2.2:{server.port}/blob && sha256sum /tmp/blob2 "
             f"&& ls /tmp/blob")

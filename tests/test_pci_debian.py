@@ -25,7 +25,7 @@ import pytest
 from nethelp import LiveChrono
 from test_guest_debian import debian, xdg_cache  # noqa: F401 - fixtures
 from test_net_debian import site  # noqa: F401 - fixture: a file of random bytes on http.server
-from tracehelp import MON, chrono
+from tracehelp import chrono
 
 pytestmark = pytest.mark.network
 
@@ -66,12 +66,7 @@ def session(debian, xdg_cache, site, tmp_path_factory):
             "download": live.command(_download(server.port)),
             "interrupts": live.command("cat /proc/interrupts"),
         }
-        live.type(f"{MON}savevm pci\n{MON}")
-        live.wait_for("saved pci", timeout=120)
-        live.command("rm /mnt/pci.bin && echo later > /mnt/later.txt && sync")
-        start = len(live.out)
-        live.type(f"{MON}loadvm pci\n{MON}")
-        live.wait_for("restored pci", timeout=120, start=start)
+        live.save_change_load("pci", "rm /mnt/pci.bin && echo later > /mnt/later.txt && sync")
         result["restored_disk"] = live.command("ls /mnt/later.txt; sha256sum /mnt/pci.bin")
         result["restored_download"] = live.command(_download(server.port))
         result["status"] = live.finish()
