@@ -85,10 +85,19 @@ static bool build_directory(struct fw_cfg_host *h)
 /* A file; callers add them in name order, the order QEMU lists them in. */
 static bool add_file(struct fw_cfg_host *h, const char *name, const void *data, uint32_t len)
 {
-    if (h->nfiles == FW_CFG_FILES || strlen(name) >= FW_CFG_NAME_MAX)
+    if (h->nfiles == FW_CFG_FILES)
         return false;
+    /* A bounded copy (no strlen: the core's imports are kept to a short list). */
+    char *slot = h->names[h->nfiles];
+    uint32_t n = 0;
+    while (n < FW_CFG_NAME_MAX - 1 && name[n]) {
+        slot[n] = name[n];
+        n++;
+    }
+    if (name[n])
+        return false;
+    slot[n] = 0;
     uint32_t i = h->nfiles++;
-    memcpy(h->names[i], name, strlen(name) + 1);
     return set_item(h, KEY_FILE_FIRST + i, data, len);
 }
 
