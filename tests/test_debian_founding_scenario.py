@@ -52,7 +52,8 @@ def run_until(machine, needle: bytes, typed: bytes = b"", budget: int = 20_000_0
 
 
 def shell(machine, command: str, n: int) -> str:
-    typed = f"{command}; echo @@{n}@@\n".encode()
+    # The marker is spelled so that the echoed command line never matches it.
+    typed = f"{command}; echo @@$(({n}))@@\n".encode()
     return run_until(machine, f"@@{n}@@\r\n".encode(), typed).decode(errors="replace")
 
 
