@@ -154,7 +154,20 @@ static bool read_unit(struct capture_area *a, uint64_t i, const uint8_t *base, u
     return ok;
 }
 
-int machine_capture_read(struct machine *m, int disk, const uint64_t *units, size_t n, uint8_t *out)
+/* Whether a 4 KiB page holds a non-zero byte (read while it is still in cache). */
+static bool page_nonzero(const uint8_t *page)
+{
+    uint64_t any = 0;
+    for (uint64_t i = 0; i < PAGE_SIZE; i += 8) {
+        uint64_t w;
+        memcpy(&w, page + i, 8);        /* the compiler makes this one vector load */
+        any |= w;
+    }
+    return any != 0;
+}
+
+int machine_capture_read(struct machine *m, int disk, const uint64_t *units, size_t n, uint8_t *out,
+                         uint8_t *nonzero)
 {
     struct capture *c = &m->capture;
     struct capture_area *a = disk ? &c->disk : &c->ram;
@@ -166,6 +179,8 @@ int machine_capture_read(struct machine *m, int disk, const uint64_t *units, siz
     for (size_t k = 0; k < n; k++) {
         if (units[k] >= a->units || !read_unit(a, units[k], base, size, out + k * PAGE_SIZE))
             failed = -1;
+        if (nonzero)
+            nonzero[k] = page_nonzero(out + k * PAGE_SIZE);
         atomic_fetch_sub(&c->pending, 1);
     }
     return failed;

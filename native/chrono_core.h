@@ -83,11 +83,14 @@ void machine_host_will_write(struct machine *m, int disk, uint64_t offset, uint6
  * and the dirty maps are cleared; the guest may run on at once.  read (from any thread,
  * also while the machine runs): the units' captured content into out
  * (n * 4096 bytes; a disk's last partial block zero-padded); -1 if one was
- * not part of the capture or could not be kept.  pending: units not read
+ * not part of the capture or could not be kept.  nonzero (NULL: not wanted)
+ * gets a byte per unit: 1 if its content has a non-zero byte (a zero page is
+ * known before anyone hashes or compresses it).  pending: units not read
  * yet.  abandon: forget what is unread (a capture that failed).  begin
  * returns -1 while units are pending (or with a disk mask and no disk). */
 int machine_capture_begin(struct machine *m, const uint8_t *ram_mask, const uint8_t *disk_mask);
-int machine_capture_read(struct machine *m, int disk, const uint64_t *units, size_t n, uint8_t *out);
+int machine_capture_read(struct machine *m, int disk, const uint64_t *units, size_t n, uint8_t *out,
+                         uint8_t *nonzero);
 uint64_t machine_capture_pending(struct machine *m);
 void machine_capture_abandon(struct machine *m);
 

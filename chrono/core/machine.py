@@ -376,12 +376,24 @@ class Machine:
         """The captured content of RAM pages (or disk blocks): (len(units), 4096).
         Safe from another thread while the machine runs."""
         import numpy as np
-        u = np.ascontiguousarray(units, dtype=np.uint64)
-        out = np.empty((len(u), PAGE_SIZE), dtype=np.uint8)
-        if lib.machine_capture_read(self._m, 1 if disk else 0, ffi.from_buffer("uint64_t[]", u),
-                                    len(u), ffi.from_buffer("uint8_t[]", out)) != 0:
-            raise GuestError("a captured page was lost (out of memory while the guest wrote it)")
+        out = np.empty((len(units), PAGE_SIZE), dtype=np.uint8)
+        self.capture_read_into(disk, units, out)
         return out
+
+    def capture_read_into(self, disk: bool, units, out: np.ndarray,
+                          nonzero: np.ndarray | None = None) -> None:
+        """capture_read into `out` (a C-contiguous uint8 array of at least
+        len(units) rows of 4096 bytes, reused by the caller); `nonzero` (a uint8
+        array as long) gets 1 for each unit holding a non-zero byte."""
+        import numpy as np
+        u = np.ascontiguousarray(units, dtype=np.uint64)
+        if out.dtype != np.uint8 or not out.flags.c_contiguous or out.size < len(u) * PAGE_SIZE \
+                or (nonzero is not None and (nonzero.dtype != np.uint8 or len(nonzero) < len(u))):
+            raise UsageError("capture_read_into needs uint8 buffers as long as the units")
+        flags = ffi.NULL if nonzero is None else ffi.from_buffer("uint8_t[]", nonzero)
+        if lib.machine_capture_read(self._m, 1 if disk else 0, ffi.from_buffer("uint64_t[]", u),
+                                    len(u), ffi.from_buffer("uint8_t[]", out), flags) != 0:
+            raise GuestError("a captured page was lost (out of memory while the guest wrote it)")
 
     def capture_pending(self) -> int:
         return lib.machine_capture_pending(self._m)

@@ -3,7 +3,7 @@
     key   = SHA-256 of the uncompressed content (32 bytes)
     value = codec byte + payload
             0x00 RAW   payload is the content itself
-            0x01 ZSTD  payload is one zstd frame (level 1, content size in the
+            0x01 ZSTD  payload is one zstd frame (level -1, content size in the
                        frame header, no zstd checksum: the key is the checksum)
 
 A blob is stored raw when zstd does not save at least 1/32 of its size, so
@@ -42,7 +42,9 @@ _ZERO_PAGE_SHA256 = hashlib.sha256(ZERO_PAGE).digest()
 
 CODEC_RAW = 0
 CODEC_ZSTD = 1
-ZSTD_LEVEL = 1
+# A fast negative level: a first snapshot compresses tens of thousands of pages,
+# and level -1 does it 1.4x faster than level 1 for 10% more bytes.
+ZSTD_LEVEL = -1
 # Largest blob encode_blob accepts and decode_blob will inflate: a bound on the
 # memory a damaged or hostile zstd header can make us allocate.
 MAX_BLOB_SIZE = 256 << 20

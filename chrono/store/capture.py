@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Callable
 from chrono.core.machine import PAGE_SIZE
 from chrono.errors import ChronoError, SnapshotMismatchError
 from chrono.store import bootset
-from chrono.store.blobs import (ZERO_HASH, ZERO_PAGE, blob_key, compress_blob, copy_pages,
-                                encode_blob, hash_pages, in_chunks)
+from chrono.store.blobs import ZERO_HASH, ZERO_PAGE, blob_key, copy_pages, encode_blob
+from chrono.store.encoder import INLINE_PAGES, CaptureEncoder
 from chrono.store.manifest import DiskTable, Manifest
 from chrono.store.pagetable import PageTable, diff, pages_for
 from chrono.store.store import Store, Writer, lease_holder
@@ -65,8 +65,8 @@ class CaptureTimes:
     """Seconds spent in each phase of the last capture (for benchmarks and the monitor)."""
 
     paused: float = 0.0         # the state and the page lists: the guest is stopped for this
-    encode: float = 0.0         # reading the captured pages and hashing them
-    commit: float = 0.0         # tables, compressing what the store lacks, the transaction
+    encode: float = 0.0         # reading, hashing and compressing the captured pages, storing the new ones
+    commit: float = 0.0         # the tables, the manifest, the transaction's commit
     pages: int = 0              # RAM pages captured
     blocks: int = 0             # disk blocks captured
     new_bytes: int = 0          # bytes this capture added to the store (compressed)
@@ -298,10 +298,8 @@ class Snapshots:
             ram_pages = np.flatnonzero(ram_mask)
             disk_blocks = np.flatnonzero(disk_mask) if disk is not None else None
             try:
-                ram_copy = m.capture_read(False, ram_pages)
-                disk_copy = m.capture_read(True, disk_blocks) if disk is not None else None
                 sid, added, ram_table, disks, t2 = self._commit(
-                    base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name, also)
+                    base, state, position, ram_pages, disk_blocks, name, also)
             except BaseException:
                 # Nothing was saved: what was dirty still is, for the next save.
                 m.capture_abandon()
@@ -325,54 +323,48 @@ class Snapshots:
         pending, self._pending = self._pending, None
         return pending.result() if pending is not None else None
 
-    def _commit(self, base, state, position, ram_pages, ram_copy, disk_blocks, disk_copy, name,
-                also):
-        """Encode and commit what save() copied; returns (id, bytes added, tables, time).
+    def _commit(self, base, state, position, ram_pages, disk_blocks, name, also):
+        """Encode and commit what save() captured; returns (id, bytes added,
+        tables, time the pages were all encoded).
 
-        Pages are hashed first (cheap, SHA extensions); only contents the
-        store lacks are then compressed, the costly part, spread over the pool.
-        The tables are built before that starts: on a two-core machine
-        building them beside the compression made both slower.
+        Everything happens inside the write transaction: the captured pages
+        are read out of the core, hashed and, where the store lacks them,
+        compressed (chrono.store.encoder, over the pool for a big capture),
+        and stored; then the tables are built from the
+        baseline's leaves as this transaction sees them, so a concurrent gc
+        cannot pull a leaf from under a snapshot being written.
         """
         m, disk = self.guest.machine, self.guest.disk
-        # Hashing is fast (SHA extensions): for an incremental capture's few
-        # hundred pages, spreading it over threads costs more than it saves.
-        pool = self._pool if len(ram_pages) > 4096 else None
-        ram_keys = hash_pages(ram_copy, pool)
-        disk_keys = hash_pages(disk_copy, pool) if disk is not None else []
+        units = len(ram_pages) + (len(disk_blocks) if disk is not None else 0)
+        pool = self._pool if units >= INLINE_PAGES else None
         state_key, state_value = encode_blob(state)
         dtb_key, dtb_value = encode_blob(self.guest.dtb)
-        t2 = time.perf_counter()
-
-        # The new tables are built inside the write transaction, from the
-        # baseline's leaves as that transaction sees them: a concurrent gc
-        # cannot pull a leaf from under a snapshot being written.
         with self.store.writer() as w:
-            missing: dict[bytes, np.ndarray] = {}
-            for key, page in zip(ram_keys + disk_keys, _rows_of(ram_copy, disk_copy)):
-                if key not in missing and not w.has_blob(key):
-                    missing[key] = page
+            encoder = CaptureEncoder(self.store, w, pool)
+            ram = encoder.add(functools.partial(m.capture_read_into, False), ram_pages)
+            if disk is not None:
+                blocks = encoder.add(functools.partial(m.capture_read_into, True), disk_blocks)
+            added = encoder.put()
+            t2 = time.perf_counter()
 
             ram_base = base.ram if base else PageTable.empty(pages_for(m.ram_size))
-            ram_table, ram_leaves = ram_base.with_changes(dict(zip(ram_pages.tolist(), ram_keys)), w)
-            disks, disk_leaves = [], []
+            ram_table, leaves = ram_base.with_changes(dict(zip(ram_pages.tolist(), ram.keys())), w)
+            disks = []
             if disk is not None:
                 disk_base = base.disks[0] if base else PageTable.empty(pages_for(disk.size))
                 disk_table, disk_leaves = disk_base.with_changes(
-                    dict(zip(disk_blocks.tolist(), disk_keys)), w)
+                    dict(zip(disk_blocks.tolist(), blocks.keys())), w)
+                leaves += disk_leaves
                 disks.append(DiskTable(disk.size, disk_table))
             manifest = Manifest(config=self.config, state=state_key, ram=ram_table,
                                 disks=tuple(disks), dtb=dtb_key,
                                 parent=base.snapshot_id if base else None,
                                 steps=position[0], vclock=position[1])
-            compressed = in_chunks(compress_blob, list(missing.values()), self._pool)
-            blobs = ram_leaves + disk_leaves
-            blobs += [(k, v) for k, v in ((state_key, state_value), (dtb_key, dtb_value))
-                      if v is not None]
+            blobs = leaves + [(k, v) for k, v in ((state_key, state_value), (dtb_key, dtb_value))
+                              if v is not None]
             new = {k: v for k, v in blobs if not w.has_blob(k)}
-            new.update(zip(missing, compressed()))
             w.put_blobs(new.items())
-            added = sum(len(v) for v in new.values())
+            added += sum(len(v) for v in new.values())
             sid = w.put_snapshot(manifest)
             if name is not None:
                 w.set_ref(name, sid)
@@ -519,13 +511,6 @@ class Differences:
 
     def __bool__(self) -> bool:
         return self.state or bool(self.ram) or bool(self.disk)
-
-
-def _rows_of(*arrays):
-    """The pages of several copies (None for a guest without a disk), in order."""
-    for array in arrays:
-        if array is not None:
-            yield from array
 
 
 def _differing(buffer: np.ndarray, pages: np.ndarray, table: PageTable, source) -> list[int]:

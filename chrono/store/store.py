@@ -279,9 +279,14 @@ class Store:
         size = self.map_size
         while True:
             try:
+                # metasync=False: a commit syncs the data pages but not the meta
+                # page (one fdatasync, not two).  LMDB stays atomic and
+                # consistent; a power cut (not a killed process) may undo
+                # the last commit, which the next commit makes durable.
                 return lmdb.open(str(self.path), map_size=size, subdir=True, create=False,
                                  readonly=self.readonly, max_dbs=MAX_DBS, writemap=False,
-                                 readahead=False, lock=True, max_spare_txns=0)
+                                 readahead=False, lock=True, max_spare_txns=0,
+                                 metasync=False)
             except lmdb.MemoryError:
                 # Address space limited (ulimit -v): ask for less.
                 if size <= _MIN_MAP_SIZE:

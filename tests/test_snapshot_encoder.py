@@ -1,0 +1,127 @@
+"""The capture's encoder (chrono/store/encoder.py): the core flags zero pages
+as it copies them, each content is compressed and stored once, and a big
+capture spread over the thread pool stores exactly what one encoded in the
+calling thread stores, restoring to the same RAM."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+import chrono.store.capture as capture
+import chrono.store.encoder as encoder
+from chrono.core.launch import GuestSpec, launch
+from chrono.core.board import RAM_BASE
+from chrono.core.machine import PAGE_SIZE
+from chrono.store import Store, stats, verify
+from chrono.store.capture import Snapshots, guest_from_snapshot
+from snapshot_driver import EPOCH
+
+PAGES = 3000            # over encoder.INLINE_PAGES: a first savevm of this goes to the pool
+FIRST = 4096            # page number of the first one (16 MiB into RAM: the demo leaves it alone)
+KINDS = 5
+
+
+def content(i: int) -> bytes:
+    """Page i of the pattern: zero, one content shared by many, a single
+    non-zero byte at the very end, incompressible, compressible text."""
+    kind = i % KINDS
+    if kind == 0:
+        return bytes(PAGE_SIZE)
+    if kind == 1:
+        return b"shared page " * (PAGE_SIZE // 12) + b"end!"
+    if kind == 2:
+        return bytes(PAGE_SIZE - 1) + bytes([i % 255 + 1])
+    if kind == 3:
+        return b"".join(hashlib.sha256(b"%d/%d" % (i, k)).digest() for k in range(PAGE_SIZE // 32))
+    return (b"page %08d: the quick brown fox jumps over the lazy dog. " % i * 80)[:PAGE_SIZE]
+
+
+def patterned_guest():
+    guest = launch(GuestSpec(rtc_epoch_ns=EPOCH))
+    m = guest.machine
+    m.write_phys(RAM_BASE + FIRST * PAGE_SIZE, b"".join(content(i) for i in range(PAGES)))
+    return guest
+
+
+def test_the_core_flags_zero_pages_as_it_copies_them():
+    m = patterned_guest().machine
+    pages = np.arange(FIRST, FIRST + PAGES)
+    mask = np.zeros(len(m.ram_dirty), dtype=np.uint8)
+    mask[pages] = 1
+    m.capture_begin(mask, None)
+    out = np.empty((PAGES, PAGE_SIZE), dtype=np.uint8)
+    nonzero = np.full(PAGES, 7, dtype=np.uint8)
+    m.capture_read_into(False, pages, out, nonzero)
+    assert nonzero.tolist() == [int(i % KINDS != 0) for i in range(PAGES)]
+    assert all(out[i].tobytes() == content(i) for i in range(PAGES))
+    assert m.capture_pending() == 0
+
+
+def test_zero_pages_are_never_hashed_and_each_content_is_compressed_once(tmp_path, monkeypatch):
+    guest = patterned_guest()
+    m = guest.machine
+    dirty = m.ram.reshape(-1, PAGE_SIZE)[np.flatnonzero(m.ram_dirty)]
+    nonzero = [row.tobytes() for row in dirty if row.any()]
+    hashed, compressed = [], []
+
+    class CountingHashlib:
+        @staticmethod
+        def sha256(data):
+            hashed.append(bytes(data))
+            return hashlib.sha256(data)
+
+    def counting_compress(data):
+        compressed.append(bytes(data))
+        return compress(data)
+
+    compress = encoder.compress_blob
+    monkeypatch.setattr(encoder, "hashlib", CountingHashlib)
+    monkeypatch.setattr(encoder, "compress_blob", counting_compress)
+    with Store.open(tmp_path / "store", create=True) as store:
+        snaps = Snapshots(store, guest)
+        try:
+            snaps.save("patterned")
+        finally:
+            snaps.close()
+        assert sorted(hashed) == sorted(nonzero)              # no zero page among them
+        assert sorted(compressed) == sorted(set(nonzero))     # each content once
+        with store.reader() as r:
+            assert all(r.has_blob(hashlib.sha256(page).digest()) for page in set(nonzero))
+
+
+def test_a_capture_over_the_pool_stores_what_an_inline_one_stores(tmp_path, monkeypatch):
+    saved = {}
+    for how in ("pool", "inline"):
+        if how == "inline":
+            monkeypatch.setattr(capture, "INLINE_PAGES", 10**9)
+        guest = patterned_guest()
+        ram = guest.machine.ram.copy()
+        with Store.open(tmp_path / how, create=True) as store:
+            snaps = Snapshots(store, guest)
+            try:
+                snaps.save("patterned")
+                assert snaps.times.pages >= PAGES
+            finally:
+                snaps.close()
+            with store.reader() as r:
+                keys = {bytes(k) for k, _ in r._txn.cursor(db=store._blobs)}
+            saved[how] = (store.snapshot("patterned").ram, keys, snaps.times.new_bytes)
+            restored, restored_snaps = guest_from_snapshot(store, "patterned")
+            try:
+                restored.machine.materialize()
+                assert np.array_equal(restored.machine.ram, ram)
+            finally:
+                restored_snaps.close()
+            assert verify(store).ok
+    assert saved["pool"] == saved["inline"]
+
+
+@pytest.mark.parametrize("bad", ["short", "dtype"])
+def test_capture_read_into_refuses_buffers_that_do_not_fit(bad):
+    from chrono.errors import UsageError
+    m = patterned_guest().machine
+    out = np.empty((1 if bad == "short" else 2, PAGE_SIZE), dtype=np.uint8 if bad == "short" else np.int16)
+    with pytest.raises(UsageError):
+        m.capture_read_into(False, np.array([FIRST, FIRST + 1]), out)
