@@ -93,7 +93,13 @@ def compress_blob(data, level: int = ZSTD_LEVEL) -> bytes:
     view = memoryview(data)
     if view.nbytes > MAX_BLOB_SIZE:
         raise ValueError(f"blob of {view.nbytes} bytes exceeds the {MAX_BLOB_SIZE} byte limit")
-    packed = _compressor(level).compress(view)
+    return stored_value(view, _compressor(level).compress(view))
+
+
+def stored_value(data, packed) -> bytes:
+    """The stored value of `data` given `packed`, its zstd frame: the frame,
+    or `data` raw when zstd saves less than 1/32."""
+    view = memoryview(data)
     if len(packed) < view.nbytes - view.nbytes // 32:
         return b"\x01" + packed
     return raw_blob(view)

@@ -4,11 +4,15 @@ lacks compressed.
 
 A first snapshot of a booted guest is tens of thousands of pages, so this is
 where a savevm spends its time.  The work is split into chunks of CHUNK pages
-spread over a thread pool; each chunk is read into a buffer its thread keeps
+spread over a thread pool; each chunk is read into buffers its thread keeps
 (no fresh memory per capture: on a VM first-touch page faults cost more than
 the copy), and the core flags its zero pages as it copies them, so they are
-never hashed.  hashlib and zstandard release the GIL, so the threads really
-run side by side.
+never hashed.  A chunk is hashed in one call and its missing pages are
+compressed in another (chrono._pages: libcrypto's SHA-256 and libzstd, the
+GIL released once per call): with a call per page, two threads spent their
+time handing the GIL to each other, and two workers hashed slower than one.
+Without chrono._pages's libraries, hashlib and zstandard do the same work a
+page at a time; the keys are the same either way.
 
 The encoder works inside the snapshot's write transaction: a blob is "in the
 store" as that transaction sees it.  Pool threads check that with read
@@ -18,18 +22,21 @@ content met twice in one capture is compressed once (`_claimed`).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from typing import TYPE_CHECKING, Callable
 
-from chrono.store.blobs import PAGE_SIZE, ZERO_HASH, compress_blob
+from chrono.errors import ChronoError
+from chrono.store.blobs import (HASH_SIZE, PAGE_SIZE, ZERO_HASH, ZSTD_LEVEL, compress_blob,
+                                stored_value)
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
 
     import numpy as np
 
-    from chrono.store.store import Store, Writer
+    from chrono.store.store import Reader, Store, Writer
 
 CHUNK = 256                 # pages per task: a 1 MiB buffer, warm in the cache
 INLINE_PAGES = 2048         # fewer pages than this: encoded in the calling thread
@@ -41,13 +48,48 @@ Read = Callable[["np.ndarray", "np.ndarray", "np.ndarray"], None]
 _local = threading.local()
 
 
-def _buffers(n: int):
-    """This thread's page buffer and flags, for up to n pages (kept for reuse)."""
-    import numpy as np
+@functools.cache
+def native():
+    """chrono._pages (a chunk of pages hashed or compressed per call, the GIL
+    released once) if it loaded its libraries, else None: then pages are
+    hashed and compressed one call each, which keeps a second thread mostly
+    waiting for the GIL."""
+    try:
+        from chrono._pages import ffi, lib
+    except ImportError:
+        return None
+    return (ffi, lib) if lib.pages_init(ffi.NULL, 0) == 0 else None
+
+
+def native_problem() -> str | None:
+    """Why the native page encoder is not used (None: it is)."""
+    try:
+        from chrono._pages import ffi, lib
+    except ImportError as e:
+        return f"chrono._pages did not load ({e})"
+    why = ffi.new("char[200]")
+    return None if lib.pages_init(why, len(why)) == 0 else ffi.string(why).decode()
+
+
+class _Buffers:
+    """One thread's buffers for a chunk of up to CHUNK pages (kept for reuse)."""
+
+    def __init__(self, bound: int):
+        import numpy as np
+        self.pages = np.empty((CHUNK, PAGE_SIZE), dtype=np.uint8)
+        self.nonzero = np.empty(CHUNK, dtype=np.uint8)
+        self.keys = np.empty(CHUNK * HASH_SIZE, dtype=np.uint8)
+        self.which = np.empty(CHUNK, dtype=np.uint32)
+        self.sizes = np.empty(CHUNK, dtype=np.uint32)
+        self.arena = np.empty(CHUNK * bound, dtype=np.uint8)
+        self.bound = bound
+
+
+def _buffers() -> _Buffers:
     bufs = getattr(_local, "buffers", None)
-    if bufs is None or len(bufs[1]) < n:
-        bufs = _local.buffers = (np.empty((max(n, CHUNK), PAGE_SIZE), dtype=np.uint8),
-                                 np.empty(max(n, CHUNK), dtype=np.uint8))
+    if bufs is None:
+        lib = native()
+        bufs = _local.buffers = _Buffers(lib[1].pages_bound() if lib else 0)
     return bufs
 
 
@@ -66,7 +108,8 @@ class CaptureEncoder:
 
     def __init__(self, store: Store, writer: Writer, pool: Executor | None):
         self._store, self._writer, self._pool = store, writer, pool
-        self._claimed: dict[bytes, object] = {}
+        self._claimed: set[bytes] = set()
+        self._claim = threading.Lock()
         self._chunks: list = []
 
     def add(self, read: Read, units: np.ndarray) -> Part:
@@ -76,7 +119,7 @@ class CaptureEncoder:
         for start in range(0, len(units), CHUNK):
             part = units[start:start + CHUNK]
             if inline:
-                chunks.append(self._encode(read, part, self._writer.has_blob))
+                chunks.append(self._encode(read, part))
             else:
                 chunks.append(self._pool.submit(self._encode_reading, read, part))
         self._chunks += chunks
@@ -104,26 +147,54 @@ class CaptureEncoder:
 
     def _encode_reading(self, read: Read, units: np.ndarray):
         with self._store.reader() as r:
-            return self._encode(read, units, r.has_blob)
+            return self._encode(read, units, r)
 
-    def _encode(self, read: Read, units: np.ndarray, known: Callable[[bytes], bool]):
-        """(keys, [(key, value) the store lacks]) of one chunk."""
+    def _encode(self, read: Read, units: np.ndarray, r: Reader | None = None):
+        """(keys, [(key, value) the store lacks]) of one chunk (at most CHUNK
+        units); `r` sees the store as the writer does (None: the writer)."""
         import numpy as np
         n = len(units)
-        out, nonzero = _buffers(n)
-        read(units, out, nonzero)
+        b = _buffers()
+        read(units, b.pages, b.nonzero)
+        present = np.flatnonzero(b.nonzero[:n]).tolist()
+        flat = memoryview(b.pages).cast("B")
+        lib = native()
         keys = [ZERO_HASH] * n
-        new = []
-        claimed = self._claimed
-        flat = memoryview(out).cast("B")
-        for i in np.flatnonzero(nonzero[:n]).tolist():
-            page = flat[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]
-            key = keys[i] = hashlib.sha256(page).digest()
-            if not known(key):
-                mine = object()     # setdefault is atomic: one claimant per content
-                if claimed.setdefault(key, mine) is mine:
-                    new.append((key, compress_blob(page)))
-        return keys, new
+        if lib:
+            ffi, c = lib
+            c.pages_hash(ffi.from_buffer("uint8_t[]", b.pages), n,
+                         ffi.from_buffer("uint8_t[]", b.nonzero), ffi.from_buffer("uint8_t[]", b.keys))
+            digests = b.keys[:n * HASH_SIZE].tobytes()
+            for i in present:
+                keys[i] = digests[i * HASH_SIZE:(i + 1) * HASH_SIZE]
+        else:
+            for i in present:
+                keys[i] = hashlib.sha256(flat[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]).digest()
+        stored = (r or self._writer).stored_among([keys[i] for i in present])
+        wanted = []
+        with self._claim:               # a content met twice is compressed once
+            for i in present:
+                key = keys[i]
+                if key not in stored and key not in self._claimed:
+                    self._claimed.add(key)
+                    wanted.append(i)
+        return keys, _compressed(b, flat, keys, wanted, lib)
+
+
+def _compressed(b: _Buffers, flat: memoryview, keys: list[bytes], wanted: list[int], lib):
+    """[(key, stored value)] of the chunk's pages `wanted`."""
+    page = lambda i: flat[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]    # noqa: E731
+    if not lib or not wanted:
+        return [(keys[i], compress_blob(page(i))) for i in wanted]
+    ffi, c = lib
+    b.which[:len(wanted)] = wanted
+    if c.pages_compress(ffi.from_buffer("uint8_t[]", b.pages), ffi.from_buffer("uint32_t[]", b.which),
+                        len(wanted), ZSTD_LEVEL, ffi.from_buffer("uint8_t[]", b.arena),
+                        ffi.from_buffer("uint32_t[]", b.sizes)) != 0:
+        raise ChronoError("zstd could not compress a captured page")
+    arena, sizes = memoryview(b.arena), b.sizes[:len(wanted)].tolist()
+    return [(keys[i], stored_value(page(i), arena[j * b.bound:j * b.bound + size]))
+            for j, (i, size) in enumerate(zip(wanted, sizes))]
 
 
 def _result(chunk):

@@ -724,6 +724,12 @@ class Reader:
     def has_blob(self, key: bytes) -> bool:
         return key == ZERO_HASH or self._txn.get(key, db=self.store._blobs) is not None
 
+    def stored_among(self, keys: list[bytes]) -> set[bytes]:
+        """The keys among `keys` whose blobs are stored (one call for them all:
+        a capture asks about thousands)."""
+        cursor = self._txn.cursor(db=self.store._blobs)
+        return {bytes(key) for key, _ in cursor.getmulti(keys)}
+
     def get_blob(self, key: bytes) -> bytes:
         """Content of a blob, verified against its key (StoreCorruptError if not)."""
         if key == ZERO_HASH:
