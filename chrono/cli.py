@@ -20,8 +20,24 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+# Commands defined in other modules, imported when one of them is asked for
+# (or listed, by --help): a `chrono run` need not import the others.
+LAZY_COMMANDS = {"disk": "chrono.cli_disk",
+                 **{name: "chrono.cli_trace" for name in
+                    ("record", "replay", "export", "import", "trace", "debug", "query")}}
+
+
 class ChronoGroup(click.Group):
-    """Turns library errors into one-line messages."""
+    """Turns library errors into one-line messages; loads LAZY_COMMANDS on demand."""
+
+    def list_commands(self, ctx):
+        return sorted(set(self.commands) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in LAZY_COMMANDS:
+            import importlib
+            importlib.import_module(LAZY_COMMANDS[name])     # it registers with `main`
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
@@ -479,7 +495,8 @@ def store_verify(store_path, as_json):
     from chrono.errors import StoreCorruptError
     from chrono.render import plural, show
     from chrono.render_store import problems_table, verify_progress, verify_record
-    from chrono.store import Store, verify
+    from chrono.store import Store
+    from chrono.store.verify import verify
     from chrono.store.verify import Problem
     from chrono.replay.verify import verify_traces
 
@@ -513,7 +530,8 @@ def store_gc(store_path):
     """
     from chrono.render import plural
     from chrono.units import format_size as size
-    from chrono.store import Store, gc
+    from chrono.store import Store
+    from chrono.store.gc import gc
 
     with Store(store_path) as store:
         report = gc(store)
@@ -660,10 +678,8 @@ def snap_diff(a, b, store_path):
     show(diff_table(result, ma, mb, a, b))
 
 
-from chrono import cli_disk, cli_trace  # noqa: E402,F401  (register disk, record, replay, trace...)
-
 if __name__ == "__main__":
     # `python -m chrono.cli`: run the imported module's group, which the
-    # command modules above registered with (not this __main__ copy's).
+    # command modules register with (not this __main__ copy's).
     from chrono.cli import main as _main
     _main()

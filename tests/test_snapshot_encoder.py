@@ -14,7 +14,8 @@ import chrono.store.encoder as encoder
 from chrono.core.launch import GuestSpec, launch
 from chrono.core.board import RAM_BASE
 from chrono.core.machine import PAGE_SIZE
-from chrono.store import Store, stats, verify
+from chrono.store import Store, stats
+from chrono.store.verify import verify
 from chrono.store.capture import Snapshots, guest_from_snapshot
 from snapshot_driver import EPOCH
 

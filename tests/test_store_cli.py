@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from chrono.cli import main
-from chrono.store import STORE_ENV_VAR, DEFAULT_DIR, Store, encode_blob, verify
+from chrono.store import STORE_ENV_VAR, DEFAULT_DIR, Store, encode_blob
+from chrono.store.verify import verify
 from storehelp import flip_everywhere, page, save
 
 from chronocmd import CHRONO

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from chrono.store import Store, verify
+from chrono.store import Store
+from chrono.store.verify import verify
 
 TESTS = Path(__file__).parent
 ROUNDS = 6

@@ -15,7 +15,6 @@ the DNS forwarder 10.0.2.3, DHCP handing out 10.0.2.15 first.  IPv4 only.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from chrono.errors import UsageError
@@ -85,6 +84,7 @@ def parse_net(text: str) -> NetConfig:
 
 
 def _forward(value: str, text: str) -> Forward:
+    import ipaddress            # here: only a hostfwd needs it, and a fast boot has none
     bad = UsageError(f"--net {text}: hostfwd={value} is not [tcp|udp]:[HOSTADDR]:HOSTPORT-"
                      f"[GUESTADDR]:GUESTPORT (e.g. hostfwd=tcp:127.0.0.1:2222-:22)")
     protocol, sep, rest = value.partition(":")
@@ -100,6 +100,7 @@ def _forward(value: str, text: str) -> Forward:
 
 
 def _endpoint(part: str, default: str, bad: UsageError, text: str, side: str) -> tuple[str, int]:
+    import ipaddress
     addr, sep, port = part.rpartition(":")
     if not sep:
         raise bad

@@ -18,14 +18,34 @@ gives the pages that differ; store.page(table, index) reads one page, verified.
 
 docs/store.md describes the on-disk layout, commit ordering and GC invariants.
 """
-from chrono.store.blobs import (HASH_SIZE, PAGE_SIZE, ZERO_HASH, ZERO_PAGE, blob_key,
-                                copy_pages, decode_blob, encode_blob, encode_pages, stored_size)
-from chrono.store.gc import GcReport, Roots, add_root_provider, gc, remove_root_provider
-from chrono.store.manifest import DiskTable, Manifest, SnapshotDiff, snapshot_diff
-from chrono.store.pagetable import LEAF_PAGES, PageTable, diff, pages_for
-from chrono.store.store import (DEFAULT_DIR, DEFAULT_MAP_SIZE, STORE_ENV_VAR, Reader, Store,
-                                Writer, check_ref_name, default_store_path)
-from chrono.store.verify import Problem, StoreStats, VerifyReport, stats, verify
+import importlib
+
+# Where each name lives.  They are imported on first use (PEP 562), so that
+# `from chrono.store import bootset` on a fast boot's path does not also bring
+# in gc, verify and the trace tables.  The functions gc and verify are not
+# among them: their names are those of their modules, which a submodule import
+# would put in their place; import them from chrono.store.gc / .verify.
+_HOMES = {
+    "blobs": ("HASH_SIZE", "PAGE_SIZE", "ZERO_HASH", "ZERO_PAGE", "blob_key", "copy_pages",
+              "decode_blob", "encode_blob", "encode_pages", "stored_size"),
+    "gc": ("GcReport", "Roots", "add_root_provider", "remove_root_provider"),
+    "manifest": ("DiskTable", "Manifest", "SnapshotDiff", "snapshot_diff"),
+    "pagetable": ("LEAF_PAGES", "PageTable", "diff", "pages_for"),
+    "store": ("DEFAULT_DIR", "DEFAULT_MAP_SIZE", "STORE_ENV_VAR", "Reader", "Store", "Writer",
+              "check_ref_name", "default_store_path"),
+    "verify": ("Problem", "StoreStats", "VerifyReport", "stats"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chrono.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"chrono.store.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "HASH_SIZE", "PAGE_SIZE", "ZERO_HASH", "ZERO_PAGE", "LEAF_PAGES", "DEFAULT_DIR",
@@ -33,6 +53,6 @@ __all__ = [
     "blob_key", "copy_pages", "decode_blob", "encode_blob", "encode_pages", "stored_size",
     "PageTable", "diff", "pages_for", "DiskTable", "Manifest", "SnapshotDiff", "snapshot_diff",
     "Store", "Reader", "Writer", "check_ref_name", "default_store_path",
-    "gc", "GcReport", "Roots", "add_root_provider", "remove_root_provider",
-    "verify", "VerifyReport", "Problem", "stats", "StoreStats",
+    "GcReport", "Roots", "add_root_provider", "remove_root_provider",
+    "VerifyReport", "Problem", "stats", "StoreStats",
 ]
