@@ -14,8 +14,10 @@ import pytest
 from chrono.errors import (RefNameError, StoreCorruptError, StoreError, StoreFormatError,
                            StoreFullError, UnknownSnapshotError)
 from chrono.store import (LEAF_PAGES, PAGE_SIZE, ZERO_HASH, ZERO_PAGE, Manifest, PageTable, Roots,
-                          Store, copy_pages, decode_blob, diff, encode_blob, encode_pages, gc,
-                          snapshot_diff, stats, verify)
+                          Store, copy_pages, decode_blob, diff, encode_blob, encode_pages,
+                          snapshot_diff, stats)
+from chrono.store.gc import gc
+from chrono.store.verify import verify
 from storehelp import RAM_PAGES, flip_everywhere, page, save
 
 

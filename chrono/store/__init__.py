@@ -1,7 +1,7 @@
 """The snapshot store: LMDB + zstd, content-addressed pages, manifests, refs, GC.
 
-Saving a snapshot (capture copies pages while the guest is paused; the rest
-can run in a background thread while the guest runs again):
+Saving a snapshot by hand (chrono.store.capture.Snapshots does it for a running
+guest: copy-on-write, encoded by chrono.store.encoder while the guest runs on):
 
     pages = copy_pages(machine.ram, np.flatnonzero(machine.ram_dirty))  # guest paused
     changes, blobs = encode_pages(pages, indices, pool)                  # any thread

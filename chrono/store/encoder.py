@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from chrono.store.store import Reader, Store, Writer
 
 CHUNK = 256                 # pages per task: a 1 MiB buffer, warm in the cache
-INLINE_PAGES = 2048         # fewer pages than this: encoded in the calling thread
+INLINE_PAGES = 2048         # a capture of fewer units is encoded without the pool
 
 # read(units, out, nonzero): the captured content of `units` into `out`, a
 # byte per unit into `nonzero` (Machine.capture_read_into for RAM or the disk).
@@ -113,12 +113,12 @@ class CaptureEncoder:
         self._chunks: list = []
 
     def add(self, read: Read, units: np.ndarray) -> Part:
-        """Start encoding `units` (page or block numbers) read with `read`."""
-        inline = self._pool is None or len(units) < INLINE_PAGES
+        """Start encoding `units` (page or block numbers) read with `read`:
+        over the pool, or here and now without one."""
         chunks = []
         for start in range(0, len(units), CHUNK):
             part = units[start:start + CHUNK]
-            if inline:
+            if self._pool is None:
                 chunks.append(self._encode(read, part))
             else:
                 chunks.append(self._pool.submit(self._encode_reading, read, part))
@@ -143,7 +143,6 @@ class CaptureEncoder:
                 if not isinstance(chunk, tuple) and not chunk.cancel():
                     chunk.exception()
             raise
-        return added
 
     def _encode_reading(self, read: Read, units: np.ndarray):
         with self._store.reader() as r:
