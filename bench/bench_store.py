@@ -71,7 +71,7 @@ def main() -> None:
 
     t = time.perf_counter()
     serial = [encode_blob(row) for row in ram]
-    print(f"encode_blob (hash+zstd), 1 thread     {rate(n, time.perf_counter() - t)}")
+    print(f"encode_blob (hash+lz4), 1 thread      {rate(n, time.perf_counter() - t)}")
     with ThreadPoolExecutor(args.threads) as pool:
         t = time.perf_counter()
         changes, blobs = encode_pages(ram, range(n), pool)

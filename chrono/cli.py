@@ -87,7 +87,7 @@ def store_option(command):
     """--store DIR: the snapshot store a command uses (CHRONO_STORE, else .chrono).
 
     The names match chrono.store.store (STORE_ENV_VAR, DEFAULT_DIR); they are
-    spelled out here so that `chrono --help` does not import LMDB and zstd.
+    spelled out here so that `chrono --help` does not import LMDB and LZ4.
     """
     return click.option("--store", "store_path", metavar="DIR", envvar="CHRONO_STORE",
                         default=".chrono", show_default=True, show_envvar=True,

@@ -51,7 +51,7 @@ def stats_table(s: StoreStats) -> Grid:
     t.columns[0].bold = True
     t.add("store", "", str(s.path))
     t.add("snapshots", f"{s.snapshots:,}", f"{plural(s.refs, 'name')}")
-    t.add("blobs", f"{s.blobs:,}", f"{s.zstd_blobs:,} zstd, {s.raw_blobs:,} raw")
+    t.add("blobs", f"{s.blobs:,}", f"{s.lz4_blobs:,} lz4, {s.zstd_blobs:,} zstd, {s.raw_blobs:,} raw")
     t.add("logical", size(s.logical_bytes), f"non-zero pages, state and device trees of every "
           f"snapshot ({plural(s.logical_pages, 'page')})")
     t.add("unique", size(s.content_bytes), f"each blob once, uncompressed: dedup ratio "
@@ -64,7 +64,7 @@ def stats_table(s: StoreStats) -> Grid:
 
 def stats_record(s: StoreStats) -> dict:
     return {"store": str(s.path), "snapshots": s.snapshots, "names": s.refs, "blobs": s.blobs,
-            "zstd_blobs": s.zstd_blobs, "raw_blobs": s.raw_blobs,
+            "lz4_blobs": s.lz4_blobs, "zstd_blobs": s.zstd_blobs, "raw_blobs": s.raw_blobs,
             "logical_bytes": s.logical_bytes, "logical_pages": s.logical_pages,
             "unique_bytes": s.content_bytes, "stored_bytes": s.stored_bytes,
             "dedup_ratio": round(s.dedup_ratio, 4),

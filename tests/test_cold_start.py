@@ -30,8 +30,9 @@ main()
 
 HEAVY = ("numpy", "lmdb", "zstandard", "rich", "elftools", "chrono._core", "chrono.gdb",
          "chrono.replay", "chrono.store", "concurrent.futures", "importlib.metadata", "xml")
-# What a fast boot needs of these: the native core and the store (LMDB, zstd).
-NOT_IN_FAST_BOOT = ("numpy", "rich", "elftools", "chrono.gdb", "chrono.replay",
+# What a fast boot needs of these: the native core and the store (LMDB; LZ4, not zstd,
+# which only blobs of older stores use).
+NOT_IN_FAST_BOOT = ("numpy", "zstandard", "rich", "elftools", "chrono.gdb", "chrono.replay",
                     "concurrent.futures", "importlib.metadata", "xml")
 
 

@@ -46,7 +46,7 @@ def test_installed_chrono_lists_recordings(tmp_path):
 @pytest.mark.parametrize("module", ["chrono._core", "chrono._pages"])
 def test_the_compiled_modules_are_installed(module):
     """Both cffi modules are built by `pip install .` (setup.py's cffi_modules);
-    the store's page encoder finds its libraries (libcrypto, libzstd)."""
+    the store's page encoder finds its libraries (libcrypto, liblz4)."""
     importlib.import_module(module)
     from chrono.store.encoder import native_problem
     assert native_problem() is None, native_problem()

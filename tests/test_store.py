@@ -8,14 +8,17 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import lmdb
+import lz4.block
 import numpy as np
 import pytest
+import zstandard
 
 from chrono.errors import (RefNameError, StoreCorruptError, StoreError, StoreFormatError,
                            StoreFullError, UnknownSnapshotError)
 from chrono.store import (LEAF_PAGES, PAGE_SIZE, ZERO_HASH, ZERO_PAGE, Manifest, PageTable, Roots,
                           Store, copy_pages, decode_blob, diff, encode_blob, encode_pages,
                           snapshot_diff, stats)
+from chrono.store.blobs import content_size
 from chrono.store.gc import gc
 from chrono.store.verify import verify
 from storehelp import RAM_PAGES, flip_everywhere, page, save
@@ -45,11 +48,13 @@ class CountingSource:
 
 # ---- blobs ---------------------------------------------------------------------------------
 
-def test_blob_round_trip_uses_zstd_when_it_helps_and_raw_when_not():
+def test_blob_round_trip_uses_lz4_when_it_helps_and_raw_when_not():
     text = page("text")
     key, value = encode_blob(text)
     assert key == hashlib.sha256(text).digest()
-    assert value[0] == 1 and len(value) < PAGE_SIZE * 0.6
+    assert value[0] == 2 and len(value) < PAGE_SIZE * 0.6
+    assert value[1:5] == PAGE_SIZE.to_bytes(4, "little")        # the content size, then the block
+    assert lz4.block.decompress(value[1:]) == text              # LZ4's own reader agrees
     assert decode_blob(key, value) == text
     noise = page("noise", compressible=False)
     key, value = encode_blob(noise)
@@ -62,13 +67,25 @@ def test_encode_blob_takes_numpy_rows_and_memoryviews():
     assert encode_blob(rows[1]) == encode_blob(page(2)) == encode_blob(memoryview(page(2)))
 
 
-@pytest.mark.parametrize("damage", ["flip", "codec", "truncate", "empty"])
+def test_zstd_blobs_of_older_stores_still_decode():
+    text = page("old")
+    frame = zstandard.ZstdCompressor(level=-1, write_content_size=True).compress(text)
+    key = hashlib.sha256(text).digest()
+    assert decode_blob(key, b"\x01" + frame) == text
+    assert content_size(b"\x01" + frame) == PAGE_SIZE
+
+
+@pytest.mark.parametrize("damage", ["flip", "codec", "truncate", "empty", "size", "bomb",
+                                    "zstd"])
 def test_decoding_a_damaged_value_raises_store_corrupt_error_naming_the_blob(damage):
     key, value = encode_blob(page("x"))
     bad = {"flip": value[:100] + bytes([value[100] ^ 1]) + value[101:],
            "codec": b"\x07" + value[1:],
            "truncate": value[:len(value) // 2],
-           "empty": b""}[damage]
+           "empty": b"",
+           "size": value[:1] + (PAGE_SIZE + 1).to_bytes(4, "little") + value[5:],
+           "bomb": value[:1] + (1 << 31).to_bytes(4, "little") + value[5:],
+           "zstd": b"\x01" + value[5:]}[damage]
     with pytest.raises(StoreCorruptError) as e:
         decode_blob(key, bad, "/some/store")
     assert key.hex() in e.value.message and "/some/store" in e.value.message
@@ -417,6 +434,25 @@ def test_unknown_feature_flags_refuse_the_store_or_its_writes(tmp_path):
     _set_meta(tmp_path / "s", b"features.incompat", b"blake3")
     with pytest.raises(StoreFormatError, match="blake3"):
         Store(tmp_path / "s")
+
+
+def test_the_first_lz4_blob_marks_the_store_so_older_chronos_refuse_it(tmp_path, monkeypatch):
+    """Chronos before the LZ4 codec read raw and zstd blobs only: a store holding
+    an LZ4 blob carries the incompat flag "lz4", so they refuse it instead of
+    calling its blobs damaged."""
+    import chrono.store.store as store_module
+    path = tmp_path / "s"
+    with Store(path, create=True) as s:
+        with s.writer() as w:
+            w.put_blob(page("noise", compressible=False))         # stored raw
+        assert s.meta()["features.incompat"] == ""
+        for name in ("a", "b"):
+            with s.writer() as w:
+                w.put_blob(page(name))                             # stored as LZ4
+        assert s.meta()["features.incompat"] == "lz4"              # once
+    monkeypatch.setattr(store_module, "KNOWN_INCOMPAT", frozenset())   # an older chrono
+    with pytest.raises(StoreFormatError, match="lz4"):
+        Store(path)
 
 
 def test_an_lmdb_environment_of_another_program_is_not_a_store(tmp_path):

@@ -199,11 +199,36 @@ def test_bundle_imported_in_another_process_replays_the_recorded_console_output(
     assert verified.returncode == 0 and "recording demo is sound" in verified.stdout
 
 
+def test_a_format_1_bundle_of_an_older_chrono_still_imports_and_replays(demo, tmp_path):
+    """Before the LZ4 codec, bundles were format 1 with zstd blobs: one made
+    that way (every LZ4 blob re-encoded as the older chrono wrote it) imports
+    and replays exactly."""
+    def as_format_1(b):
+        b.version, b.header["format"] = 1, 1
+        for i, (key, value) in enumerate(b.sections[b"BLOB"]):
+            if value[0] == 2:
+                content = fuzz.blob_content(value)
+                frame = zstandard.ZstdCompressor(level=-1, write_content_size=True).compress(content)
+                b.sections[b"BLOB"][i] = (key, b"\x01" + frame)
+    old = tmp_path / "old.chrono"
+    old.write_bytes(rehashed(demo.bundle.read_bytes(), as_format_1))
+    p = parse(old.read_bytes())
+    assert p.version == 1 and any(v[0] == 1 for _, v in p.sections[b"BLOB"])
+    assert not any(v[0] == 2 for _, v in p.sections[b"BLOB"])
+    store = tmp_path / "store"
+    imported = chrono("import", old, "--store", store)
+    assert imported.returncode == 0, imported.stderr
+    replayed = chrono("replay", "demo", "--store", store)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "console output identical" in replayed.stderr
+
+
 def test_the_bundle_describes_itself_and_holds_what_the_recording_needs(demo):
     p = parse(demo.bundle.read_bytes())
     m = demo.manifest
-    assert p.version == 1
+    assert p.version == 2
     h = p.header
+    assert h["format"] == 2
     assert (h["trace"], h["positions"], h["counts"]["keyframes"]) == (
         "demo", {"start": 0, "end": m.end_position}, len(m.keyframes))
     assert h["machine"] == m.config and h["isa"] == m.config["isa"]
@@ -411,7 +436,7 @@ BAD = {
     "cut inside its checksum": (lambda d: d[:-20], "bytes its header declares"),
     "bit-flipped": (lambda d: d[:len(d) // 3] + bytes([d[len(d) // 3] ^ 4]) + d[len(d) // 3 + 1:],
                     "checksum does not match"),
-    "of a newer format": (lambda d: d[:13] + struct.pack("<H", 2) + d[15:], "format 2"),
+    "of a newer format": (lambda d: d[:13] + struct.pack("<H", 3) + d[15:], "format 3"),
     "not a bundle": (lambda d: b"PK\x03\x04" + d[4:], "not a chrono trace bundle"),
     "absurd record count": (absurd_count, "claims 1152921504606846976 records"),
     "absurd value length": (absurd_value_length, "claims 4294967280 bytes"),

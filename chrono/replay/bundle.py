@@ -1,10 +1,12 @@
 """Trace bundles: one portable file with a recording and everything it needs.
 
 `chrono export` writes one, `chrono import` (and `chrono replay FILE`) reads it.
-Format 1 (docs/bundle.md says more), integers little-endian:
+Format 2 (docs/bundle.md says more), integers little-endian:
 
     magic      13  b"CHRONO-TRACE\\n"
-    format      2  bundle format (1); another number is refused before anything else is read
+    format      2  bundle format: 2 (blobs of any store codec, LZ4 included) is written,
+                   1 (raw and zstd blobs only) still read; another number is refused
+                   before anything else is read
     header      4  n, then n bytes of JSON with sorted keys and no spaces: what the
                    bundle holds (describe()).  Import recomputes it from the sections
                    and refuses a header that differs, so it is checked like the rest.
@@ -46,12 +48,11 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import numpy as np
-import zstandard
 
 from chrono.errors import (BundleError, StoreCorruptError, StoreError, UsageError,
                            os_error_message)
 from chrono.store.capture import config_problem, incompatibility, state_problem
-from chrono.store.blobs import CODEC_RAW, CODEC_ZSTD, HASH_SIZE, PAGE_SIZE, ZERO_HASH, decode_blob
+from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, content_size, decode_blob
 from chrono.store.gc import reachable
 from chrono.store.manifest import Manifest, ManifestFormatError, snapshot_id
 from chrono.store.pagetable import LEAF_BYTES, LEAF_PAGES, pages_for
@@ -63,7 +64,8 @@ from chrono.replay.events import (KEYFRAME, LOAD, MAX_CHUNK, Event, chunk_key, c
 from chrono.replay.verify import CHUNK_KEY_SIZE, LogCheck
 
 MAGIC = b"CHRONO-TRACE\n"
-FORMAT = 1
+FORMAT = 2                  # written
+READABLE_FORMATS = (1, 2)   # read: format 1 differs only in holding no LZ4 blobs
 _PREAMBLE = struct.Struct("<13sH")
 _U32 = struct.Struct("<I")
 _SECTION = struct.Struct("<4sQQ")
@@ -107,12 +109,13 @@ class BundleInfo:
 
 
 def describe(m: TraceManifest, sections: dict[bytes, tuple[int, int]], blob_content: int,
-             state_version: int | None, total: int) -> dict:
+             state_version: int | None, total: int, fmt: int = FORMAT) -> dict:
     """The header: a summary of the contents, for people and for a quick look
-    (`sections` is {tag: (records, bytes)}).  Import recomputes it."""
+    (`sections` is {tag: (records, bytes)}; `fmt` the bundle's format).
+    Import recomputes it."""
     cfg = m.config
     return {
-        "format": FORMAT,
+        "format": fmt,
         "trace": m.name,
         "chrono_version": m.chrono_version,
         "core": {"state_version": state_version, "state_size": cfg.get("state_size"),
@@ -442,8 +445,9 @@ class _Source:
 
     def header(self) -> bytes:
         magic, version = _PREAMBLE.unpack(self.read(_PREAMBLE.size, "its preamble"))
-        if magic != MAGIC or version != FORMAT:
+        if magic != MAGIC or version not in READABLE_FORMATS:
             raise _damaged(self.path, "its preamble changed")
+        self.format = version
         (length,) = _U32.unpack(self.read(_U32.size, "its header length"))
         if length > MAX_HEADER:
             raise _damaged(self.path, f"its header claims {length} bytes")
@@ -502,9 +506,10 @@ def _check_whole(f: BinaryIO, size: int, path: Path) -> bytes:
     if len(head) < _PREAMBLE.size:
         raise _damaged(path, f"it is truncated ({size} bytes)")
     _, version = _PREAMBLE.unpack(head)
-    if version != FORMAT:
-        raise BundleError(f"bundle {path} has format {version}; this chrono reads format "
-                          f"{FORMAT}: import it with a chrono that reads it")
+    if version not in READABLE_FORMATS:
+        raise BundleError(f"bundle {path} has format {version}; this chrono reads formats "
+                          f"{' and '.join(map(str, READABLE_FORMATS))}: import it with a chrono "
+                          f"that reads it")
     declared = _declared_size(f, size)
     if declared is not None and declared > size:
         raise _damaged(path, f"it is truncated: it has {size} of the {declared} bytes its "
@@ -543,19 +548,6 @@ def _declared_size(f: BinaryIO, size: int) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _stored_content_size(value: bytes) -> int | None:
-    """The content size a stored blob value declares (None: it declares none)."""
-    if value[0] == CODEC_RAW:
-        return len(value) - 1
-    if value[0] == CODEC_ZSTD:
-        try:
-            size = zstandard.frame_content_size(value[1:])
-        except zstandard.ZstdError:
-            return None
-        return size if size >= 0 else None
-    return None
-
-
 @dataclass
 class _Plan:
     """What pass 1 verified, for the write."""
@@ -587,6 +579,7 @@ class _Verify:
 
     def run(self, src: _Source, digest: bytes) -> _Plan:
         header = src.header()
+        self.format = src.format
         for tag, key, value in src.records():
             count = self.counts[tag]
             count[0] += 1
@@ -692,7 +685,7 @@ class _Verify:
         if not allowed:
             raise _unsafe(self.path, f"it carries blob {name}, which none of its snapshots "
                                      f"uses (before the leaf naming it, if any)")
-        size = _stored_content_size(value)
+        size = content_size(value)
         wrong = [a for a in allowed if size is None or not a[1] <= size <= a[2]]
         if wrong:       # a blob in several places must fit each (a leaf is never a page)
             role, low, high = wrong[0]
@@ -776,7 +769,7 @@ class _Verify:
             # holds a leaf's pages as long as the leaf), so nothing more is needed.
         sections = {tag: tuple(c) for tag, c in self.counts.items()}
         expected = _header_bytes(describe(m, sections, self.blob_content, self.state_version,
-                                          total))
+                                          total, self.format))
         if header != expected:
             raise _damaged(self.path, "its header does not describe its contents")
         return _Plan(self.path, m, self.name or m.name, from_store)

@@ -1,4 +1,4 @@
-"""The snapshot store: LMDB + zstd, content-addressed pages, manifests, refs, GC.
+"""The snapshot store: LMDB + LZ4, content-addressed pages, manifests, refs, GC.
 
 Saving a snapshot by hand (chrono.store.capture.Snapshots does it for a running
 guest: copy-on-write, encoded by chrono.store.encoder while the guest runs on):

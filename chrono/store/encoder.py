@@ -8,10 +8,10 @@ spread over a thread pool; each chunk is read into buffers its thread keeps
 (no fresh memory per capture: on a VM first-touch page faults cost more than
 the copy), and the core flags its zero pages as it copies them, so they are
 never hashed.  A chunk is hashed in one call and its missing pages are
-compressed in another (chrono._pages: libcrypto's SHA-256 and libzstd, the
+compressed in another (chrono._pages: libcrypto's SHA-256 and liblz4, the
 GIL released once per call): with a call per page, two threads spent their
 time handing the GIL to each other, and two workers hashed slower than one.
-Without chrono._pages's libraries, hashlib and zstandard do the same work a
+Without chrono._pages's libraries, hashlib and lz4.block do the same work a
 page at a time; the keys are the same either way.
 
 The encoder works inside the snapshot's write transaction: a blob is "in the
@@ -28,8 +28,7 @@ import threading
 from typing import TYPE_CHECKING, Callable
 
 from chrono.errors import ChronoError
-from chrono.store.blobs import (HASH_SIZE, PAGE_SIZE, ZERO_HASH, ZSTD_LEVEL, compress_blob,
-                                stored_value)
+from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, compress_blob, stored_value
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
@@ -188,9 +187,9 @@ def _compressed(b: _Buffers, flat: memoryview, keys: list[bytes], wanted: list[i
     ffi, c = lib
     b.which[:len(wanted)] = wanted
     if c.pages_compress(ffi.from_buffer("uint8_t[]", b.pages), ffi.from_buffer("uint32_t[]", b.which),
-                        len(wanted), ZSTD_LEVEL, ffi.from_buffer("uint8_t[]", b.arena),
+                        len(wanted), ffi.from_buffer("uint8_t[]", b.arena),
                         ffi.from_buffer("uint32_t[]", b.sizes)) != 0:
-        raise ChronoError("zstd could not compress a captured page")
+        raise ChronoError("LZ4 could not compress a captured page")
     arena, sizes = memoryview(b.arena), b.sizes[:len(wanted)].tolist()
     return [(keys[i], stored_value(page(i), arena[j * b.bound:j * b.bound + size]))
             for j, (i, size) in enumerate(zip(wanted, sizes))]

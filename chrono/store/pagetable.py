@@ -59,7 +59,7 @@ def _rows(key: bytes, source: LeafSource | None) -> np.ndarray:
 
 def _encode_leaf(rows: np.ndarray, zero_entries: int) -> tuple[bytes, bytes]:
     """(key, value) of a leaf with `zero_entries` ZERO_HASH entries.  Page keys
-    are SHA-256 digests, which zstd cannot shrink: only the zero entries
+    are SHA-256 digests, which LZ4 cannot shrink: only the zero entries
     compress, so a leaf with fewer than 1/32 of them is stored raw without trying."""
     if zero_entries * 32 < LEAF_PAGES:
         return blob_key(rows), raw_blob(rows)

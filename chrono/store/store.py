@@ -49,7 +49,7 @@ import lmdb
 
 from chrono.errors import (RefNameError, StoreCorruptError, StoreError, StoreFormatError,
                            StoreFullError, UnknownSnapshotError)
-from chrono.store.blobs import HASH_SIZE, ZERO_HASH, ZERO_PAGE, decode_blob, encode_blob
+from chrono.store.blobs import CODEC_LZ4, HASH_SIZE, ZERO_HASH, ZERO_PAGE, decode_blob, encode_blob
 from chrono.store.lmdbfile import DataFileProblem, check_data_file, read_meta, walk
 from chrono.store.manifest import Manifest, ManifestFormatError, snapshot_id
 from chrono.store.pagetable import LEAF_BYTES, LEAF_PAGES, PageTable
@@ -62,8 +62,11 @@ DEFAULT_DIR = ".chrono"
 LEASE_PREFIX = "lease/"
 STORE_ENV_VAR = "CHRONO_STORE"
 FORMAT = 1
-# Feature flags this code understands (none yet beyond format 1).
-KNOWN_INCOMPAT: frozenset[str] = frozenset()
+# Feature flags this code understands.  "lz4": blobs of codec LZ4 (older chronos
+# know only raw and zstd, so they must refuse the store rather than call such
+# a blob damaged); set by the first write of one.
+LZ4_FEATURE = "lz4"
+KNOWN_INCOMPAT: frozenset[str] = frozenset({LZ4_FEATURE})
 KNOWN_RO_COMPAT: frozenset[str] = frozenset()
 DEFAULT_MAP_SIZE = 1 << 40
 _MIN_MAP_SIZE = 1 << 30
@@ -949,14 +952,27 @@ class Writer(Reader):
     def put_blobs(self, blobs) -> int:
         """Store already-encoded (key, value) pairs, skipping keys already
         present and None values (zero pages).  Returns how many were new."""
-        items = sorted(((k, v) for k, v in blobs if v is not None), key=lambda kv: kv[0])
+        items = sorted((k, v) for k, v in blobs if v is not None)    # keys are unique
         if not items:
             return 0
-        for key, _ in items:
+        lz4 = False
+        for key, value in items:
             if len(key) != HASH_SIZE or key == ZERO_HASH:
                 raise ValueError(f"{key!r} is not a blob key")
+            lz4 = lz4 or value[0] == CODEC_LZ4
+        if lz4:
+            self._require_feature(LZ4_FEATURE)
         _, added = self._txn.cursor(db=self.store._blobs).putmulti(items, overwrite=False)
         return added
+
+    def _require_feature(self, flag: str) -> None:
+        """Add incompat `flag` to the store's meta record in this transaction
+        (so it lands with the first record that needs it)."""
+        raw = self._txn.get(b"features.incompat", db=self.store._meta)
+        flags = [f for f in bytes(raw or b"").decode("ascii", "replace").split(",") if f]
+        if flag not in flags:
+            self._txn.put(b"features.incompat", ",".join([*flags, flag]).encode(),
+                          db=self.store._meta)
 
     def remember_leaf(self, key: bytes, leaf: bytes) -> None:
         """Cache a leaf this writer built (key = its SHA-256, computed by the
@@ -976,8 +992,7 @@ class Writer(Reader):
     def put_blob(self, data) -> bytes:
         """Encode and store one blob; returns its key."""
         key, value = encode_blob(data)
-        if value is not None:
-            self._txn.put(key, value, db=self.store._blobs, overwrite=False)
+        self.put_blobs([(key, value)])
         return key
 
     def put_snapshot(self, manifest: Manifest) -> str:

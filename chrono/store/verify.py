@@ -16,7 +16,7 @@ from typing import Callable
 import lmdb
 
 from chrono.errors import ChronoError, StoreCorruptError
-from chrono.store.blobs import (CODEC_RAW, CODEC_ZSTD, HASH_SIZE, PAGE_SIZE, ZERO_HASH,
+from chrono.store.blobs import (CODEC_LZ4, CODEC_RAW, CODEC_ZSTD, HASH_SIZE, PAGE_SIZE, ZERO_HASH,
                                 decode_blob, stored_size)
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import LEASE_PREFIX, Store, check_ref_name
@@ -213,6 +213,7 @@ class StoreStats:
     blobs: int = 0
     raw_blobs: int = 0
     zstd_blobs: int = 0
+    lz4_blobs: int = 0
     stored_bytes: int = 0       # blob values as stored (compressed)
     content_bytes: int = 0      # blob contents (uncompressed), each unique blob once
     logical_bytes: int = 0      # what the snapshots represent: non-zero pages, state, dtb
@@ -239,7 +240,9 @@ def stats(store: Store) -> StoreStats:
             s.blobs += 1
             s.stored_bytes += len(value)
             s.content_bytes += stored_size(value)
-            if len(value) and value[0] == CODEC_ZSTD:
+            if len(value) and value[0] == CODEC_LZ4:
+                s.lz4_blobs += 1
+            elif len(value) and value[0] == CODEC_ZSTD:
                 s.zstd_blobs += 1
             elif len(value) and value[0] == CODEC_RAW:
                 s.raw_blobs += 1

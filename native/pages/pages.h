@@ -1,7 +1,7 @@
 /* pages.h: hashing and compressing 4 KiB pages for the snapshot store, a chunk
  * of pages per call, so that Python threads share the work without trading
- * the GIL for every page.  SHA-256 comes from the host's libcrypto and zstd
- * from its libzstd, both opened with dlopen: building chrono needs neither's
+ * the GIL for every page.  SHA-256 comes from the host's libcrypto and LZ4
+ * from its liblz4, both opened with dlopen: building chrono needs neither's
  * headers, and a host without them keeps the pure-Python encoder.
  *
  * This is the cdef of chrono._pages (native/pages/build_pages.py); it is not
@@ -15,11 +15,12 @@ int pages_init(char *why, size_t len);
 /* keys[32 * i] = SHA-256 of page i, for each i < n with nonzero[i] set. */
 void pages_hash(const uint8_t *pages, size_t n, const uint8_t *nonzero, uint8_t *keys);
 
-/* Bytes one compressed page may take (zstd's bound for 4 KiB). */
+/* Bytes one compressed page may take: the size header and LZ4's bound for 4 KiB. */
 size_t pages_bound(void);
 
-/* One zstd frame (content size in its header, no checksum) of each page
- * pages[which[j]], j < k, at `level`, written at arena + j * pages_bound();
- * sizes[j] its length.  0, or -1 if zstd failed (sizes of the rest: 0). */
-int pages_compress(const uint8_t *pages, const uint32_t *which, size_t k, int level,
+/* Each page pages[which[j]], j < k, as an LZ4 payload of the store (the
+ * content size, 4 bytes little-endian, then one LZ4 block), written at
+ * arena + j * pages_bound(); sizes[j] its length.  0, or -1 if LZ4 failed
+ * (sizes of the rest: 0). */
+int pages_compress(const uint8_t *pages, const uint32_t *which, size_t k,
                    uint8_t *arena, uint32_t *sizes);

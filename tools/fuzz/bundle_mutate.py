@@ -163,9 +163,16 @@ def set_trace_json(b: Bundle, m: dict) -> None:
 
 
 def blob_content(value: bytes) -> bytes | None:
+    import lz4.block
     import zstandard
     if value[:1] == b"\x00":
         return value[1:]
+    if value[:1] == b"\x02":
+        try:
+            return lz4.block.decompress(value[1:]) if len(value) >= 5 and int.from_bytes(
+                value[1:5], "little") <= 1 << 23 else None
+        except lz4.block.LZ4BlockError:
+            return None
     if value[:1] == b"\x01":
         try:
             return zstandard.ZstdDecompressor().decompress(value[1:], max_output_size=1 << 23)
@@ -175,9 +182,10 @@ def blob_content(value: bytes) -> bytes | None:
 
 
 def encode_blob(content: bytes) -> tuple[bytes, bytes]:
-    import zstandard
-    frame = zstandard.ZstdCompressor(level=1, write_content_size=True).compress(content)
-    value = b"\x01" + frame if len(frame) < len(content) - len(content) // 32 else b"\x00" + content
+    """As chrono writes a blob (LZ4, or raw when that saves less than 1/32)."""
+    import lz4.block
+    packed = lz4.block.compress(content, store_size=True)
+    value = b"\x02" + packed if len(packed) < len(content) - len(content) // 32 else b"\x00" + content
     return hashlib.sha256(content).digest(), value
 
 
