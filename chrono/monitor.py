@@ -38,6 +38,18 @@ class Monitor:
         self._recorder = recorder
         self._snapshots = None
         self._saving = None             # (name, start) of a savevm still committing
+        self._warming = None            # the thread of prepare()
+
+    def prepare(self) -> None:
+        """The monitor was entered: load what a first savevm needs (numpy, the
+        store, the page encoder: 70-100 ms) in a thread while the user types,
+        rather than in the savevm.  Opens nothing: a run that never saves
+        still creates no store."""
+        if self._warming is None:
+            import threading
+            from chrono.store.capture import warm_up
+            self._warming = threading.Thread(target=warm_up, name="chrono-warm-up", daemon=True)
+            self._warming.start()
 
     @property
     def snapshots(self) -> "Snapshots":
@@ -52,6 +64,8 @@ class Monitor:
     def close(self) -> str:
         """Finish a pending save and close the store; returns its report."""
         report = ""
+        if self._warming is not None:
+            self._warming.join()        # an import must not be cut by the interpreter's exit
         if self._snapshots is not None:
             report = self._finish_pending()
             self._snapshots.close()
@@ -107,6 +121,10 @@ class Monitor:
         else:
             self.snapshots.save(name, background=True)
         return MonitorReply("", "pending")
+
+    def busy(self) -> bool:
+        """A savevm is still committing: its report is due."""
+        return self._saving is not None
 
     def poll(self) -> str:
         """A finished background savevm's report (or error), once; else ''."""

@@ -80,3 +80,18 @@ def test_a_fast_boot_answers_without_numpy_elftools_rich_or_threads(tmp_path):
     assert b"kept" in proc.stdout and b"Powering off." in proc.stdout
     assert among(modules, NOT_IN_FAST_BOOT) == []
     assert "chrono._core" in modules            # the probe saw a real run
+
+
+def test_entering_the_monitor_loads_what_a_first_savevm_needs_beside_the_guest(tmp_path):
+    """Ctrl-A c starts loading numpy and the page encoder in a thread, so that
+    the savevm the user is typing does not wait for them; a run that never
+    enters the monitor loads neither, and entering it creates no store."""
+    store = tmp_path / "store"
+    proc, modules = loaded_by(tmp_path, "run", "--store", store,
+                              script="\x01c\x01cpoweroff\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "numpy" in modules and "chrono._pages" in modules
+    assert not store.exists()
+    proc, modules = loaded_by(tmp_path, "run", "--store", store, script="poweroff\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "numpy" not in modules and "chrono._pages" not in modules

@@ -411,3 +411,30 @@ def test_stop_at_a_terminal_holds_typed_input_until_cont(terminal, tmp_path):
     t.type(b"\x01x")
     assert t.proc.wait(timeout=10) == 0
     assert termios.tcgetattr(t.slave) == t.before
+
+
+def test_a_savevm_committing_keeps_the_idle_session_looking_for_its_report(tmp_path):
+    """While a savevm commits beside the guest the monitor is busy, and an idle
+    session then waits for input in short steps (its report is not held back
+    by a whole 0.1 s wait); once reported, the session waits as before."""
+    from chrono.core.launch import GuestSpec, launch
+    from chrono.core.session import Session
+    from chrono.monitor import Monitor
+    from chrono.store.capture import Snapshots
+
+    guest = launch(GuestSpec())
+    guest.machine.run(2_000_000)
+    store = Store(tmp_path / "store", create=True)
+    mon = Monitor(lambda: Snapshots(store, guest))
+    session = Session(guest.machine, monitor=mon)
+    assert not mon.busy() and session._input_wait() == 0.1
+    assert mon.cmd_savevm("s1").action == "pending"
+    assert mon.busy() and session._input_wait() < 0.01
+    for _ in range(6000):               # the commit runs in its own thread
+        report = mon.poll()
+        if report:
+            break
+        time.sleep(0.01)
+    assert report.startswith("saved s1 ("), report
+    assert not mon.busy() and session._input_wait() == 0.1
+    mon.close()

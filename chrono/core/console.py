@@ -66,6 +66,7 @@ class Console:
         self.interactive = os.isatty(self._fd)
         self.eof = False
         self.in_monitor = False         # keys go to the monitor line, not the guest
+        self.on_monitor = None          # called each time the monitor is entered
         self._line = bytearray()
         self._last_cr = False           # a CR ended the last monitor line (skip its LF)
         self._line_start = True         # the last byte written ended a line
@@ -192,6 +193,8 @@ class Console:
     def _toggle_monitor(self) -> None:
         self.in_monitor = not self.in_monitor
         self._line.clear()
+        if self.in_monitor and self.on_monitor is not None:
+            self.on_monitor()
         if self.in_monitor and self.interactive:
             self.write(b"\r\n")
             self.monitor_prompt()

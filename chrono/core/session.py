@@ -222,6 +222,7 @@ class Session:
         breakpoints and watchpoints end it too, for a debugger to take over."""
         m = self.machine
         self._debugger = debugger
+        console.on_monitor = getattr(self.monitor, "prepare", None)   # a savevm may follow
         start = m.steps
         always_paced = console.interactive if paced is None else paced
         pacer = Pacer(m) if always_paced else None
@@ -252,7 +253,7 @@ class Session:
             if self.stopped:
                 if console.eof and not self.pending:
                     return outcome("input-ended", 0, "the guest is stopped and the input has ended")
-                self._take_input(console, 0.1)
+                self._take_input(console, self._input_wait())
                 self._monitor_poll(console)
                 continue
             if pacer is None and console.eof and not self.pending and paced is None:
@@ -318,6 +319,13 @@ class Session:
                     return outcome("input-ended", 0,
                                    "the guest is waiting for input and the input has ended")
 
+    def _input_wait(self) -> float:
+        """Seconds a wait for input may take while nothing else can happen:
+        short while a monitor result is due (a savevm committing beside the
+        guest), so that its report is not held back by a whole wait."""
+        busy = getattr(self.monitor, "busy", None)
+        return 0.005 if busy is not None and busy() else 0.1
+
     def _waiting_note(self, console: Console, result, output: bytes, since: int) -> None:
         """Say once that a restored guest waits, if it printed nothing and the
         user typed nothing (only on the host's stderr: the guest sees nothing)."""
@@ -346,7 +354,7 @@ class Session:
             # so signals are seen).
             while (not self.pending and (not console.eof or self.net is not None)
                    and not self._quit):
-                if self._take_input(console, 0 if m.prefetch(PREFETCH_PAGES) else 0.1):
+                if self._take_input(console, 0 if m.prefetch(PREFETCH_PAGES) else self._input_wait()):
                     return                      # frames for the guest: it runs again
                 self._monitor_poll(console)
                 if self._debugger is not None and self._debugger():

@@ -201,6 +201,16 @@ def has_net(cfg: dict) -> bool:
     return any(d in ("virtio-mmio-net", "virtio-pci-net") for d in (cfg.get("devices") or []))
 
 
+def warm_up() -> None:
+    """Load what a first save needs beyond this module (numpy, the thread
+    pools, the native page encoder and its libraries), so that it need not."""
+    import concurrent.futures  # noqa: F401
+    import numpy  # noqa: F401
+
+    from chrono.store.encoder import native
+    native()
+
+
 def _nonzero_pages(buffer: np.ndarray) -> np.ndarray:
     """Indices of the 4 KiB pages of `buffer` holding any non-zero byte."""
     import numpy as np
