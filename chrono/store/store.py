@@ -949,18 +949,18 @@ class Reader:
 class Writer(Reader):
     """Writes inside one write transaction (see Store.writer); reads see them."""
 
+    _marked: frozenset[str] = frozenset()      # incompat flags already set in this transaction
+
     def put_blobs(self, blobs) -> int:
         """Store already-encoded (key, value) pairs, skipping keys already
         present and None values (zero pages).  Returns how many were new."""
         items = sorted((k, v) for k, v in blobs if v is not None)    # keys are unique
         if not items:
             return 0
-        lz4 = False
-        for key, value in items:
+        for key, _ in items:
             if len(key) != HASH_SIZE or key == ZERO_HASH:
                 raise ValueError(f"{key!r} is not a blob key")
-            lz4 = lz4 or value[0] == CODEC_LZ4
-        if lz4:
+        if LZ4_FEATURE not in self._marked and any(v[0] == CODEC_LZ4 for _, v in items):
             self._require_feature(LZ4_FEATURE)
         _, added = self._txn.cursor(db=self.store._blobs).putmulti(items, overwrite=False)
         return added
@@ -973,6 +973,7 @@ class Writer(Reader):
         if flag not in flags:
             self._txn.put(b"features.incompat", ",".join([*flags, flag]).encode(),
                           db=self.store._meta)
+        self._marked = self._marked | {flag}    # asked once a transaction, not per put
 
     def remember_leaf(self, key: bytes, leaf: bytes) -> None:
         """Cache a leaf this writer built (key = its SHA-256, computed by the
