@@ -541,7 +541,7 @@ def store_gc(store_path):
                f"{plural(report.blobs_kept, 'blob')}")
     if report.bytes_freed:
         click.echo("the freed space is reused by later snapshots; `chrono store compact` "
-                   "shrinks the file")
+                   "shrinks the file and gives back what packs no longer use")
     for name in report.dangling_refs:
         click.echo(f"warning: {name!r} names a snapshot that is not in the store; "
                    f"`chrono store verify` for details", err=True)
@@ -550,7 +550,8 @@ def store_gc(store_path):
 @store_group.command("compact")
 @store_option
 def store_compact(store_path):
-    """Rewrite the store file without its free space (after gc), atomically."""
+    """Rewrite the store file without its free space, and the packs without
+    the pages gc removed (after gc), atomically."""
     from chrono.units import format_size as size
     from chrono.store import Store
 

@@ -59,6 +59,9 @@ def stats_table(s: StoreStats) -> Grid:
     t.add("stored", size(s.stored_bytes), f"compressed: ratio {s.compression_ratio:.2f}")
     t.add("file", size(s.file_bytes), f"data.mdb; {size(s.used_bytes)} in use, map "
           f"{size(s.map_size)}")
+    if s.pack_bytes:
+        t.add("packs", size(s.pack_bytes), f"pages of big captures; {size(s.pack_live_bytes)} "
+              f"in use (`chrono store compact` gives the rest back)")
     return t
 
 
@@ -69,7 +72,8 @@ def stats_record(s: StoreStats) -> dict:
             "unique_bytes": s.content_bytes, "stored_bytes": s.stored_bytes,
             "dedup_ratio": round(s.dedup_ratio, 4),
             "compression_ratio": round(s.compression_ratio, 4),
-            "file_bytes": s.file_bytes, "used_bytes": s.used_bytes, "map_bytes": s.map_size}
+            "file_bytes": s.file_bytes, "used_bytes": s.used_bytes, "map_bytes": s.map_size,
+            "pack_bytes": s.pack_bytes, "pack_live_bytes": s.pack_live_bytes}
 
 
 def problems_table(report: VerifyReport) -> Grid:

@@ -6,6 +6,8 @@ every id the parent read was committed before the kill.
     store_crash_child.py STORE ROUND store    pages straight into the store
     store_crash_child.py STORE ROUND guest    background savevms of a running
                                               demo guest (copy-on-write capture)
+    store_crash_child.py STORE ROUND packs    the same, every capture's pages
+                                              appended to a pack (chrono.store.packs)
 """
 import sys
 
@@ -27,12 +29,15 @@ def pages_loop(path: str, round_: int) -> None:
             n += 1
 
 
-def guest_loop(path: str, round_: int) -> None:
+def guest_loop(path: str, round_: int, packs: bool = False) -> None:
     from pathlib import Path
+    import chrono.store.capture as capture
     from chrono.core.launch import GuestSpec, launch
     from chrono.store import Store
     from chrono.store.capture import Snapshots
 
+    if packs:
+        capture.INLINE_PAGES = 1        # every capture goes over the pool, into a pack
     image = Path(path).parent / f"disk-{round_}.img"
     image.write_bytes(bytes(1 << 20))
     guest = launch(GuestSpec(disk=image))
@@ -54,4 +59,7 @@ def guest_loop(path: str, round_: int) -> None:
 
 
 if __name__ == "__main__":
-    (guest_loop if sys.argv[3] == "guest" else pages_loop)(sys.argv[1], int(sys.argv[2]))
+    if sys.argv[3] == "store":
+        pages_loop(sys.argv[1], int(sys.argv[2]))
+    else:
+        guest_loop(sys.argv[1], int(sys.argv[2]), packs=sys.argv[3] == "packs")

@@ -42,11 +42,12 @@ def run_and_kill(path: Path, round_: int, delay: float, mode: str) -> list[str]:
     return [line for line in out.split("\n")[:-1] if ID.match(line)]   # complete lines only
 
 
-@pytest.mark.parametrize("mode", ["store", "guest"])
+@pytest.mark.parametrize("mode", ["store", "guest", "packs"])
 def test_sigkill_at_random_moments_never_loses_a_committed_snapshot(tmp_path, mode):
     """mode store: snapshots written straight into the store; guest: background
     savevms of a running guest, killed while a copy-on-write capture is read,
-    hashed or committed."""
+    hashed or committed; packs: the same with every capture's pages appended
+    to a pack (killed mid-append, the bytes are cut off by the next writer)."""
     rng = random.Random(20240601)
     path = tmp_path / "store"
     reported: dict[str, str] = {}
@@ -59,6 +60,8 @@ def test_sigkill_at_random_moments_never_loses_a_committed_snapshot(tmp_path, mo
             # verify reads every blob and checks every page reference of every snapshot
             report = verify(store)
             assert report.ok, report.problems[:5]
+            if mode == "packs" and ids:
+                assert any((path / "packs").glob("*.pack"))
             refs = store.refs()
             with store.reader() as r:
                 for name, sid in reported.items():

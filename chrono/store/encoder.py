@@ -8,11 +8,15 @@ spread over a thread pool; each chunk is read into buffers its thread keeps
 (no fresh memory per capture: on a VM first-touch page faults cost more than
 the copy), and the core flags its zero pages as it copies them, so they are
 never hashed.  A chunk is hashed in one call and its missing pages are
-compressed in another (chrono._pages: libcrypto's SHA-256 and liblz4, the
+made into stored values, back to back, in another (chrono._pages: libcrypto's SHA-256 and liblz4, the
 GIL released once per call): with a call per page, two threads spent their
 time handing the GIL to each other, and two workers hashed slower than one.
 Without chrono._pages's libraries, hashlib and lz4.block do the same work a
 page at a time; the keys are the same either way.
+
+A capture big enough for the pool writes its values to a pack (each pool
+thread appends its chunk's values with one write: chrono.store.packs) and
+puts only pointers into LMDB; a small one puts its values into LMDB itself.
 
 The encoder works inside the snapshot's write transaction: a blob is "in the
 store" as that transaction sees it.  Pool threads check that with read
@@ -24,11 +28,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import threading
 from typing import TYPE_CHECKING, Callable
 
 from chrono.errors import ChronoError
-from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, compress_blob, stored_value
+from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, compress_blob
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
@@ -79,8 +84,8 @@ class _Buffers:
         self.nonzero = np.empty(CHUNK, dtype=np.uint8)
         self.keys = np.empty(CHUNK * HASH_SIZE, dtype=np.uint8)
         self.which = np.empty(CHUNK, dtype=np.uint32)
-        self.sizes = np.empty(CHUNK, dtype=np.uint32)
-        self.arena = np.empty(CHUNK * bound, dtype=np.uint8)
+        self.ends = np.empty(CHUNK, dtype=np.uint32)
+        self.arena = np.empty(CHUNK * (1 + bound), dtype=np.uint8)
         self.bound = bound
 
 
@@ -107,6 +112,9 @@ class CaptureEncoder:
 
     def __init__(self, store: Store, writer: Writer, pool: Executor | None):
         self._store, self._writer, self._pool = store, writer, pool
+        # A capture big enough for the pool goes to a pack (chrono.store.packs),
+        # a small one into LMDB itself: one fsync at commit instead of two.
+        self._packs = writer.packs() if pool is not None else None
         self._claimed: set[bytes] = set()
         self._claim = threading.Lock()
         self._chunks: list = []
@@ -125,20 +133,17 @@ class CaptureEncoder:
         return Part(chunks)
 
     def put(self) -> int:
-        """Store the chunks' new blobs, each chunk as it is done (in order);
-        returns the bytes added.  If one fails, the others are waited for
-        (they read the capture) before its error is raised.
-
-        A chunk's values are let go once stored: held until one sorted put
-        of everything, a first snapshot's 27 MB of them were all fresh
-        memory, and on a VM its page faults cost more than the B-tree's
-        out-of-order inserts."""
+        """Store the chunks' new blobs (or, for a pack, their pointers), each
+        chunk as it is done (in order); returns the bytes added.  If one
+        fails, the others are waited for (they read the capture) before its
+        error is raised.  A chunk's values are let go once stored: on a VM,
+        the page faults of fresh memory cost more than the copy."""
         added = 0
         try:
             for chunk in self._chunks:
-                new = _result(chunk)[1]
+                _, new, size = _result(chunk)
                 self._writer.put_blobs(new)
-                added += sum(len(value) for _, value in new)
+                added += size
                 new.clear()
             return added
         except BaseException:
@@ -152,8 +157,9 @@ class CaptureEncoder:
             return self._encode(read, units, r)
 
     def _encode(self, read: Read, units: np.ndarray, r: Reader | None = None):
-        """(keys, [(key, value) the store lacks]) of one chunk (at most CHUNK
-        units); `r` sees the store as the writer does (None: the writer)."""
+        """(keys, [(key, value or its pointer in a pack) the store lacks],
+        bytes of those values) of one chunk (at most CHUNK units); `r` sees
+        the store as the writer does (None: the writer)."""
         import numpy as np
         n = len(units)
         b = _buffers()
@@ -180,23 +186,31 @@ class CaptureEncoder:
                 if key not in stored and key not in self._claimed:
                     self._claimed.add(key)
                     wanted.append(i)
-        return keys, _compressed(b, flat, keys, wanted, lib)
+        if not wanted:
+            return keys, [], 0
+        data, ends = _values(b, flat, wanted, lib)
+        wanted_keys = [keys[i] for i in wanted]
+        if self._packs is not None:         # written here, in the pool thread
+            return keys, list(zip(wanted_keys, self._packs.append(data, ends))), ends[-1]
+        view = memoryview(bytes(data[:ends[-1]]))
+        return keys, [(key, view[start:end]) for key, start, end
+                      in zip(wanted_keys, [0, *ends[:-1]], ends)], ends[-1]
 
 
-def _compressed(b: _Buffers, flat: memoryview, keys: list[bytes], wanted: list[int], lib):
-    """[(key, stored value)] of the chunk's pages `wanted`."""
-    page = lambda i: flat[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]    # noqa: E731
-    if not lib or not wanted:
-        return [(keys[i], compress_blob(page(i))) for i in wanted]
+def _values(b: _Buffers, flat: memoryview, wanted: list[int], lib):
+    """(data, ends): the stored values of the chunk's pages `wanted` back to
+    back in `data`, value j ending at ends[j].  With chrono._pages they are
+    made in one call, in this thread's arena."""
+    if not lib:
+        values = [compress_blob(flat[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]) for i in wanted]
+        return b"".join(values), list(itertools.accumulate(map(len, values)))
     ffi, c = lib
-    b.which[:len(wanted)] = wanted
-    if c.pages_compress(ffi.from_buffer("uint8_t[]", b.pages), ffi.from_buffer("uint32_t[]", b.which),
-                        len(wanted), ffi.from_buffer("uint8_t[]", b.arena),
-                        ffi.from_buffer("uint32_t[]", b.sizes)) != 0:
+    k = len(wanted)
+    b.which[:k] = wanted
+    if c.pages_values(ffi.from_buffer("uint8_t[]", b.pages), ffi.from_buffer("uint32_t[]", b.which),
+                      k, ffi.from_buffer("uint8_t[]", b.arena), ffi.from_buffer("uint32_t[]", b.ends)) != 0:
         raise ChronoError("LZ4 could not compress a captured page")
-    arena, sizes = memoryview(b.arena), b.sizes[:len(wanted)].tolist()
-    return [(keys[i], stored_value(page(i), arena[j * b.bound:j * b.bound + size]))
-            for j, (i, size) in enumerate(zip(wanted, sizes))]
+    return b.arena, b.ends[:k].tolist()
 
 
 def _result(chunk):

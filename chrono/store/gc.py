@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from chrono.errors import StoreCorruptError, StoreError, StoreFullError, UnknownSnapshotError
-from chrono.store import bootset
+from chrono.store import bootset, packs
 from chrono.store.blobs import HASH_SIZE, PAGE_SIZE, ZERO_HASH, stored_size
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import Reader, Store, Writer
@@ -237,8 +237,11 @@ def gc(store: Store, progress: Callable[[str], None] | None = None,
                 report.blobs_kept += 1
             else:
                 # Leaves (and state) go before pages: while a leaf is stored, so are its pages.
-                (pages if stored_size(value) == PAGE_SIZE else doomed).append(("blob", key))
-                report.bytes_freed += len(value)
+                # A pack holds only captured pages and blocks (chrono.store.packs).
+                pointer = packs.is_pointer(value)
+                page = pointer or stored_size(value) == PAGE_SIZE
+                (pages if page else doomed).append(("blob", key))
+                report.bytes_freed += packs.unpack_pointer(value)[2] if pointer else len(value)
         doomed += pages
         live = {t.id_bytes for t in _traces(w)}
         doomed += [("chunk", k) for k in w.chunk_keys() if k[:TRACE_ID_BYTES] not in live]

@@ -2,6 +2,7 @@
 
     DIR/data.mdb     LMDB data file: named databases meta, blobs, snapshots, refs
     DIR/lock.mdb     LMDB reader table
+    DIR/packs/       blobs of big captures, appended (chrono.store.packs)
     DIR/compact-<pid>.tmp/   only while `compact` runs (removed, or cleaned up by the next compact)
 
 Databases (docs/store.md has the byte layouts):
@@ -11,7 +12,8 @@ Databases (docs/store.md has the byte layouts):
                (comma-separated flags, ext4-style: an unknown incompat flag
                refuses the store, an unknown ro_compat flag refuses writes, an
                unknown compat flag is ignored)
-    blobs      32-byte key -> codec byte + payload (chrono.store.blobs)
+    blobs      32-byte key -> codec byte + payload (chrono.store.blobs), or a
+               pointer into a pack (chrono.store.packs)
     snapshots  32-byte id  -> manifest (chrono.store.manifest)
     refs       UTF-8 name  -> 32-byte snapshot id
 
@@ -51,6 +53,7 @@ from chrono.errors import (RefNameError, StoreCorruptError, StoreError, StoreFor
                            StoreFullError, UnknownSnapshotError)
 from chrono.store.blobs import CODEC_LZ4, HASH_SIZE, ZERO_HASH, ZERO_PAGE, decode_blob, encode_blob
 from chrono.store.lmdbfile import DataFileProblem, check_data_file, read_meta, walk
+from chrono.store import packs
 from chrono.store.manifest import Manifest, ManifestFormatError, snapshot_id
 from chrono.store.pagetable import LEAF_BYTES, LEAF_PAGES, PageTable
 
@@ -66,7 +69,7 @@ FORMAT = 1
 # know only raw and zstd, so they must refuse the store rather than call such
 # a blob damaged); set by the first write of one.
 LZ4_FEATURE = "lz4"
-KNOWN_INCOMPAT: frozenset[str] = frozenset({LZ4_FEATURE})
+KNOWN_INCOMPAT: frozenset[str] = frozenset({LZ4_FEATURE, packs.FEATURE})
 KNOWN_RO_COMPAT: frozenset[str] = frozenset()
 DEFAULT_MAP_SIZE = 1 << 40
 _MIN_MAP_SIZE = 1 << 30
@@ -163,6 +166,7 @@ class Store:
         self._local = threading.local()
         self._leaves = _LeafCache()
         self._preloaded: dict[bytes, bytes] = {}
+        self._packs = packs.PackReader(self.path)
         self._env: lmdb.Environment | None = None
         self._dirfd: int | None = None
         self._write_refusal: str | None = None
@@ -414,6 +418,7 @@ class Store:
         if self._env is not None:
             self._env.close()
             self._env = None
+        self._packs.close()
         if self._dirfd is not None:
             os.close(self._dirfd)
             self._dirfd = None
@@ -508,9 +513,11 @@ class Store:
         except lmdb.Error as e:
             raise self._translate(e) from None
         self._local.writing = True
+        writer = Writer(self, txn)
         try:
             try:
-                yield Writer(self, txn)
+                yield writer
+                writer.finish_packs()
             except BaseException:
                 txn.abort()
                 raise
@@ -519,6 +526,7 @@ class Store:
             txn.abort()
             raise self._translate(e) from None
         finally:
+            writer.close_packs()
             self._local.writing = False
 
     def preload(self, blobs) -> None:
@@ -601,15 +609,22 @@ class Store:
         return (self.path / "data.mdb").stat().st_size
 
     def info(self) -> dict:
-        """LMDB environment facts: map size, page size, pages in use."""
+        """LMDB environment facts (map size, page size, pages in use) and the
+        packs' (bytes on disk, bytes still named)."""
         env = self._usable()
         info, stat = env.info(), env.stat()
+        with self.reader() as r:
+            sizes = packs.pack_sizes(r._txn, self._meta)
         return {"map_size": info["map_size"], "page_size": stat["psize"],
                 "used_bytes": (info["last_pgno"] + 1) * stat["psize"],
-                "file_bytes": self.file_size()}
+                "file_bytes": self.file_size(),
+                "pack_bytes": packs.total_size(self.path, sizes),
+                "pack_live_bytes": sum(live for _, live in sizes.values())}
 
     def compact(self) -> tuple[int, int]:
-        """Rewrite data.mdb without free pages; returns (bytes before, bytes after).
+        """Rewrite the packs that have dead bytes (chrono.store.packs.rewrite)
+        and data.mdb without free pages; returns (bytes before, bytes after),
+        data.mdb and packs together.
 
         A compacting copy (env.copy(compact=True)) is written into
         DIR/compact-<pid>.tmp/ -- beside data.mdb, so on the same file system --,
@@ -623,7 +638,7 @@ class Store:
         if getattr(self._local, "writing", False):
             raise StoreError("cannot compact inside a write transaction")
         data = self.path / "data.mdb"
-        before = data.stat().st_size
+        before = data.stat().st_size + self.info()["pack_bytes"]
         try:
             fcntl.flock(self._dirfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -634,6 +649,7 @@ class Store:
         try:
             with self.reader() as r:
                 self.check_trees(r)     # the copy walks every page: LMDB must not meet a damaged one
+            packs.rewrite(self)
             for stale in self.path.glob("compact-*.tmp"):
                 shutil.rmtree(stale, ignore_errors=True)
             tmp = self.path / f"compact-{os.getpid()}.tmp"
@@ -647,11 +663,11 @@ class Store:
                         raise self._no_room_to_compact(str(e)) from None
                     raise error from None
                 copy = tmp / "data.mdb"
-                _fsync_path(copy)
+                packs.fsync_path(copy)
                 self._env.close()
                 self._env = None
                 os.replace(copy, data)
-                _fsync_path(self.path)
+                packs.fsync_path(self.path)
             except OSError as e:
                 raise (self._no_room_to_compact(e.strerror)
                        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else
@@ -663,7 +679,7 @@ class Store:
                     self._open_databases()
         finally:
             fcntl.flock(self._dirfd, fcntl.LOCK_SH)
-        return before, data.stat().st_size
+        return before, data.stat().st_size + self.info()["pack_bytes"]
 
 
     def _no_room_to_compact(self, why: str) -> StoreFullError:
@@ -702,14 +718,6 @@ def lease_alive(holder: str) -> bool:
     return True
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Reader:
     """Reads inside one transaction (see Store.reader)."""
 
@@ -723,7 +731,13 @@ class Reader:
         """The stored value (codec byte + payload), unverified, or None.  For
         decoding in other threads with decode_blob()."""
         value = self._txn.get(key, db=self.store._blobs)
-        return None if value is None else bytes(value)
+        return None if value is None else self.deref(value)
+
+    def deref(self, value) -> bytes:
+        """A blobs-database value as the stored value it is or points to."""
+        if packs.is_pointer(value):
+            return self.store._packs.read(value, self._where)
+        return bytes(value)
 
     def has_blob(self, key: bytes) -> bool:
         return key == ZERO_HASH or self._txn.get(key, db=self.store._blobs) is not None
@@ -748,7 +762,7 @@ class Reader:
         if value is None:
             raise StoreCorruptError(f"blob {key.hex()} is missing from store {self._where}; run "
                                     f"`chrono store verify` to see what it affects")
-        return decode_blob(key, value, self._where)
+        return decode_blob(key, self.deref(value), self._where)
 
     def get_leaf(self, key: bytes) -> bytes:
         """A page-table leaf (cached by the store)."""
@@ -950,6 +964,22 @@ class Writer(Reader):
     """Writes inside one write transaction (see Store.writer); reads see them."""
 
     _marked: frozenset[str] = frozenset()      # incompat flags already set in this transaction
+    _appender: packs.PackAppender | None = None
+
+    def packs(self, fresh: bool = False) -> packs.PackAppender:
+        """This transaction's appender to the store's packs (made on first
+        use; `fresh`: one that starts a new pack)."""
+        if self._appender is None:
+            self._appender = packs.PackAppender(self, fresh)
+        return self._appender
+
+    def finish_packs(self) -> None:
+        if self._appender is not None:
+            self._appender.finish()
+
+    def close_packs(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
 
     def put_blobs(self, blobs) -> int:
         """Store already-encoded (key, value) pairs, skipping keys already
@@ -961,11 +991,11 @@ class Writer(Reader):
             if len(key) != HASH_SIZE or key == ZERO_HASH:
                 raise ValueError(f"{key!r} is not a blob key")
         if LZ4_FEATURE not in self._marked and any(v[0] == CODEC_LZ4 for _, v in items):
-            self._require_feature(LZ4_FEATURE)
+            self.require_feature(LZ4_FEATURE)
         _, added = self._txn.cursor(db=self.store._blobs).putmulti(items, overwrite=False)
         return added
 
-    def _require_feature(self, flag: str) -> None:
+    def require_feature(self, flag: str) -> None:
         """Add incompat `flag` to the store's meta record in this transaction
         (so it lands with the first record that needs it)."""
         raw = self._txn.get(b"features.incompat", db=self.store._meta)
@@ -1074,6 +1104,9 @@ class Writer(Reader):
         return key is not None and self._txn.delete(key, db=self.store._snapshots)
 
     def delete_blob(self, key: bytes) -> bool:
+        value = self._txn.get(key, db=self.store._blobs)
+        if value is not None and packs.is_pointer(value):
+            self.packs().dead(value)
         return self._txn.delete(key, db=self.store._blobs)
 
     def put_trace(self, name: str, value: bytes) -> None:

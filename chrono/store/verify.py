@@ -18,6 +18,7 @@ import lmdb
 from chrono.errors import ChronoError, StoreCorruptError
 from chrono.store.blobs import (CODEC_LZ4, CODEC_RAW, CODEC_ZSTD, HASH_SIZE, PAGE_SIZE, ZERO_HASH,
                                 decode_blob, stored_size)
+from chrono.store import packs
 from chrono.store.pagetable import LEAF_PAGES
 from chrono.store.store import LEASE_PREFIX, Store, check_ref_name
 
@@ -49,13 +50,13 @@ class VerifyReport:
         return not self.problems
 
 
-def _check_blob(item: tuple[bytes, bytes]) -> str | None:
+def _check_blob(item: tuple[bytes, bytes], deref: Callable[[bytes], bytes]) -> str | None:
     key, value = item
     if len(key) != HASH_SIZE or key == ZERO_HASH:
         return f"a key of {len(key)} bytes is not a blob key" if len(key) != HASH_SIZE \
             else "the zero-page sentinel must never be stored"
     try:
-        decode_blob(key, value)
+        decode_blob(key, deref(value))
     except StoreCorruptError as e:
         return getattr(e, "reason", e.message)
     return None
@@ -88,7 +89,7 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
 
         def flush(batch):
             # One task per worker and batch: a future per blob would cost more than the check.
-            parts = pool.map(lambda i: [_check_blob(item) for item in batch[i:i + step]],
+            parts = pool.map(lambda i: [_check_blob(item, r.deref) for item in batch[i:i + step]],
                              range(0, len(batch), step))
             for (key, _), why in zip(batch, (why for part in parts for why in part)):
                 if why is None:
@@ -111,6 +112,15 @@ def verify(store: Store, progress: Progress | None = None) -> VerifyReport:
             say("blobs", report.blobs, total)
         except lmdb.Error as e:
             problems.append(Problem("store", str(store.path), f"cannot read the blobs ({e})"))
+        try:
+            for pack, (size, _) in packs.pack_sizes(txn, store._meta).items():
+                path = packs.pack_path(store.path, pack)
+                have = path.stat().st_size if path.exists() else None
+                if have is None or have < size:
+                    problems.append(Problem("pack", str(path), "is missing" if have is None else
+                                            f"has {have} bytes, fewer than the {size} committed"))
+        except StoreCorruptError as e:
+            problems.append(Problem("store", str(store.path), e.message))
 
         # 2. every manifest, and everything it names
         leaf_info: dict[bytes, tuple[list[str], int]] = {}    # findings, non-zero pages
@@ -208,6 +218,8 @@ class StoreStats:
     file_bytes: int             # size of data.mdb
     used_bytes: int             # pages LMDB has in use (the rest is free space in the file)
     map_size: int
+    pack_bytes: int = 0         # pack files on disk (chrono.store.packs)
+    pack_live_bytes: int = 0    # of which blobs still name (the rest: compact gives it back)
     snapshots: int = 0
     refs: int = 0
     blobs: int = 0
@@ -232,11 +244,13 @@ def stats(store: Store) -> StoreStats:
     """Counts and sizes of everything in the store (reads leaves, not pages)."""
     import numpy as np      # as in verify()
     info = store.info()
-    s = StoreStats(store.path, info["file_bytes"], info["used_bytes"], info["map_size"])
+    s = StoreStats(store.path, info["file_bytes"], info["used_bytes"], info["map_size"],
+                   info["pack_bytes"], info["pack_live_bytes"])
     with store.reader() as r:
         store.check_trees(r)            # the cursor below walks every blob page
         txn = r._txn
         for _, value in txn.cursor(db=store._blobs):
+            value = r.deref(value)
             s.blobs += 1
             s.stored_bytes += len(value)
             s.content_bytes += stored_size(value)

@@ -9,6 +9,8 @@
 
 #define PAGE 4096
 #define SIZE_HEADER 4           /* the content size before the block (blobs.py) */
+#define CODEC_RAW 0             /* the codec bytes of blobs.py */
+#define CODEC_LZ4 2
 
 /* OpenSSL's low-level SHA-256 calls: a third faster for a 4 KiB page than
  * the one-shot SHA256(), which looks the algorithm up on every call.  The
@@ -91,23 +93,41 @@ size_t pages_bound(void)
     return SIZE_HEADER + (size_t)lib.bound(PAGE);
 }
 
-int pages_compress(const uint8_t *pages, const uint32_t *which, size_t k,
-                   uint8_t *arena, uint32_t *sizes)
+static int have_state(void)
 {
-    size_t bound = pages_bound();
-    if (!lz4_state && !(lz4_state = malloc((size_t)lib.state_size())))
+    return lz4_state || (lz4_state = malloc((size_t)lib.state_size())) != NULL;
+}
+
+static void put_size_header(uint8_t *out)
+{
+    out[0] = PAGE & 0xff;               /* little-endian, whatever the host */
+    out[1] = (PAGE >> 8) & 0xff;
+    out[2] = out[3] = 0;
+}
+
+int pages_values(const uint8_t *pages, const uint32_t *which, size_t k,
+                 uint8_t *arena, uint32_t *ends)
+{
+    size_t bound = pages_bound(), at = 0;
+    if (!have_state())
         return -1;
-    memset(sizes, 0, k * sizeof *sizes);
     for (size_t j = 0; j < k; j++) {
-        uint8_t *out = arena + j * bound;
-        int got = lib.compress(lz4_state, (const char *)pages + (size_t)which[j] * PAGE,
-                               (char *)out + SIZE_HEADER, PAGE, (int)(bound - SIZE_HEADER), 1);
+        const uint8_t *page = pages + (size_t)which[j] * PAGE;
+        uint8_t *out = arena + at;
+        int got = lib.compress(lz4_state, (const char *)page, (char *)out + 1 + SIZE_HEADER,
+                               PAGE, (int)(bound - SIZE_HEADER), 1);
         if (got <= 0)
             return -1;
-        out[0] = PAGE & 0xff;           /* little-endian, whatever the host */
-        out[1] = (PAGE >> 8) & 0xff;
-        out[2] = out[3] = 0;
-        sizes[j] = (uint32_t)(SIZE_HEADER + got);
+        if (SIZE_HEADER + got < PAGE - PAGE / 32) {
+            out[0] = CODEC_LZ4;
+            put_size_header(out + 1);
+            at += 1 + SIZE_HEADER + (size_t)got;
+        } else {                        /* not worth inflating on the way back */
+            out[0] = CODEC_RAW;
+            memcpy(out + 1, page, PAGE);
+            at += 1 + PAGE;
+        }
+        ends[j] = (uint32_t)at;
     }
     return 0;
 }

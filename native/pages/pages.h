@@ -18,9 +18,9 @@ void pages_hash(const uint8_t *pages, size_t n, const uint8_t *nonzero, uint8_t 
 /* Bytes one compressed page may take: the size header and LZ4's bound for 4 KiB. */
 size_t pages_bound(void);
 
-/* Each page pages[which[j]], j < k, as an LZ4 payload of the store (the
- * content size, 4 bytes little-endian, then one LZ4 block), written at
- * arena + j * pages_bound(); sizes[j] its length.  0, or -1 if LZ4 failed
- * (sizes of the rest: 0). */
-int pages_compress(const uint8_t *pages, const uint32_t *which, size_t k,
-                   uint8_t *arena, uint32_t *sizes);
+/* Each page pages[which[j]], j < k, as the store's stored value (blobs.py:
+ * codec LZ4 with its payload, or codec RAW and the page when LZ4 saves less
+ * than 1/32), back to back in arena (room for k * (1 + pages_bound()));
+ * ends[j] is where value j ends.  0, or -1 if LZ4 failed. */
+int pages_values(const uint8_t *pages, const uint32_t *which, size_t k,
+                 uint8_t *arena, uint32_t *ends);
