@@ -134,7 +134,7 @@ def main() -> None:
             print(f"  log: {m.log_bytes:,} bytes, {m.events} events in {m.chunks} chunks: "
                   f"{m.log_bytes / m.length * 1000:.4f} bytes per 1,000 instructions")
             print(f"  inputs: {m.inputs}; keyframes: {len(m.keyframes)} "
-                  f"(every {m.keyframe_interval:,}); store file {store.file_size() / 2**20:.1f} MiB")
+                  f"(every {m.keyframe_interval:,}); store file {store.disk_bytes() / 2**20:.1f} MiB")
             _bundle(store, folder)
             t0 = time.perf_counter()
             replayer = Replayer(store, "bench")

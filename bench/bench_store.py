@@ -141,7 +141,7 @@ def main() -> None:
         from chrono.store import diff
         d = diff(table, table2, store)
         print(f"diff of the two snapshots: {len(d)} pages in {(time.perf_counter() - t) * 1e3:.1f} ms")
-        print(f"data.mdb: {store.file_size() / 1e6:.1f} MB for {nonzero * PAGE_SIZE / 1e6:.1f} MB "
+        print(f"data.mdb and packs: {store.disk_bytes() / 1e6:.1f} MB for {nonzero * PAGE_SIZE / 1e6:.1f} MB "
               f"of non-zero RAM")
 
 

@@ -606,7 +606,12 @@ class Store:
 
     # ---- maintenance ------------------------------------------------------------------
     def file_size(self) -> int:
+        """Bytes of data.mdb."""
         return (self.path / "data.mdb").stat().st_size
+
+    def disk_bytes(self) -> int:
+        """Bytes of data.mdb and the packs together."""
+        return self.file_size() + self.info()["pack_bytes"]
 
     def info(self) -> dict:
         """LMDB environment facts (map size, page size, pages in use) and the
