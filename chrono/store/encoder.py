@@ -145,6 +145,8 @@ class CaptureEncoder:
                 self._writer.put_blobs(new)
                 added += size
                 new.clear()
+            if self._packs is not None:
+                self._packs.sync_soon()         # beside the tables, before the commit
             return added
         except BaseException:
             for chunk in self._chunks:

@@ -26,13 +26,14 @@ which has the store to itself, rewrites the packs that have dead bytes.
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from chrono.errors import StoreCorruptError, StoreFullError
+from chrono.errors import StoreCorruptError, StoreError, StoreFullError
 
 if TYPE_CHECKING:
     from chrono.store.store import Writer
@@ -141,6 +142,8 @@ class PackAppender:
         self._new_file = False
         self._added = 0
         self._dead: dict[int, int] = {}
+        self._syncing: tuple[threading.Thread, int] | None = None
+        self._sync_error: OSError | None = None
         sizes = pack_sizes(writer._txn, writer.store._meta)
         pack = max(sizes, default=0)
         end, live = sizes.get(pack, (0, 0))
@@ -164,15 +167,27 @@ class PackAppender:
             while done < size:
                 done += os.pwrite(self._fd, view[done:], offset + done)
         except OSError as e:
-            raise StoreFullError(f"store {self._writer.store.path}: cannot write pack "
-                                 f"{pack_path(self._writer.store.path, pack)} ({e.strerror}); "
-                                 f"free space there") from None
+            raise _write_error(self._writer.store.path, pack, e) from None
         start = 0
         pointers = []
         for end in ends:
             pointers.append(_POINTER.pack(POINTER, pack, offset + start, end - start))
             start = end
         return pointers
+
+    def sync_soon(self) -> None:
+        """Start making what was appended so far durable, in a thread, while
+        the caller builds the rest of its transaction (finish() waits)."""
+        if self._fd is not None and self._syncing is None:
+            thread = threading.Thread(target=self._sync, name="chrono-pack-sync", daemon=True)
+            thread.start()
+            self._syncing = (thread, self._end)
+
+    def _sync(self) -> None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError as e:
+            self._sync_error = e
 
     @property
     def written(self) -> int:
@@ -196,13 +211,25 @@ class PackAppender:
         if self._fd is None:
             return
         w.require_feature(FEATURE)
-        os.fdatasync(self._fd)
+        synced = 0
+        if self._syncing is not None:
+            thread, synced = self._syncing
+            thread.join()
+        try:
+            if self._sync_error is not None:
+                raise self._sync_error
+            if synced != self._end:         # appended since (or never synced): sync here
+                os.fdatasync(self._fd)
+        except OSError as e:
+            raise _write_error(w.store.path, self._pack, e) from None
         if self._new_file:
             fsync_path(pack_path(w.store.path, self._pack).parent)
         live = self._live + self._added - self._dead.get(self._pack, 0)
         w._txn.put(meta_key(self._pack), _sizes(self._end, live), db=w.store._meta)
 
     def close(self) -> None:
+        if self._syncing is not None:
+            self._syncing[0].join()         # never close the file under its sync
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -219,8 +246,15 @@ class PackAppender:
             if os.fstat(self._fd).st_size > end:     # a killed writer's uncommitted bytes
                 os.ftruncate(self._fd, end)
         except OSError as e:
-            raise StoreFullError(f"store {store_dir}: cannot open pack {path} "
-                                 f"({e.strerror})") from None
+            raise _write_error(store_dir, self._pack, e) from None
+
+
+def _write_error(store_dir: Path, pack: int, e: OSError) -> StoreError:
+    where = f"store {store_dir}: cannot write pack {pack_path(store_dir, pack)} ({e.strerror})"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StoreFullError(f"{where}; free space there, or remove snapshots you do not need "
+                              f"(`chrono snap rm NAME`, then `chrono store gc`)")
+    return StoreError(f"{where}; nothing was saved")
 
 
 def fsync_path(path: Path) -> None:
