@@ -77,9 +77,10 @@ def cli_start(runs: int, option: str = "--version", command: list[str] = CHRONO)
 
 
 def evict(store: Path) -> None:
-    """Drop the store's files (data.mdb, boot sets) from the page cache (their
-    pages are clean: nothing is lost)."""
-    for path in [store / "data.mdb", *sorted((store / "bootsets").glob("*"))]:
+    """Drop the store's files (data.mdb, packs, boot sets) from the page cache
+    (their pages are clean: nothing is lost)."""
+    for path in [store / "data.mdb", *sorted((store / "packs").glob("*.pack")),
+                 *sorted((store / "bootsets").glob("*"))]:
         fd = os.open(path, os.O_RDONLY)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
