@@ -317,7 +317,6 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, net=None,
     """The guest `run` and `record` start: booted from images, or from a snapshot."""
     import dataclasses
 
-    from chrono.core.launch import GuestSpec, launch
     from chrono.net.config import NO_NET
 
     net = net or NO_NET
@@ -351,6 +350,7 @@ def start_guest(ctx, guest_name, from_snapshot, commit, store_path, net=None,
         return StartedGuest(guest, snapshots, None,
                             f"restored {from_snapshot} in {ms:.1f} ms "
                             f"(RAM pages load as the guest touches them)", net=net)
+    from chrono.core.launch import GuestSpec, launch    # the image loader: not for --from
     if guest_name is not None:
         from chrono.guests import guest_spec
         spec = guest_spec(guest_name, **{k: v for k, v in options.items() if _given(ctx, k)})

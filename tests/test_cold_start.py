@@ -3,7 +3,7 @@
 `chrono --version` and `chrono --help` load click and the CLI's own modules,
 nothing of the emulator or the store; a fast boot (`chrono run --from NAME`)
 gets to the guest's answer without numpy, pyelftools, rich, the gdb stub, the
-recordings or any thread pool (each costs tens of milliseconds to import:
+recordings, the image loader or any thread pool (each costs tens of milliseconds to import:
 bench/bench_cold_start.py measures the whole start).  Each test runs chrono as
 a user does, in its own process, and reads the modules that process loaded.
 """
@@ -32,8 +32,11 @@ HEAVY = ("numpy", "lmdb", "zstandard", "rich", "elftools", "chrono._core", "chro
          "chrono.replay", "chrono.store", "concurrent.futures", "importlib.metadata", "xml")
 # What a fast boot needs of these: the native core and the store (LMDB; LZ4, not zstd,
 # which only blobs of older stores use).
+# Nor the image loader and device-tree builder: the snapshot holds the machine and its tree.
 NOT_IN_FAST_BOOT = ("numpy", "zstandard", "rich", "elftools", "chrono.gdb", "chrono.replay",
-                    "concurrent.futures", "importlib.metadata", "xml")
+                    "concurrent.futures", "importlib.metadata", "xml", "chrono.core.loader",
+                    "chrono.core.images", "chrono.core.devicetree", "chrono.core.fdt",
+                    "chrono.core.launch")
 
 
 def loaded_by(tmp_path, *args, script: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from chrono.core.board import BoardConfig
-from chrono.core.devicetree import build_device_tree
 from chrono.core.disk import Disk
-from chrono.core.loader import BootImage, plan_boot
+from chrono.core.guest import Guest
+from chrono.core.loader import plan_boot
 from chrono.core.machine import Machine
 from chrono.errors import ImageError, UsageError
 
@@ -48,37 +47,6 @@ class GuestSpec:
     @property
     def is_demo(self) -> bool:
         return self.kernel is None and self.bios is None
-
-
-@dataclass
-class Guest:
-    """A machine loaded with its boot image and disk."""
-
-    machine: Machine
-    boot: BootImage
-    config: BoardConfig
-    disk: Disk | None
-    saved_dtb: bytes | None = None      # its device tree (a restored guest keeps the saved one)
-
-    @property
-    def dtb(self) -> bytes:
-        """The device tree this guest was booted with (built once)."""
-        if self.saved_dtb is None:
-            self.saved_dtb = build_device_tree(self.config)
-        return self.saved_dtb
-
-    def reset(self) -> None:
-        """Load the boot image and reset the hart and devices (power-on)."""
-        for address, data in self.boot.segments:
-            self.machine.write_phys(address, data)
-        b = self.boot
-        self.machine.reset(b.entry, b.a0, b.a1, b.a2)
-
-    def reboot(self) -> None:
-        """A guest-requested reset: RAM is cleared (the images rely on zeroed
-        BSS), the disk overlay survives, as on real hardware."""
-        self.machine.zero_ram()
-        self.reset()
 
 
 def launch(spec: GuestSpec, commit: bool = False,

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from chrono.core import board
 from chrono.core.board import RAM_BASE, BoardConfig, format_ram_option
 from chrono.core.devicetree import build_device_tree
+from chrono.core.guest import BootImage, Region
 from chrono.core.images import (
     PathLike, Segment, check_not_compressed, is_elf, linux_image_header, parse_elf, read_image_file,
     segments_high, segments_low,
@@ -60,40 +61,6 @@ FW_DYNAMIC_INFO_VERSION = 2                 # version 2 added boot_hart
 FW_DYNAMIC_NEXT_MODE_S = 1
 FW_DYNAMIC_INFO = struct.Struct("<6Q")      # magic, version, next_addr, next_mode, options, boot_hart
 FW_DYNAMIC_INFO_GAP = 4 * KiB               # its distance below the device tree
-
-
-@dataclass(frozen=True)
-class Region:
-    """A range of guest physical memory a plan uses (BSS included)."""
-
-    start: int
-    end: int
-    what: str               # "Linux Image", "initrd", "device tree"...
-    option: str = ""        # the option that supplied it; "" = placed by the board
-
-    def __str__(self) -> str:
-        return f"{self.start:#x}-{self.end:#x} {self.what}"
-
-
-@dataclass
-class BootImage:
-    """Everything needed to start a guest: memory contents and initial registers.
-
-    The hart starts in M-mode at ``entry`` with a0/a1/a2 set.  ``segments``
-    are (physical address, bytes) to copy into RAM that starts out zeroed.
-    ``tohost``/``fromhost`` are the HTIF words, when the ELF defines them.
-    """
-
-    segments: list[tuple[int, bytes]]
-    entry: int
-    a0: int = 0
-    a1: int = 0
-    a2: int = 0
-    tohost: int | None = None
-    fromhost: int | None = None
-    symbols: dict[str, int] = field(default_factory=dict)
-    description: str = ""
-    regions: list[Region] = field(default_factory=list)
 
 
 # --- Single images -------------------------------------------------------------

@@ -539,8 +539,7 @@ def guest_from_snapshot(store: Store, name: str):
     its RAM is restored lazily, so it can run at once.
     """
     from chrono.core.disk import Disk
-    from chrono.core.launch import Guest
-    from chrono.core.loader import BootImage
+    from chrono.core.guest import BootImage, Guest
     from chrono.core.machine import Machine
 
     manifest = store.snapshot(name)
