@@ -51,7 +51,7 @@ def is_pointer(value) -> bool:
 
 def unpack_pointer(value) -> tuple[int, int, int]:
     """(pack, offset, length) of a pointer value."""
-    _, pack, offset, length = _POINTER.unpack(bytes(value))
+    _, pack, offset, length = _POINTER.unpack(value)
     return pack, offset, length
 
 
@@ -98,25 +98,25 @@ class PackReader:
     def read(self, pointer, where: str) -> bytes:
         """The stored value a pointer names."""
         pack, offset, length = unpack_pointer(pointer)
-        path = pack_path(self._dir, pack)
         try:
-            data = os.pread(self._fd(pack, path), length, offset)
+            data = os.pread(self._fd(pack), length, offset)
         except OSError as e:
-            raise StoreCorruptError(f"pack {path} of store {where} cannot be read "
-                                    f"({e.strerror}); run `chrono store verify`") from None
+            raise StoreCorruptError(f"pack {pack_path(self._dir, pack)} of store {where} cannot "
+                                    f"be read ({e.strerror}); run `chrono store verify`") from None
         if len(data) != length:
-            raise StoreCorruptError(f"pack {path} of store {where} is shorter than its blobs "
-                                    f"need (truncated?); run `chrono store verify` to see what "
-                                    f"it affects")
+            raise StoreCorruptError(f"pack {pack_path(self._dir, pack)} of store {where} is "
+                                    f"shorter than its blobs need (truncated?); run `chrono "
+                                    f"store verify` to see what it affects")
         return data
 
-    def _fd(self, pack: int, path: Path) -> int:
+    def _fd(self, pack: int) -> int:
         fd = self._fds.get(pack)
         if fd is None:
             with self._lock:
                 fd = self._fds.get(pack)
                 if fd is None:
-                    fd = self._fds[pack] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    fd = self._fds[pack] = os.open(pack_path(self._dir, pack),
+                                                   os.O_RDONLY | os.O_CLOEXEC)
         return fd
 
     def forget(self, pack: int) -> None:
