@@ -1,9 +1,12 @@
 """Pack files (chrono/store/packs.py): a big capture's pages are appended to a
 pack and the blobs database holds pointers; what a user relies on is that
 such a snapshot restores exactly, survives an aborted writer, gives its space
-back through gc and compact, and that a damaged pack is reported, never a
-crash."""
+back through gc and compact, travels in a bundle, and that a damaged pack is
+reported, never a crash."""
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +20,7 @@ from chrono.store import packs
 from chrono.store.capture import Snapshots, guest_from_snapshot
 from chrono.store.gc import gc
 from chrono.store.verify import verify
+from chronocmd import CHRONO
 from test_snapshot_encoder import PAGES, patterned_guest
 
 
@@ -196,3 +200,31 @@ def test_a_full_disk_during_a_pack_write_stores_nothing(tmp_path, monkeypatch):
             assert verify(store).ok
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+# chrono's CLI with every capture's pages sent to a pack (as a big guest's would be).
+PACKING_CHRONO = [sys.executable, "-P", "-c",
+                  "import sys; import chrono.store.capture as c; c.INLINE_PAGES = 1; "
+                  "from chrono.cli import main; sys.argv[0] = 'chrono'; sys.exit(main())"]
+
+
+def test_a_recording_whose_keyframes_are_packed_exports_imports_and_replays(tmp_path):
+    """A bundle carries packed blobs as their stored values: the importing
+    store (which packs nothing of its own here) replays the console output."""
+    store, other = tmp_path / "store", tmp_path / "other"
+    recorded = subprocess.run(PACKING_CHRONO + ["record", "--name", "packed", "--store", str(store),
+                                                "--keyframe-interval", "2000000"],
+                              input=b"write a hello\nsync\nbench 1\npoweroff\n",
+                              capture_output=True, timeout=300)
+    assert recorded.returncode == 0, recorded.stderr.decode()
+    with Store.open(store) as s:
+        assert pointers(s) > 0 and verify(s).ok
+    bundle = tmp_path / "packed.chrono"
+    for args in (["export", "packed", "-o", str(bundle), "--store", str(store)],
+                 ["import", str(bundle), "--store", str(other)]):
+        done = subprocess.run(CHRONO + args, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+    replayed = subprocess.run(CHRONO + ["replay", "packed", "--store", str(other)],
+                              capture_output=True, timeout=300)
+    assert replayed.returncode == 0, replayed.stderr.decode()
+    assert replayed.stdout == recorded.stdout and b"console output identical" in replayed.stderr
