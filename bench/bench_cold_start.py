@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cold start: how long chrono takes to answer, as whole processes.
 
-1. the floor: `python -c pass` (the interpreter alone);
+1. the floors: `python -c pass` (the interpreter alone) and `python -c
+   "import click"` (with the CLI library, which every chrono command loads);
 2. `chrono --version` and `chrono --help` (interpreter, imports, click);
 3. fast boot: `chrono run --from booted`, with `echo ready-3` typed at once,
    from exec to the guest's answer on the pipe; with the store warm in the page
@@ -73,6 +74,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
         store = args.store or booted_store(Path(tmp), args.cache)
         floor = cold_start.python_start(args.runs)
+        click_floor = cold_start.python_start(args.runs, "import click")
         version = cold_start.cli_start(args.runs, "--version", command)
         help_ = cold_start.cli_start(args.runs, "--help", command)
         warm = cold_start.fast_boot(store, args.snapshot, args.runs, cold=False, command=command)
@@ -81,6 +83,7 @@ def main() -> None:
 
     rows = [
         ("python -c pass (the floor)", str(floor), ""),
+        ("python -c 'import click' (the CLI's floor)", str(click_floor), ""),
         ("chrono --version", str(version), verdict(version.best, VERSION_BUDGET_MS)),
         ("chrono --help", str(help_), ""),
         (f"run --from {args.snapshot}: start to answer, warm", str(warm.answer),

@@ -68,8 +68,9 @@ def process_times(command: list[str], runs: int) -> Times:
     return Times(ms)
 
 
-def python_start(runs: int) -> Times:
-    return process_times([sys.executable, "-c", "pass"], runs)
+def python_start(runs: int, code: str = "pass") -> Times:
+    """The interpreter alone (`pass`), or with what it imports (`import click`)."""
+    return process_times([sys.executable, "-c", code], runs)
 
 
 def cli_start(runs: int, option: str = "--version", command: list[str] = CHRONO) -> Times:
