@@ -228,3 +228,16 @@ def test_a_recording_whose_keyframes_are_packed_exports_imports_and_replays(tmp_
                               capture_output=True, timeout=300)
     assert replayed.returncode == 0, replayed.stderr.decode()
     assert replayed.stdout == recorded.stdout and b"console output identical" in replayed.stderr
+
+
+def test_a_damaged_pointer_is_reported_without_reading_what_it_claims(packed):
+    """A pointer whose length bits flipped names 4 GiB: one clear error, no allocation."""
+    store, _ = packed
+    with store.reader() as r:
+        key, value = next((bytes(k), bytes(v)) for k, v in r._txn.cursor(db=store._blobs)
+                          if packs.is_pointer(v))
+    with store.writer() as w:
+        w._txn.put(key, value[:13] + b"\xff\xff\xff\xff", db=store._blobs)
+    with pytest.raises(StoreCorruptError, match="pointer .* is damaged"):
+        store.get_blob(key)
+    assert any(p.kind == "blob" and p.name == key.hex() for p in verify(store).problems)

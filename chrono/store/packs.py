@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 POINTER = 3                     # a pointer's first byte (blobs.py's codecs are 0-2)
 FEATURE = "packs"               # the store's incompat flag once a pack exists
 ROLL_SIZE = 1 << 30             # a pack this big is not appended to any more
+MAX_VALUE = 1 << 16             # packs hold page values (~4 KiB): a longer pointer is damaged
 _POINTER = struct.Struct("<BIQI")
 _META_PREFIX = b"pack."
 
@@ -98,6 +99,10 @@ class PackReader:
     def read(self, pointer, where: str) -> bytes:
         """The stored value a pointer names."""
         pack, offset, length = unpack_pointer(pointer)
+        if length > MAX_VALUE:          # never allocate what a flipped bit asks for
+            raise StoreCorruptError(f"a blob pointer into pack {pack_path(self._dir, pack)} of "
+                                    f"store {where} is damaged (length {length}); run `chrono "
+                                    f"store verify` to see what it affects")
         try:
             data = os.pread(self._fd(pack), length, offset)
         except OSError as e:
