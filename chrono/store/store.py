@@ -539,8 +539,23 @@ class Store:
     def get_blob(self, key: bytes) -> bytes:
         if key == ZERO_HASH:
             return ZERO_PAGE
+        data = self._from_preloaded(key)    # a fast boot's pages: no transaction needed
+        if data is not None:
+            return data
         with self.reader() as r:
             return r.get_blob(key)
+
+    def _from_preloaded(self, key: bytes) -> bytes | None:
+        """The content of a preloaded blob, verified (None: not preloaded, or
+        its copy was damaged and is dropped: the store has the blob itself)."""
+        preloaded = self._preloaded.get(key)
+        if preloaded is None:
+            return None
+        try:
+            return decode_blob(key, preloaded, str(self.path))
+        except StoreCorruptError:
+            self._preloaded.pop(key, None)
+            return None
 
     def get_leaf(self, key: bytes) -> bytes:
         leaf = self._leaves.get(key)
@@ -757,12 +772,9 @@ class Reader:
         """Content of a blob, verified against its key (StoreCorruptError if not)."""
         if key == ZERO_HASH:
             return ZERO_PAGE
-        preloaded = self.store._preloaded.get(key)
-        if preloaded is not None:
-            try:
-                return decode_blob(key, preloaded, self._where)
-            except StoreCorruptError:       # a damaged copy: the store has the blob itself
-                self.store._preloaded.pop(key, None)
+        data = self.store._from_preloaded(key)
+        if data is not None:
+            return data
         value = self._txn.get(key, db=self.store._blobs)
         if value is None:
             raise StoreCorruptError(f"blob {key.hex()} is missing from store {self._where}; run "
