@@ -38,6 +38,26 @@ static bool capture_area_init(struct capture_area *a, uint64_t units)
     return a->state && a->aside;
 }
 
+/* The capture's tables for `units`, made and faulted in before any capture
+ * (at machine creation, at disk attach), so that the first savevm's pause
+ * only marks them.  A failure here is met again, and reported, by
+ * machine_capture_begin. */
+static void prepare_area(struct capture_area *a, uint64_t units)
+{
+    if (!a->state && capture_area_init(a, units))
+        memset(a->state, 0, units ? units : 1);
+}
+
+void capture_prepare_ram(struct machine *m)
+{
+    prepare_area(&m->capture.ram, m->ram_size / PAGE_SIZE);
+}
+
+void capture_prepare_disk(struct machine *m)
+{
+    prepare_area(&m->capture.disk, machine_disk_blocks(m));
+}
+
 static void capture_area_free(struct capture_area *a)
 {
     if (a->aside)

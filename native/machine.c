@@ -50,6 +50,7 @@ struct machine *machine_new(const struct chrono_config *cfg)
     m->htif_page = cfg->htif_tohost ? cfg->htif_tohost & ~0xfffull : UINT64_MAX;
     m->stop_reason = -1;
     machine_reset(m, RAM_BASE, 0, 0, 0);
+    capture_prepare_ram(m);
     return m;
 }
 
@@ -133,6 +134,7 @@ int machine_attach_disk(struct machine *m, uint8_t *data, uint64_t size)
     m->disk = data;
     m->disk_size = size;
     virtio_blk_reset(m);
+    capture_prepare_disk(m);
     return 0;
 }
 

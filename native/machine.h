@@ -234,6 +234,8 @@ static inline void ram_forget_code(struct machine *m, uint64_t page)
 void capture_keep_ram(struct machine *m, uint64_t paddr, uint64_t len);
 void capture_keep_disk(struct machine *m, uint64_t offset, uint64_t len);
 void capture_free(struct machine *m);
+void capture_prepare_ram(struct machine *m);     /* the tables, before the first capture */
+void capture_prepare_disk(struct machine *m);
 static inline void ram_before_write(struct machine *m, uint64_t paddr, uint64_t len)
 {
     if (__builtin_expect(atomic_load_explicit(&m->capture.pending, memory_order_relaxed) != 0, 0))
