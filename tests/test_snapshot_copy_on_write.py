@@ -160,3 +160,72 @@ def test_a_background_savevm_is_the_machine_at_its_instant(tmp_path):
         driver.close()
         snaps.close()
         store.close()
+
+
+def test_a_loadvm_right_after_a_background_savevm_does_not_reach_it(tmp_path):
+    """loadvm of another snapshot rewrites all of RAM and the disk: it waits
+    for the pending capture to be read, so the savevm keeps its instant."""
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(4 << 20))
+    guest = launch(GuestSpec(disk=image, rtc_epoch_ns=EPOCH))
+    m = guest.machine
+    store = Store.open(tmp_path / "store", create=True)
+    snaps = Snapshots(store, guest)
+    driver = Driver(m, SCRIPT, tmp_path, "run")
+    try:
+        run_to(driver, m, guest.boot.symbols["cmd_sync"])
+        snaps.save("early")
+        early = digest_dict(m)
+        driver.run(3_000_000)                       # the sync's DMA and more commands
+        run_to(driver, m, guest.boot.symbols["cmd_sync"])
+        instant = digest_dict(m)
+        assert instant["ram"] != early["ram"] and instant["disk"] != early["disk"]
+        assert snaps.save("late", background=True) is None
+        snaps.load("early")                         # at once, while "late" is being read
+        assert {k: v for k, v in digest_dict(m).items() if k != "position"} == \
+            {k: v for k, v in early.items() if k != "position"}
+        restored, restored_snaps = guest_from_snapshot(store, "late")
+        assert digest_dict(restored.machine) == instant
+        restored_snaps.close()
+    finally:
+        driver.close()
+        snaps.close()
+        store.close()
+
+
+def test_a_background_savevm_during_a_replay_is_the_replay_at_its_instant(tmp_path):
+    """A savevm taken in the background while a recording replays: the replay
+    runs on (writing RAM and, by DMA, the disk, and verifying the recording's
+    keyframes as it goes), and the snapshot is the replayed machine at the savevm."""
+    from chrono.replay.replay import Replayer
+    from tracehelp import record_demo
+
+    record_demo(tmp_path, "t", "write a hello\nsync\nbench 2\nwrite b " + "x" * 2000
+                + "\nsync\nls\npoweroff\n", 2_000_000)
+    store = Store.open(tmp_path / "store")
+    replayer = Replayer(store, "t")
+    try:
+        manifest = replayer.manifest
+        at = manifest.keyframes[1].position + 12_345
+        events = iter(replayer.events())
+        event = next(events)
+        while event.position <= at:
+            replayer.run_to(event.position)
+            replayer.apply(event)
+            event = next(events)
+        replayer.run_to(at)
+        instant = digest_dict(replayer.machine)
+        assert replayer.snapshots.save("mid-replay", background=True) is None
+        for event in [event, *events]:              # on to the end, keyframes verified
+            replayer.run_to(event.position)
+            replayer.apply(event)
+        replayer.snapshots.wait()
+        after = digest_dict(replayer.machine)
+        assert after["ram"] != instant["ram"] and after["disk"] != instant["disk"]
+        assert replayer.report.keyframes >= 2
+        restored, restored_snaps = guest_from_snapshot(store, "mid-replay")
+        assert digest_dict(restored.machine) == instant
+        restored_snaps.close()
+    finally:
+        replayer.close()
+        store.close()
