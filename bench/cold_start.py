@@ -7,7 +7,10 @@ Shared by bench_cold_start.py and bench_snapshots.py.
   restored guest's answer is on the pipe ("warm": the store file in the page
   cache, as after a recent run; "cold": the store's files evicted from it
   first with POSIX_FADV_DONTNEED, as after a reboot or a while of other work;
-  only the store is evicted, not Python's or chrono's own files).  The first
+  only the store is evicted, not Python's or chrono's own files); and, where
+  the machine lets us (root, /proc/sys/vm/drop_caches writable), "rebooted":
+  every file cache dropped first, Python's and its libraries' included, as
+  right after a reboot.  The first
   run (not counted) writes the snapshot's boot set, as a user's first fast
   boot does (chrono.store.bootset).
 
@@ -56,25 +59,41 @@ class Times:
         return f"{self.best:.1f} ms (median {self.median:.1f}, {len(self.ms)} runs)"
 
 
-def process_times(command: list[str], runs: int) -> Times:
-    """Wall time of `command` from exec to exit, `runs` times (after one warm-up)."""
+def process_times(command: list[str], runs: int, rebooted: bool = False) -> Times:
+    """Wall time of `command` from exec to exit, `runs` times (after one warm-up;
+    rebooted: every file cache dropped before each)."""
     env = child_env()
     subprocess.run(command, env=env, capture_output=True, check=True)
     ms = []
     for _ in range(runs):
+        if rebooted:
+            drop_all_caches()
         t = time.perf_counter()
         subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=True)
         ms.append((time.perf_counter() - t) * 1000)
     return Times(ms)
 
 
-def python_start(runs: int, code: str = "pass") -> Times:
+def python_start(runs: int, code: str = "pass", rebooted: bool = False) -> Times:
     """The interpreter alone (`pass`), or with what it imports (`import click`)."""
-    return process_times([sys.executable, "-c", code], runs)
+    return process_times([sys.executable, "-c", code], runs, rebooted)
 
 
 def cli_start(runs: int, option: str = "--version", command: list[str] = CHRONO) -> Times:
     return process_times(command + [option], runs)
+
+
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def can_drop_caches() -> bool:
+    return os.access(DROP_CACHES, os.W_OK)
+
+
+def drop_all_caches() -> None:
+    """Write back, then drop every clean page of every file (needs root)."""
+    os.sync()
+    DROP_CACHES.write_text("3\n")
 
 
 def evict(store: Path) -> None:
@@ -96,12 +115,15 @@ class FastBoot:
 
 
 def fast_boot(store: Path, name: str, runs: int, cold: bool, n: int = 3,
-              command: list[str] = CHRONO) -> FastBoot:
+              command: list[str] = CHRONO, rebooted: bool = False) -> FastBoot:
     """`chrono run --from name` with `echo ready-$((n))` typed at once: from exec
-    until the guest's answer arrives, `runs` times (after one warm-up run)."""
+    until the guest's answer arrives, `runs` times (after one warm-up run);
+    cold: the store evicted first; rebooted: every file cache dropped first."""
     answers, restores = [], []
     for i in range(runs + 1):
-        if cold:
+        if rebooted:
+            drop_all_caches()
+        elif cold:
             evict(store)
         ms, restored = _one_fast_boot(store, name, n, command)
         if i:
