@@ -222,5 +222,8 @@ uint64_t machine_net_tx_dropped(struct machine *m);
 
 /* Complete CPU + device state as bytes (no host pointers inside). */
 size_t machine_state_size(struct machine *m);
+/* The same size without a machine: it is fixed by the build (a fast boot
+ * checks a snapshot's layout against it before building one). */
+size_t core_state_size(void);
 int machine_save_state(struct machine *m, uint8_t *buf, size_t len);
 int machine_load_state(struct machine *m, const uint8_t *buf, size_t len);

@@ -52,6 +52,12 @@ size_t machine_state_size(struct machine *m)
     return total;
 }
 
+size_t core_state_size(void)
+{
+    static struct machine probe;    /* only its members' sizes are taken */
+    return machine_state_size(&probe);
+}
+
 int machine_save_state(struct machine *m, uint8_t *buf, size_t len)
 {
     if (len < machine_state_size(m))

@@ -477,3 +477,15 @@ def test_restoring_after_the_current_baseline_was_deleted_and_collected(idle):
     gc_in_another_process(rec.store)
     rec.snaps.load("x")
     assert_replays(rec, "x", "restore after gc of the baseline")
+
+
+def test_the_layout_check_of_a_fast_boot_agrees_with_every_machine(tmp_path):
+    """A fast boot checks a snapshot's state size against core_state_size()
+    (no machine is built for it): the size every machine's state has."""
+    from chrono.core.machine import Machine
+    from chrono.store.capture import core_state_size
+
+    plain = Machine(16 << 20)
+    with_net = Machine(64 << 20, virtio="pci")
+    with_net.attach_net()
+    assert {len(plain.save_state()), len(with_net.save_state())} == {core_state_size()}

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from chrono._core import ffi
-from chrono.core import qcow2
 from chrono.core.guestfiles import open_guest_file
 from chrono.core.overlay import QCOW2_HEADER_RISK, SUFFIX as OVERLAY_SUFFIX, save_overlay, write_blocks
 from chrono.errors import DiskError, os_error_message
@@ -70,6 +69,7 @@ class Disk:
         ``progress`` is told, in a line, when a qcow2 image is being laid out."""
         path = Path(path)
         if _is_qcow2(path):
+            from chrono.core import qcow2       # only for qcow2 images: a fast boot has none
             if writable:
                 raise DiskError(f"--disk {path}: --commit cannot write into a qcow2 image; "
                                 f"convert it to raw ({qcow2.convert_hint(path)}) and commit "
@@ -102,6 +102,7 @@ class Disk:
     @classmethod
     def _open_qcow2(cls, path: Path, progress: Callable[[str], None]) -> "Disk":
         """A qcow2 image (and its backing files) as the read-only base."""
+        from chrono.core import qcow2
         from chrono.core.diskcache import materialize
 
         what = f"--disk {path}"
@@ -200,6 +201,8 @@ class Disk:
         The overlay is never lost: if the write-back fails, it is saved to a
         file (next to the image, else in the working directory) and the
         DiskError says where and how to apply it (`chrono disk commit FILE`)."""
+        from chrono.core import qcow2
+
         if self.path is None:
             raise DiskError("this disk has no image file to commit to")
         if self.format != "raw":
@@ -281,6 +284,8 @@ def _data_extents(path: Path, size: int) -> list[tuple[int, int]] | None:
 def _is_qcow2(path: Path) -> bool:
     """Whether --disk ``path`` is a qcow2 image (by its magic, as QEMU probes).
     A file named .qcow2 without the magic is refused: it is damaged, or not one."""
+    from chrono.core import qcow2
+
     what = f"--disk {path}"
     with open_guest_file(path, what, DiskError) as f:
         try:

@@ -129,10 +129,10 @@ def _scratch_machine():
     return Machine(RAM_MIN)
 
 
-@functools.cache
 def core_state_size() -> int:
     """Bytes of this core's CPU/device state (fixed by the build)."""
-    return len(_scratch_machine().save_state())
+    from chrono._core import lib
+    return lib.core_state_size()
 
 
 def state_problem(state: bytes) -> str | None:
