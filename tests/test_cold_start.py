@@ -98,3 +98,26 @@ def test_entering_the_monitor_loads_what_a_first_savevm_needs_beside_the_guest(t
     proc, modules = loaded_by(tmp_path, "run", "--store", store, script="poweroff\n")
     assert proc.returncode == 0, proc.stderr
     assert "numpy" not in modules and "chrono._pages" not in modules
+
+
+def test_savevm_and_loadvm_at_the_monitor_never_load_numpy_ma(tmp_path):
+    """numpy.ma costs 8-15 ms to import: np.union1d's first call did, inside
+    the first loadvm of every process (the guest paused for it)."""
+    script = ("write a one\nsync\n" + MON + "savevm s1\n" + MON + "write b two\nsync\n"
+              + MON + "loadvm s1\n" + MON + "ls\npoweroff\n")
+    proc, modules = loaded_by(tmp_path, "run", "--store", tmp_path / "store", script=script)
+    assert proc.returncode == 0, proc.stderr
+    assert b"restored s1" in proc.stdout
+    assert "numpy" in modules and "numpy.ma" not in modules
+
+
+def test_the_page_union_of_a_restore_is_numpys():
+    import numpy as np
+
+    from chrono.store.capture import _union
+    rng = np.random.default_rng(7)
+    for n, m in [(0, 0), (0, 5), (1, 0), (50, 80), (3000, 20)]:
+        a = np.sort(rng.choice(100_000, n, replace=False)).astype(np.int64)
+        b = rng.integers(0, 100_000, m)                 # unsorted, with repeats
+        got = _union(a, b)
+        assert got.dtype == np.int64 and np.array_equal(got, np.union1d(a, b))
