@@ -6,6 +6,7 @@ host writes after the savevm instant must never reach the snapshot.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -122,57 +123,61 @@ def run_to(driver, m, address):
     assert outcome.kind == "breakpoint" and m.pc == address, outcome
 
 
-def test_a_background_savevm_is_the_machine_at_its_instant(tmp_path):
-    """savevm in the background at the start of a `sync`, then the guest
-    writes RAM and (by virtio DMA) its disk before the capture is read: the
-    snapshot, restored, has the digest (CPU/devices, all of RAM, the whole
-    disk) of the savevm instant."""
+@contextmanager
+def saving_demo(tmp_path):
+    """The demo guest with a 4 MiB disk, a store and its Snapshots, and a
+    Driver feeding SCRIPT: (guest, store, snapshots, driver)."""
     image = tmp_path / "disk.img"
     image.write_bytes(bytes(4 << 20))
     guest = launch(GuestSpec(disk=image, rtc_epoch_ns=EPOCH))
-    m = guest.machine
     store = Store.open(tmp_path / "store", create=True)
     snaps = Snapshots(store, guest)
-    driver = Driver(m, SCRIPT, tmp_path, "run")
-    go = threading.Event()
+    driver = Driver(guest.machine, SCRIPT, tmp_path, "run")
     try:
-        run_to(driver, m, guest.boot.symbols["cmd_sync"])
-        snaps.save("first")                         # a baseline: the next saves are incremental
-        for name in ("busy", "later"):
-            run_to(driver, m, guest.boot.symbols["cmd_sync"])
-            instant = digest_dict(m)
-            # Hold the committer until the guest has moved on, so the reads
-            # certainly come after its writes.
-            go.clear()
-            snaps._committer.submit(go.wait)
-            assert snaps.save(name, background=True) is None
-            disk_before = guest.disk.data.copy()
-            driver.run(3_000_000)                   # the sync's DMA, then more commands
-            assert not np.array_equal(guest.disk.data, disk_before), "the disk did not move on"
-            go.set()
-            snaps.wait()
-            assert snaps.times.paused < 0.05
-            restored, restored_snaps = guest_from_snapshot(store, name)
-            assert digest_dict(restored.machine) == instant
-            restored_snaps.close()
+        yield guest, store, snaps, driver
     finally:
-        go.set()
         driver.close()
         snaps.close()
         store.close()
 
 
+def test_a_background_savevm_is_the_machine_at_its_instant(tmp_path):
+    """savevm in the background at the start of a `sync`, then the guest
+    writes RAM and (by virtio DMA) its disk before the capture is read: the
+    snapshot, restored, has the digest (CPU/devices, all of RAM, the whole
+    disk) of the savevm instant."""
+    go = threading.Event()
+    with saving_demo(tmp_path) as (guest, store, snaps, driver):
+        m = guest.machine
+        try:
+            run_to(driver, m, guest.boot.symbols["cmd_sync"])
+            snaps.save("first")     # a baseline: the next saves are incremental
+            for name in ("busy", "later"):
+                run_to(driver, m, guest.boot.symbols["cmd_sync"])
+                instant = digest_dict(m)
+                # Hold the committer until the guest has moved on, so the reads
+                # certainly come after its writes.
+                go.clear()
+                snaps._committer.submit(go.wait)
+                assert snaps.save(name, background=True) is None
+                disk_before = guest.disk.data.copy()
+                driver.run(3_000_000)   # the sync's DMA, then more commands
+                assert not np.array_equal(guest.disk.data, disk_before), "the disk did not move on"
+                go.set()
+                snaps.wait()
+                assert snaps.times.paused < 0.05
+                restored, restored_snaps = guest_from_snapshot(store, name)
+                assert digest_dict(restored.machine) == instant
+                restored_snaps.close()
+        finally:
+            go.set()
+
+
 def test_a_loadvm_right_after_a_background_savevm_does_not_reach_it(tmp_path):
     """loadvm of another snapshot rewrites all of RAM and the disk: it waits
     for the pending capture to be read, so the savevm keeps its instant."""
-    image = tmp_path / "disk.img"
-    image.write_bytes(bytes(4 << 20))
-    guest = launch(GuestSpec(disk=image, rtc_epoch_ns=EPOCH))
-    m = guest.machine
-    store = Store.open(tmp_path / "store", create=True)
-    snaps = Snapshots(store, guest)
-    driver = Driver(m, SCRIPT, tmp_path, "run")
-    try:
+    with saving_demo(tmp_path) as (guest, store, snaps, driver):
+        m = guest.machine
         run_to(driver, m, guest.boot.symbols["cmd_sync"])
         snaps.save("early")
         early = digest_dict(m)
@@ -187,10 +192,6 @@ def test_a_loadvm_right_after_a_background_savevm_does_not_reach_it(tmp_path):
         restored, restored_snaps = guest_from_snapshot(store, "late")
         assert digest_dict(restored.machine) == instant
         restored_snaps.close()
-    finally:
-        driver.close()
-        snaps.close()
-        store.close()
 
 
 def test_a_background_savevm_during_a_replay_is_the_replay_at_its_instant(tmp_path):
